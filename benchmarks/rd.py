@@ -1,0 +1,149 @@
+"""Rate-distortion benchmark: neuralvol against SZ3 (pysz) and ZFP (zfpy) in one run.
+
+For each volume and ratio (native bytes / compressed bytes, neuralvol's whole .nvc file),
+prints PSNR and seconds per codec, plus neuralvol's full-grid decode throughput. SZ3's
+absolute error bound and ZFP's tolerance are bisected to land at or under each ratio's
+byte budget. PSNR is 20*log10((max - min) / RMSE) over all voxels in the original dtype.
+
+    .venv/bin/python benchmarks/rd.py [--volumes NAME ...] [--ratios 50 100 200 400] [--time-budget 60]
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import neuralvol as nv
+from neuralvol.metrics import psnr
+from neuralvol.volume import cast_to_dtype
+
+REPO = Path(__file__).resolve().parents[1]
+VOLUMES = REPO.parent / "shared" / "data" / "volumes"
+
+
+def bisect_error_bound(compress, decompress, data: np.ndarray, budget: int, iterations: int = 40):
+    """Smallest error bound (log-bisected) whose output fits ``budget`` bytes; (decoded, bytes) or None."""
+    value_range = float(data.max() - data.min()) or 1.0
+    lo, hi = value_range * 1e-9, value_range * 2.0
+    blob = compress(data, hi)
+    if len(blob) > budget:
+        return None
+    best = blob
+    for _ in range(iterations):
+        mid = math.sqrt(lo * hi)
+        blob = compress(data, mid)
+        if len(blob) <= budget:
+            hi, best = mid, blob
+        else:
+            lo = mid
+        if hi / lo < 1.01:
+            break
+    return decompress(best), len(best)
+
+
+def run_sz3(original: np.ndarray, budget: int):
+    from pysz import sz, szConfig, szErrorBoundMode
+    data = original.astype(np.float64 if original.dtype == np.float64 else np.float32)
+
+    def compress(x, bound):
+        cfg = szConfig(x.shape)
+        cfg.errorBoundMode = szErrorBoundMode.ABS
+        cfg.absErrorBound = bound
+        return sz.compress(x, cfg)[0].tobytes()
+
+    def decompress(blob):
+        return sz.decompress(np.frombuffer(blob, dtype=np.uint8), data.dtype, data.shape)[0]
+    return _timed_baseline(original, data, budget, compress, decompress)
+
+
+def run_zfp(original: np.ndarray, budget: int):
+    import zfpy
+    data = original.astype(np.float64 if original.dtype == np.float64 else np.float32)
+    return _timed_baseline(original, data, budget, lambda x, t: zfpy.compress_numpy(x, tolerance=t),
+                           zfpy.decompress_numpy)
+
+
+def _timed_baseline(original, data, budget, compress, decompress):
+    start = time.perf_counter()
+    result = bisect_error_bound(compress, decompress, data, budget)
+    seconds = time.perf_counter() - start
+    if result is None:
+        return None, None, seconds
+    decoded, nbytes = result
+    return psnr(original, cast_to_dtype(np.asarray(decoded, dtype=np.float64), original.dtype)), nbytes, seconds
+
+
+def run_neuralvol(original: np.ndarray, ratio: float, time_budget: float, spacing, seed: int):
+    start = time.perf_counter()
+    try:
+        vol = nv.compress(original, spacing=spacing or (1, 1, 1), ratio=ratio, time_budget=time_budget, seed=seed)
+    except nv.InputError as exc:
+        return {"error": str(exc)}
+    fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    decoded = vol.decode()
+    decode_s = time.perf_counter() - start
+    return {"psnr": psnr(original, decoded), "bytes": vol.nbytes, "seconds": fit_s, "steps": vol.training["steps"],
+            "decode_s": decode_s, "voxels_per_s": original.size / decode_s}
+
+
+def _fmt(value, spec):
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--volumes", nargs="*", help="names in ../shared/data/volumes (default: all)")
+    parser.add_argument("--ratios", nargs="*", type=float, default=[50, 100, 200, 400])
+    parser.add_argument("--time-budget", type=float, default=60.0, help="neuralvol fitting seconds per volume and ratio")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--codecs", nargs="*", default=["neuralvol", "sz3", "zfp"])
+    parser.add_argument("--csv", type=Path, help="also write the rows to this CSV file")
+    parser.add_argument("--data", type=Path, default=VOLUMES)
+    args = parser.parse_args(argv)
+
+    manifest = {e["name"]: e for e in json.loads((args.data / "manifest.json").read_text())}
+    names = args.volumes or sorted(manifest)
+    header = ("volume", "ratio", "nv PSNR", "nv s", "nv steps", "nv decode Mvox/s", "SZ3 PSNR", "SZ3 s",
+              "ZFP PSNR", "ZFP s")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    rows = []
+    for name in names:
+        if name not in manifest:
+            print(f"unknown volume {name!r}; known: {', '.join(sorted(manifest))}", file=sys.stderr)
+            return 2
+        original = np.load(args.data / manifest[name]["file"])
+        for ratio in args.ratios:
+            budget = int(original.nbytes // ratio)
+            row = {"volume": name, "ratio": ratio}
+            if "neuralvol" in args.codecs:
+                res = run_neuralvol(original, ratio, args.time_budget, manifest[name].get("spacing_xyz"), args.seed)
+                row.update({f"nv_{k}": v for k, v in res.items()})
+            if "sz3" in args.codecs:
+                row["sz3_psnr"], row["sz3_bytes"], row["sz3_seconds"] = run_sz3(original, budget)
+            if "zfp" in args.codecs:
+                row["zfp_psnr"], row["zfp_bytes"], row["zfp_seconds"] = run_zfp(original, budget)
+            rows.append(row)
+            vps = row.get("nv_voxels_per_s")
+            print(f"| {name} | {ratio:g} | {_fmt(row.get('nv_psnr'), '.2f')} | {_fmt(row.get('nv_seconds'), '.1f')} | "
+                  f"{row.get('nv_steps', '—')} | {_fmt(vps / 1e6 if vps else None, '.2f')} | "
+                  f"{_fmt(row.get('sz3_psnr'), '.2f')} | {_fmt(row.get('sz3_seconds'), '.1f')} | "
+                  f"{_fmt(row.get('zfp_psnr'), '.2f')} | {_fmt(row.get('zfp_seconds'), '.1f')} |", flush=True)
+    if args.csv:
+        keys = sorted({k for r in rows for k in r})
+        with open(args.csv, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

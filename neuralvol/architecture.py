@@ -1,0 +1,62 @@
+"""Choosing the network's shape for a byte budget.
+
+Rules from the prototype's measurements (``../shared/docs/PERFORMANCE_NOTES.md``): the MLP
+narrows and the grid coarsens as the parameter budget shrinks; the finest grid resolution
+follows the largest volume dimension; the hash-table size ``T`` (a multiple of 8, not
+necessarily a power of two) is then the largest that keeps the parameter count in budget.
+"""
+from __future__ import annotations
+
+from .encodings import HashGridConfig
+from .errors import InputError
+from .model import ModelConfig
+
+# (minimum parameter budget, levels, features, base resolution, MLP width, hidden layers)
+LADDER = (
+    (100_000, 16, 2, 8, 64, 2),
+    (30_000, 16, 2, 8, 32, 2),
+    (8_000, 12, 2, 8, 32, 2),
+    (2_000, 8, 2, 4, 16, 2),
+    (600, 6, 2, 4, 8, 2),
+    (0, 4, 1, 2, 8, 1),
+)
+
+
+def _with_table(base: ModelConfig, table_size: int) -> ModelConfig:
+    enc = base.encoding
+    return ModelConfig(HashGridConfig(enc.n_levels, enc.n_features, table_size, enc.base_resolution,
+                                      enc.finest_resolution), base.mlp_width, base.mlp_hidden_layers)
+
+
+def fit_table_size(base: ModelConfig, max_params: int) -> ModelConfig | None:
+    """Largest multiple-of-8 table size keeping ``n_params <= max_params`` (None if none does)."""
+    smallest = _with_table(base, 8)
+    if smallest.n_params > max_params:
+        return None
+    # Past the finest level's dense size every level is dense: more table buys nothing.
+    largest = max(r ** 3 for r in smallest.encoding.level_resolutions())
+    lo, hi = 1, (largest + 7) // 8
+    if _with_table(base, hi * 8).n_params <= max_params:
+        return _with_table(base, hi * 8)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _with_table(base, mid * 8).n_params <= max_params:
+            lo = mid
+        else:
+            hi = mid
+    return _with_table(base, lo * 8)
+
+
+def choose_architecture(dims: tuple[int, int, int], max_params: int) -> ModelConfig:
+    """The network for a volume of ``dims`` (x, y, z) with at most ``max_params`` parameters."""
+    finest = max(2, max(dims))
+    for threshold, levels, features, base_res, width, layers in LADDER:
+        if max_params < threshold:
+            continue
+        base_res = min(base_res, finest)
+        base = ModelConfig(HashGridConfig(levels, features, 8, base_res, finest), width, layers)
+        config = fit_table_size(base, max_params)
+        if config is not None:
+            return config
+    raise InputError(f"the size budget allows only {max_params} parameters, fewer than the smallest network "
+                     f"needs; ask for a lower --ratio or a larger --size")

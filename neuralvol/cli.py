@@ -1,0 +1,195 @@
+"""The ``neuralvol`` command: compress, decompress and inspect `.nvc` files.
+
+Exit status: 0 success, 2 bad input or usage (one line on stderr), 1 internal error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from .errors import NeuralVolError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, status 2, like every other bad-input error
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _progress_bar(enabled: bool):
+    if not enabled:
+        return None, lambda: None
+    from tqdm import tqdm
+    bar = tqdm(total=1000, desc="fitting", bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}",
+               file=sys.stderr, mininterval=0.2 if sys.stderr.isatty() else 5.0)
+
+    def update(p):
+        bar.set_postfix_str(f"step {p.step}, ~{p.psnr:.1f} dB", refresh=False)
+        bar.update(int(p.fraction * 1000) - bar.n)
+    return update, bar.close
+
+
+def cmd_compress(args) -> int:
+    from . import compress
+    from .volume_io import read_volume
+    vf = read_volume(args.input, array_name=args.array, dims=args.dims, dtype=args.dtype)
+    update, close = _progress_bar(not args.quiet)
+    start = time.perf_counter()
+    try:
+        vol = compress(vf.array, spacing=vf.spacing, origin=vf.origin, array_name=vf.array_name,
+                       ratio=args.ratio, bpv=args.bpv, size=args.size, time_budget=args.time_budget,
+                       steps=args.steps, psnr=args.psnr, seed=args.seed, device=args.device,
+                       progress=update, record_timings=not args.reproducible)
+    finally:
+        close()
+    vol.save(args.output)
+    if not args.quiet:
+        t = vol.training
+        psnr = "exact" if t.get("exact") else f"{t.get('psnr'):.2f} dB"
+        print(f"{args.output}: {vol.nbytes} bytes, ratio {vol.ratio:.1f}:1, PSNR {psnr}, "
+              f"{t.get('steps')} steps, {time.perf_counter() - start:.1f} s on {t.get('device')}")
+        if args.psnr is not None and not t.get("exact") and (t.get("psnr") or 0) < args.psnr:
+            print(f"note: target PSNR {args.psnr} dB not reached within the budget; kept the best file found",
+                  file=sys.stderr)
+    return 0
+
+
+def _decode_dims(vol, args):
+    if args.scale is not None and args.out_dims is not None:
+        raise NeuralVolError("give --scale or --dims, not both")
+    if args.scale is not None:
+        if not args.scale > 0:
+            raise NeuralVolError(f"--scale must be positive, got {args.scale}")
+        return tuple(max(1, int(round(n * args.scale))) for n in vol.dims)
+    return tuple(args.out_dims) if args.out_dims is not None else None
+
+
+def cmd_decompress(args) -> int:
+    from . import open as open_nvc
+    from .volume_io import write_volume
+    vol = open_nvc(args.input, model=args.model)
+    dims = _decode_dims(vol, args)
+    values = vol.decode(dims=dims, region=args.region)
+    spacing = vol.grid_spacing(dims) if dims is not None else vol.spacing
+    origin = list(vol.origin)
+    if args.region is not None:
+        origin = [o + s * args.region[2 * a] for a, (o, s) in enumerate(zip(vol.origin, spacing))]
+    write_volume(args.output, values, spacing=spacing, origin=origin, array_name=vol.array_name)
+    if not args.quiet:
+        nz, ny, nx = values.shape
+        print(f"{args.output}: {nx}x{ny}x{nz} {values.dtype}")
+    return 0
+
+
+def info_dict(path: str) -> dict:
+    from . import open_all, read_header
+    header = read_header(path)
+    volumes = open_all(path)
+    size = os.path.getsize(path)
+    models = []
+    for vol in volumes:
+        cfg = vol.config
+        models.append({
+            "name": vol.info.name, "array_name": vol.array_name, "time": vol.time,
+            "dims": list(vol.dims), "spacing": list(vol.spacing), "origin": list(vol.origin),
+            "dtype": vol.dtype.name, "value_range": list(vol.value_range),
+            "model": {**cfg.to_dict(), "parameters": cfg.n_params},
+            "native_bytes": vol.info.native_bytes,
+            "training": {k: v for k, v in vol.training.items() if k != "curve"},
+        })
+    native = sum(m["native_bytes"] for m in models)
+    return {"file": path, "bytes": size, "ratio": native / size, "bpv": 8 * size / max(1, sum(
+        int(np.prod(m["dims"])) for m in models)), "format_version": header.get("version"),
+        "library": header.get("library"), "models": models}
+
+
+def cmd_info(args) -> int:
+    info = info_dict(args.input)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{info['file']}: {info['bytes']} bytes, ratio {info['ratio']:.1f}:1, {info['bpv']:.3f} bits/voxel, "
+          f"format v{info['format_version']} ({info['library']})")
+    for i, m in enumerate(info["models"]):
+        enc, net, t = m["model"]["encoding"], m["model"]["network"], m["training"]
+        psnr = "exact" if t.get("exact") else (f"{t['psnr']:.2f} dB" if isinstance(t.get("psnr"), (int, float)) else "?")
+        time_txt = f" time {m['time']}" if m["time"] is not None else ""
+        print(f"  model {i}: {m['array_name']!r}{time_txt} dims {'x'.join(map(str, m['dims']))} {m['dtype']} "
+              f"range [{m['value_range'][0]:g}, {m['value_range'][1]:g}]")
+        print(f"    spacing {tuple(m['spacing'])} origin {tuple(m['origin'])}")
+        print(f"    {enc['type']} L={enc['n_levels']} F={enc['n_features']} T={enc['table_size']} "
+              f"N0={enc['base_resolution']} Nmax={enc['finest_resolution']}; MLP {net['hidden_layers']}x{net['width']}; "
+              f"{m['model']['parameters']} parameters")
+        secs = t.get("seconds")
+        print(f"    PSNR {psnr} after {t.get('steps')} steps"
+              f"{f', {secs:.1f} s' if isinstance(secs, (int, float)) else ''} on {t.get('device')} (seed {t.get('seed')})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="neuralvol", description="Neural compression of volumetric data (.nvc files).")
+    from .volume import LIBRARY_VERSION
+    parser.add_argument("--version", action="version", version=f"neuralvol {LIBRARY_VERSION}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    c = sub.add_parser("compress", help="fit a network to a volume and write an .nvc file")
+    c.add_argument("input", help=".npy, .raw, .vti, .mha/.mhd, .nrrd/.nhdr, .nii/.nii.gz")
+    c.add_argument("output", help="the .nvc file to write")
+    rate = c.add_mutually_exclusive_group()
+    rate.add_argument("--ratio", type=float, help="native bytes / file bytes (default 100)")
+    rate.add_argument("--bpv", type=float, help="bits per voxel of the whole file")
+    rate.add_argument("--size", type=int, help="file size in bytes")
+    c.add_argument("--time-budget", type=float, help="seconds of fitting (default 60 unless --steps)")
+    c.add_argument("--steps", type=int, help="maximum fitting steps")
+    c.add_argument("--psnr", type=float, help="stop once the whole-volume PSNR reaches this (dB)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    c.add_argument("--array", help="point-data array to compress (VTK formats)")
+    c.add_argument("--dims", type=int, nargs=3, metavar=("X", "Y", "Z"), help="dimensions of a .raw input")
+    c.add_argument("--dtype", help="dtype of a .raw input (e.g. int16, float32)")
+    c.add_argument("--reproducible", action="store_true",
+                   help="leave wall-clock times out of the file: same seed and steps give identical bytes")
+    c.add_argument("-q", "--quiet", action="store_true")
+    c.set_defaults(func=cmd_compress)
+
+    d = sub.add_parser("decompress", help="decode an .nvc file to .npy, .raw or .vti")
+    d.add_argument("input")
+    d.add_argument("output")
+    d.add_argument("--scale", type=float, help="resolution factor over the original dims (e.g. 0.5, 2)")
+    d.add_argument("--dims", dest="out_dims", type=int, nargs=3, metavar=("X", "Y", "Z"), help="output resolution")
+    d.add_argument("--region", type=int, nargs=6, metavar=("X0", "X1", "Y0", "Y1", "Z0", "Z1"),
+                   help="inclusive index extent of the output grid")
+    d.add_argument("--model", type=int, default=0, help="which model of a multi-model file")
+    d.add_argument("-q", "--quiet", action="store_true")
+    d.set_defaults(func=cmd_decompress)
+
+    i = sub.add_parser("info", help="describe an .nvc file")
+    i.add_argument("input")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except NeuralVolError as exc:
+        print(f"neuralvol: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("neuralvol: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last resort: say it is ours, keep it short
+        print(f"neuralvol: internal error: {type(exc).__name__}: {exc} (please report this)", file=sys.stderr)
+        if os.environ.get("NEURALVOL_DEBUG"):
+            raise
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

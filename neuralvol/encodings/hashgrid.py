@@ -1,0 +1,207 @@
+"""Multi-resolution hash encoding with tiny-cuda-nn's exact grid maths.
+
+Reproduces ``include/tiny-cuda-nn/encodings/grid.h`` (HashGrid, 3D, linear interpolation):
+
+* level ``l`` has ``scale_l = 2^(l * log2(b)) * N0 - 1`` with
+  ``b = exp(ln(N_max / N0) / (L - 1))`` and resolution ``res_l = ceil(scale_l) + 1``;
+* a point ``x`` in [0, 1]^3 sits at ``pos = x * scale_l + 0.5``; ``floor(pos)`` is the cell,
+  ``pos - floor(pos)`` the trilinear weights; corner ``c`` takes ``+1`` on axis ``d`` when
+  bit ``d`` of ``c`` is set;
+* a level holds ``min(res_l^3, T)`` entries rounded up to a multiple of 8; it is indexed
+  densely (``x + y*res + z*res^2``) when ``res_l^3`` fits, otherwise by the coherent prime
+  hash ``x*1 ^ y*2654435761 ^ z*805459861`` (uint32 arithmetic); both modulo the level size;
+* levels are concatenated through an offset table; entries start uniform in [-1e-4, 1e-4].
+
+The tables are stored feature-major (``[F, N]``) and gathered with one 1-D
+``index_select`` per feature; the backward pass is one 1-D ``index_add_`` per feature.
+On CPU this is 5-10x faster than autograd through ``F.embedding`` (see
+``../shared/docs/PERFORMANCE_NOTES.md``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+PRIMES = (1, 2654435761, 805459861)
+UINT32_MASK = 0xFFFFFFFF
+INIT_RANGE = 1e-4
+
+
+def _next_multiple(value: int, multiple: int) -> int:
+    return ((value + multiple - 1) // multiple) * multiple
+
+
+@dataclass(frozen=True)
+class HashGridConfig:
+    """Shape of a hash grid: L levels of F features, T entries per hashed level."""
+
+    n_levels: int = 16
+    n_features: int = 2
+    table_size: int = 2 ** 14
+    base_resolution: int = 8
+    finest_resolution: int = 64
+
+    kind = "hashgrid"
+
+    def to_dict(self) -> dict:
+        return {"type": self.kind, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "HashGridConfig":
+        return cls(**{k: int(d[k]) for k in ("n_levels", "n_features", "table_size",
+                                               "base_resolution", "finest_resolution")})
+
+    @property
+    def log2_per_level_scale(self) -> float:
+        if self.n_levels <= 1:
+            return 0.0
+        b = math.exp(math.log(self.finest_resolution / self.base_resolution) / (self.n_levels - 1))
+        return math.log2(b)
+
+    def level_scales(self) -> np.ndarray:
+        """``scale_l`` per level, computed in float32 as tiny-cuda-nn does."""
+        levels = np.arange(self.n_levels, dtype=np.float32)
+        log2b = np.float32(self.log2_per_level_scale)
+        return (np.exp2(levels * log2b) * np.float32(self.base_resolution) - np.float32(1.0)).astype(np.float32)
+
+    def level_resolutions(self) -> list[int]:
+        return [int(math.ceil(float(s))) + 1 for s in self.level_scales()]
+
+    def level_sizes(self) -> list[int]:
+        """Entries per level: min(res^3, T), rounded up to a multiple of 8."""
+        table = _next_multiple(self.table_size, 8)
+        return [_next_multiple(min(r ** 3, table), 8) for r in self.level_resolutions()]
+
+    def level_is_dense(self) -> list[bool]:
+        return [r ** 3 <= size for r, size in zip(self.level_resolutions(), self.level_sizes())]
+
+    def level_offsets(self) -> list[int]:
+        offsets = [0]
+        for size in self.level_sizes():
+            offsets.append(offsets[-1] + size)
+        return offsets
+
+    @property
+    def n_entries(self) -> int:
+        return self.level_offsets()[-1]
+
+    @property
+    def n_params(self) -> int:
+        return self.n_entries * self.n_features
+
+    @property
+    def n_output_dims(self) -> int:
+        return self.n_levels * self.n_features
+
+
+class _Gather(torch.autograd.Function):
+    """Feature-major gather ``table[:, index]`` whose backward is a 1-D index_add per feature."""
+
+    @staticmethod
+    def forward(ctx, table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(index)
+        ctx.n_entries = table.shape[1]
+        return torch.stack([table[f].index_select(0, index) for f in range(table.shape[0])])
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        (index,) = ctx.saved_tensors
+        grad = grad_out.new_zeros((grad_out.shape[0], ctx.n_entries))
+        for f in range(grad_out.shape[0]):
+            grad[f].index_add_(0, index, grad_out[f])
+        return grad, None
+
+
+def _axis_terms(coord: torch.Tensor, scale: float, stride_or_prime: int, hashed: bool):
+    """Per-axis corner terms and weights for one level.
+
+    Returns ``(terms0, terms1, w0, w1)``: the index contribution of the lower and upper
+    corner along this axis and their linear weights. Splitting the index into per-axis
+    terms lets a regular grid compute them once per axis and combine by broadcasting.
+    """
+    pos = coord * scale + 0.5
+    floor = torch.floor(pos)
+    frac = pos - floor
+    cell = floor.to(torch.int64)
+    if hashed:
+        t0 = (cell * stride_or_prime) & UINT32_MASK
+        t1 = ((cell + 1) * stride_or_prime) & UINT32_MASK
+    else:
+        t0 = cell * stride_or_prime
+        t1 = (cell + 1) * stride_or_prime
+    return (t0, t1), (1.0 - frac, frac)
+
+
+class HashGridEncoding(torch.nn.Module):
+    """Encodes points in [0, 1]^3 to ``L * F`` features (level-major, like tiny-cuda-nn)."""
+
+    def __init__(self, config: HashGridConfig, generator: torch.Generator | None = None):
+        super().__init__()
+        self.config = config
+        table = torch.empty((config.n_features, config.n_entries), dtype=torch.float32)
+        table.uniform_(-INIT_RANGE, INIT_RANGE, generator=generator)
+        self.table = torch.nn.Parameter(table)
+        self._scales = [float(s) for s in config.level_scales()]
+        self._res = config.level_resolutions()
+        self._sizes = config.level_sizes()
+        self._dense = config.level_is_dense()
+        self._offsets = config.level_offsets()
+
+    @property
+    def n_output_dims(self) -> int:
+        return self.config.n_output_dims
+
+    def level_axis_terms(self, level: int, axes: tuple[torch.Tensor, torch.Tensor, torch.Tensor]):
+        """Per-axis (terms, weights) for one level; axes are coordinates in [0, 1]."""
+        res, dense = self._res[level], self._dense[level]
+        multipliers = (1, res, res * res) if dense else PRIMES
+        return [(_axis_terms(a, self._scales[level], m, not dense)) for a, m in zip(axes, multipliers)]
+
+    def corner_indices_weights(self, axes, shape: tuple[int, ...]):
+        """Table indices and trilinear weights ``[L, 8, *shape]`` for points given per axis.
+
+        For scattered points the three axes are 1-D tensors of equal length and
+        ``shape == (N,)``. For a regular grid they are broadcastable views
+        (``x[None, None, :]``, ``y[None, :, None]``, ``z[:, None, None]``) and
+        ``shape == (nz, ny, nx)``: each per-axis term is then computed once per axis.
+        Results are written in place, x-y pairs first, so a level costs 12 full-size
+        operations for the indices and 12 for the weights.
+        """
+        n_levels = self.config.n_levels
+        device = axes[0].device
+        index = torch.empty((n_levels, 8, *shape), dtype=torch.int64, device=device)
+        weight = torch.empty((n_levels, 8, *shape), dtype=axes[0].dtype, device=device)
+        for level in range(n_levels):
+            (tx, wx), (ty, wy), (tz, wz) = self.level_axis_terms(level, axes)
+            combine = torch.add if self._dense[level] else torch.bitwise_xor
+            for by in (0, 1):
+                for bx in (0, 1):
+                    txy = combine(tx[bx], ty[by])
+                    wxy = wx[bx] * wy[by]
+                    for bz in (0, 1):
+                        corner = bx | (by << 1) | (bz << 2)
+                        combine(txy, tz[bz], out=index[level, corner])
+                        torch.mul(wxy, wz[bz], out=weight[level, corner])
+            torch.remainder(index[level], self._sizes[level], out=index[level])
+            index[level] += self._offsets[level]
+        return index, weight
+
+    def features_from_corners(self, index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """Interpolated features ``[K, L*F]`` from ``[L, 8, K]`` corner indices and weights."""
+        n_levels, _, k = index.shape
+        flat = index.reshape(-1)
+        if torch.is_grad_enabled() and self.table.requires_grad:
+            feats = _Gather.apply(self.table, flat)
+        else:
+            feats = torch.stack([self.table[f].index_select(0, flat) for f in range(self.table.shape[0])])
+        feats = feats.reshape(-1, n_levels, 8, k)
+        mixed = (feats * weight.unsqueeze(0)).sum(dim=2)  # [F, L, K]
+        return mixed.permute(2, 1, 0).reshape(k, -1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Encode points ``x`` of shape ``[N, 3]`` (x, y, z in [0, 1])."""
+        index, weight = self.corner_indices_weights((x[:, 0], x[:, 1], x[:, 2]), (x.shape[0],))
+        return self.features_from_corners(index, weight)

@@ -1,0 +1,74 @@
+"""Evaluating a network on regular grids and scattered points, in bounded-memory chunks."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .model import NeuralField
+
+# Points per chunk: big enough to amortise Python overhead, small enough for L2/L3 caches
+# and bounded memory (indices are [L, 8, K] int64).
+CHUNK_POINTS = 1 << 16
+
+
+def _grid_blocks(nx: int, ny: int, nz: int):
+    """(z0, z1, y0, y1) blocks of about CHUNK_POINTS voxels: whole slices when they are small."""
+    rows = max(1, CHUNK_POINTS // max(nx, 1))
+    if rows >= ny:
+        step = max(1, rows // ny)
+        for z0 in range(0, nz, step):
+            yield z0, min(nz, z0 + step), 0, ny
+    else:
+        for z0 in range(nz):
+            for y0 in range(0, ny, rows):
+                yield z0, z0 + 1, y0, min(ny, y0 + rows)
+
+
+def unit_axis(n_grid: int, start: int, stop: int) -> np.ndarray:
+    """Normalised coordinates in [0, 1] of indices ``start..stop`` (inclusive) of an n-node axis."""
+    idx = np.arange(start, stop + 1, dtype=np.float64)
+    if n_grid <= 1:
+        return np.zeros_like(idx)
+    return idx / (n_grid - 1)
+
+
+@torch.no_grad()
+def evaluate_grid(field: NeuralField, ux: np.ndarray, uy: np.ndarray, uz: np.ndarray,
+                  device: torch.device | str = "cpu",
+                  progress: Callable[[float], None] | None = None) -> np.ndarray:
+    """Network output on the tensor-product grid ``uz x uy x ux``, shape ``[nz, ny, nx]``.
+
+    Per-axis index terms are computed once per axis and combined by broadcasting, so the
+    work per voxel is only the gather and the MLP.
+    """
+    nx, ny, nz = len(ux), len(uy), len(uz)
+    out = np.empty((nz, ny, nx), dtype=np.float32)
+    tx = torch.as_tensor(ux, dtype=torch.float32, device=device)
+    ty_all = torch.as_tensor(uy, dtype=torch.float32, device=device)
+    tz_all = torch.as_tensor(uz, dtype=torch.float32, device=device)
+    blocks = list(_grid_blocks(nx, ny, nz))
+    for i, (z0, z1, y0, y1) in enumerate(blocks):
+        shape = (z1 - z0, y1 - y0, nx)
+        axes = (tx[None, None, :], ty_all[None, y0:y1, None], tz_all[z0:z1, None, None])
+        index, weight = field.encoding.corner_indices_weights(axes, shape)
+        k = shape[0] * shape[1] * nx
+        feats = field.encoding.features_from_corners(index.reshape(index.shape[0], 8, k),
+                                                     weight.reshape(weight.shape[0], 8, k))
+        out[z0:z1, y0:y1, :] = field.mlp(feats).reshape(shape).float().cpu().numpy()
+        if progress is not None:
+            progress((i + 1) / len(blocks))
+    return out
+
+
+@torch.no_grad()
+def evaluate_points(field: NeuralField, unit_points: np.ndarray,
+                    device: torch.device | str = "cpu") -> np.ndarray:
+    """Network output at scattered points ``[N, 3]`` given in [0, 1]^3 (x, y, z)."""
+    n = unit_points.shape[0]
+    out = np.empty(n, dtype=np.float32)
+    for start in range(0, n, CHUNK_POINTS):
+        chunk = torch.as_tensor(unit_points[start:start + CHUNK_POINTS], dtype=torch.float32, device=device)
+        out[start:start + chunk.shape[0]] = field(chunk).float().cpu().numpy()
+    return out

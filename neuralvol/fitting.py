@@ -1,0 +1,150 @@
+"""Fitting a network to a volume: Adam, decaying learning rate, random voxel batches, MSE.
+
+Stopping: whichever comes first of ``steps``, ``time_budget`` seconds, or the whole-volume
+PSNR (measured with the weights as they will be stored) reaching ``psnr_target``.
+"""
+from __future__ import annotations
+
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .errors import FitCancelled
+from .evaluate import evaluate_grid, unit_axis
+from .metrics import psnr_from_normalised_mse
+from .model import NeuralField
+
+BATCH_SIZE = 1 << 14
+LEARNING_RATE = 1e-2
+FINAL_LR_FACTOR = 0.05
+CURVE_POINTS = 10
+PROGRESS_INTERVAL_S = 0.1
+
+
+@dataclass(frozen=True)
+class FitProgress:
+    """What a progress callback receives. Returning ``False`` from the callback cancels."""
+
+    fraction: float      # 0..1 of the step/time budget used
+    psnr: float          # running estimate of the whole-volume PSNR (dB) from recent batches
+    elapsed: float       # seconds since fitting started
+    step: int
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    name = str(device or "auto")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        from .errors import InputError
+        raise InputError("device 'cuda' requested but torch sees no CUDA GPU; use --device cpu or auto")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        from .errors import InputError
+        raise InputError(f"unknown device {name!r}; use auto, cpu or cuda")
+    return torch.device(name)
+
+
+@contextmanager
+def stored_precision(field: NeuralField, dtype: torch.dtype = torch.float16):
+    """Temporarily round the parameters to their storage precision (for honest PSNR)."""
+    saved = [p.detach().clone() for p in field.parameters()]
+    with torch.no_grad():
+        for p in field.parameters():
+            p.copy_(p.to(dtype).to(p.dtype))
+    try:
+        yield field
+    finally:
+        with torch.no_grad():
+            for p, s in zip(field.parameters(), saved):
+                p.copy_(s)
+
+
+def whole_volume_mse(field: NeuralField, target: np.ndarray, device: torch.device) -> float:
+    nz, ny, nx = target.shape
+    out = evaluate_grid(field, unit_axis(nx, 0, nx - 1), unit_axis(ny, 0, ny - 1), unit_axis(nz, 0, nz - 1),
+                        device=device)
+    diff = out.astype(np.float64) - target
+    return float(np.mean(diff * diff))
+
+
+def fit(field: NeuralField, target: np.ndarray, *, steps: int | None, time_budget: float | None,
+        psnr_target: float | None = None, seed: int = 0, device: torch.device = torch.device("cpu"),
+        progress: Callable[[FitProgress], bool | None] | None = None,
+        batch_size: int = BATCH_SIZE, learning_rate: float = LEARNING_RATE) -> dict:
+    """Fit ``field`` to ``target`` (normalised float32 ``[z, y, x]``); returns a training summary."""
+    if steps is None and time_budget is None:
+        raise ValueError("fit needs steps or time_budget")
+    field.to(device).train()
+    nz, ny, nx = target.shape
+    target_t = torch.as_tensor(np.ascontiguousarray(target, dtype=np.float32).reshape(-1), device=device)
+    axes = [torch.as_tensor(unit_axis(n, 0, n - 1), dtype=torch.float32, device=device) for n in (nx, ny, nz)]
+    n_voxels = target_t.numel()
+    batch = min(batch_size, max(1, n_voxels))
+    generator = torch.Generator(device=device).manual_seed(int(seed) + 1)
+    optimiser = torch.optim.Adam(field.parameters(), lr=learning_rate, betas=(0.9, 0.99), eps=1e-15)
+
+    start = time.perf_counter()
+    last_report = -math.inf
+    ema_mse = None
+    step = 0
+    stopped = "steps"
+    curve: list[list[float]] = []
+    next_curve_fraction = 0.0
+    next_psnr_check = 0
+    while True:
+        elapsed = time.perf_counter() - start
+        fraction = 0.0
+        if steps is not None:
+            fraction = max(fraction, step / max(steps, 1))
+        if time_budget is not None:
+            fraction = max(fraction, elapsed / time_budget if time_budget > 0 else 1.0)
+        if fraction >= 1.0:
+            stopped = "steps" if steps is not None and step >= steps else "time_budget"
+            break
+        for group in optimiser.param_groups:
+            group["lr"] = learning_rate * FINAL_LR_FACTOR ** fraction
+
+        flat = torch.randint(0, n_voxels, (batch,), generator=generator, device=device)
+        x = flat % nx
+        y = (flat // nx) % ny
+        z = flat // (nx * ny)
+        coords = torch.stack([axes[0][x], axes[1][y], axes[2][z]], dim=1)
+        loss = torch.mean((field(coords) - target_t[flat]) ** 2)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        step += 1
+
+        mse = float(loss.detach())
+        ema_mse = mse if ema_mse is None else 0.9 * ema_mse + 0.1 * mse
+        estimate = psnr_from_normalised_mse(ema_mse)
+        if fraction >= next_curve_fraction:
+            curve.append([elapsed, step, estimate])
+            next_curve_fraction += 1.0 / CURVE_POINTS
+        if psnr_target is not None and estimate >= psnr_target and step >= next_psnr_check:
+            field.eval()
+            with stored_precision(field):
+                reached = psnr_from_normalised_mse(whole_volume_mse(field, target, device))
+            field.train()
+            if reached >= psnr_target:
+                stopped = "psnr"
+                break
+            next_psnr_check = step + 50
+        now = time.perf_counter()
+        if progress is not None and now - last_report >= PROGRESS_INTERVAL_S:
+            last_report = now
+            if progress(FitProgress(min(fraction, 1.0), estimate, now - start, step)) is False:
+                raise FitCancelled("fitting cancelled by the progress callback; nothing was written")
+    field.eval()
+    seconds = time.perf_counter() - start
+    if ema_mse is not None:
+        curve.append([seconds, step, psnr_from_normalised_mse(ema_mse)])
+    if progress is not None:
+        if progress(FitProgress(1.0, psnr_from_normalised_mse(ema_mse or 0.0), seconds, step)) is False:
+            raise FitCancelled("fitting cancelled by the progress callback; nothing was written")
+    return {"steps": step, "seconds": seconds, "stopped": stopped, "curve": curve}

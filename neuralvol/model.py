@@ -1,0 +1,96 @@
+"""The coordinate network: an input encoding feeding a small ReLU MLP with a linear output."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .encodings import HashGridConfig, encoding_config_from_dict, make_encoding
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild the network: encoding plus MLP shape."""
+
+    encoding: HashGridConfig
+    mlp_width: int = 64
+    mlp_hidden_layers: int = 2
+
+    def mlp_shapes(self) -> list[tuple[int, int]]:
+        """(out, in) of every weight matrix, output layer last."""
+        shapes = []
+        fan_in = self.encoding.n_output_dims
+        for _ in range(self.mlp_hidden_layers):
+            shapes.append((self.mlp_width, fan_in))
+            fan_in = self.mlp_width
+        shapes.append((1, fan_in))
+        return shapes
+
+    @property
+    def n_mlp_params(self) -> int:
+        # +1: the output bias.
+        return sum(o * i for o, i in self.mlp_shapes()) + 1
+
+    @property
+    def n_params(self) -> int:
+        return self.encoding.n_params + self.n_mlp_params
+
+    def to_dict(self) -> dict:
+        return {
+            "encoding": self.encoding.to_dict(),
+            "network": {"type": "relu_mlp", "width": self.mlp_width,
+                        "hidden_layers": self.mlp_hidden_layers, "output_bias": True},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        net = d["network"]
+        return cls(encoding=encoding_config_from_dict(d["encoding"]),
+                   mlp_width=int(net["width"]), mlp_hidden_layers=int(net["hidden_layers"]))
+
+
+class NeuralField(torch.nn.Module):
+    """f(x, y, z) -> normalised value, for coordinates in [0, 1]^3."""
+
+    def __init__(self, config: ModelConfig, seed: int = 0):
+        super().__init__()
+        self.config = config
+        generator = torch.Generator().manual_seed(int(seed))
+        self.encoding = make_encoding(config.encoding, generator=generator)
+        layers = []
+        for out_dim, in_dim in config.mlp_shapes():
+            w = torch.empty(out_dim, in_dim)
+            # Kaiming-uniform for ReLU, seeded from our own generator for determinism.
+            bound = (6.0 / in_dim) ** 0.5
+            w.uniform_(-bound, bound, generator=generator)
+            layers.append(torch.nn.Parameter(w))
+        self.weights = torch.nn.ParameterList(layers)
+        self.output_bias = torch.nn.Parameter(torch.zeros(1))
+
+    def mlp(self, features: torch.Tensor) -> torch.Tensor:
+        h = features
+        for w in self.weights[:-1]:
+            h = torch.relu(h @ w.t())
+        return (h @ self.weights[-1].t()).squeeze(-1) + self.output_bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.encoding(x))
+
+    def named_tensors(self) -> dict[str, torch.Tensor]:
+        """The tensors a container stores, by section name: the encoding's table and the
+        MLP's weights (layer by layer, row-major, then the output bias) as one flat vector."""
+        mlp = torch.cat([w.detach().reshape(-1) for w in self.weights] + [self.output_bias.detach()])
+        return {"encoding": self.encoding.table.detach(), "mlp": mlp}
+
+    def expected_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"encoding": tuple(self.encoding.table.shape), "mlp": (self.config.n_mlp_params,)}
+
+    @torch.no_grad()
+    def load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.encoding.table.copy_(tensors["encoding"].to(torch.float32))
+        flat = tensors["mlp"].to(torch.float32)
+        start = 0
+        for w in self.weights:
+            w.copy_(flat[start:start + w.numel()].reshape(w.shape))
+            start += w.numel()
+        self.output_bias.copy_(flat[start:start + 1])

@@ -1,0 +1,316 @@
+"""A compressed volume: the fitted network plus what it takes to decode it on its own.
+
+Decoding evaluates the network on any grid over the original physical bounds, any region
+of it, or at arbitrary points. The header schema (``models`` entries) is documented in
+``docs/FORMAT.md``.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from . import container
+from .errors import FormatError, InputError
+from .evaluate import evaluate_grid, evaluate_points, unit_axis
+from .model import ModelConfig, NeuralField
+
+LIBRARY_VERSION = "0.1.0"
+STORAGE_PRECISION = "float16"
+VALUE_DTYPES = ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
+                "float16", "float32", "float64")
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    """Where the field lives and what the original array was."""
+
+    dims: tuple[int, int, int]                 # x, y, z
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    array_name: str = "values"
+    dtype: str = "float32"
+    value_range: tuple[float, float] = (0.0, 1.0)
+    time: float | None = None
+    name: str = ""
+    extent: tuple[int, ...] | None = None      # index extent within a larger image (bricks)
+
+    @property
+    def native_bytes(self) -> int:
+        return int(np.prod(self.dims)) * np.dtype(self.dtype).itemsize
+
+
+def _check_region(region, dims) -> tuple[int, int, int, int, int, int]:
+    try:
+        r = tuple(int(v) for v in region)
+    except (TypeError, ValueError):
+        raise InputError(f"region must be six integers x0 x1 y0 y1 z0 z1, got {region!r}") from None
+    if len(r) != 6:
+        raise InputError(f"region must be six integers x0 x1 y0 y1 z0 z1, got {len(r)}")
+    for axis, name in enumerate("xyz"):
+        lo, hi, n = r[2 * axis], r[2 * axis + 1], dims[axis]
+        if not (0 <= lo <= hi < n):
+            raise InputError(f"region {name}-range {lo}..{hi} is outside 0..{n - 1} of the decoded grid")
+    return r
+
+
+def _check_dims(dims) -> tuple[int, int, int]:
+    try:
+        d = tuple(int(v) for v in dims)
+    except (TypeError, ValueError):
+        raise InputError(f"dims must be three positive integers (x, y, z), got {dims!r}") from None
+    if len(d) != 3 or any(v < 1 for v in d):
+        raise InputError(f"dims must be three positive integers (x, y, z), got {dims!r}")
+    return d
+
+
+def cast_to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Cast float values to ``dtype``: integers are rounded and clipped to the dtype's range."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+    return values.astype(dtype)
+
+
+class NeuralVolume:
+    """One fitted network and the metadata to decode it. Get one from
+    :func:`neuralvol.compress` or :func:`neuralvol.open`."""
+
+    def __init__(self, network: NeuralField, info: VolumeInfo, training: dict | None = None):
+        self.network = network.eval()
+        self.info = info
+        self.training = dict(training or {})
+        self._nbytes: int | None = None
+
+    # -- metadata ---------------------------------------------------------------------
+    dims = property(lambda self: self.info.dims)
+    spacing = property(lambda self: self.info.spacing)
+    origin = property(lambda self: self.info.origin)
+    array_name = property(lambda self: self.info.array_name)
+    time = property(lambda self: self.info.time)
+    value_range = property(lambda self: self.info.value_range)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.info.dtype)
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.network.config
+
+    @property
+    def bounds(self) -> tuple[float, ...]:
+        out = []
+        for o, s, n in zip(self.origin, self.spacing, self.dims):
+            out += [o, o + (n - 1) * s]
+        return tuple(out)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of an `.nvc` file holding this volume alone."""
+        if self._nbytes is None:
+            self._nbytes = len(to_bytes([self]))
+        return self._nbytes
+
+    @property
+    def ratio(self) -> float:
+        return self.info.native_bytes / self.nbytes
+
+    def grid_spacing(self, dims: Sequence[int]) -> tuple[float, float, float]:
+        """Spacing of a ``dims`` grid spanning the same physical bounds."""
+        dims = _check_dims(dims)
+        return tuple(s * (n - 1) / (m - 1) if m > 1 and n > 1 else s
+                     for s, n, m in zip(self.spacing, self.dims, dims))
+
+    def __repr__(self) -> str:
+        return (f"<NeuralVolume {self.array_name!r} dims={self.dims} dtype={self.dtype} "
+                f"{self.nbytes} bytes ratio={self.ratio:.1f} psnr={self.training.get('psnr')}>")
+
+    # -- decoding ---------------------------------------------------------------------
+    def decode(self, dims: Sequence[int] | None = None, region: Sequence[int] | None = None,
+               dtype=None, device: str = "cpu",
+               progress: Callable[[float], None] | None = None) -> np.ndarray:
+        """Decode to a ``[z, y, x]`` array.
+
+        dims: grid resolution (x, y, z) over the original physical bounds (default: original).
+        region: inclusive index extent ``x0 x1 y0 y1 z0 z1`` of that grid (default: all).
+        dtype: output dtype (default: the original's; integers are rounded and clipped).
+        """
+        dims = self.dims if dims is None else _check_dims(dims)
+        region = (0, dims[0] - 1, 0, dims[1] - 1, 0, dims[2] - 1) if region is None else _check_region(region, dims)
+        out_dtype = self.dtype if dtype is None else np.dtype(dtype)
+        axes = [unit_axis(n, region[2 * a], region[2 * a + 1]) for a, n in enumerate(dims)]
+        offset, scale = self._normalisation()
+        if scale == 0.0:
+            shape = tuple(region[2 * a + 1] - region[2 * a] + 1 for a in (2, 1, 0))
+            return cast_to_dtype(np.full(shape, offset, dtype=np.float64), out_dtype)
+        self.network.to(device)
+        out = evaluate_grid(self.network, *axes, device=device, progress=progress)
+        return cast_to_dtype(offset + scale * out.astype(np.float64), out_dtype)
+
+    def sample(self, points, device: str = "cpu") -> np.ndarray:
+        """Values at physical points ``(N, 3)`` (x, y, z); NaN outside the volume's bounds."""
+        pts = np.asarray(points, dtype=np.float64)
+        if pts.ndim != 2 or pts.shape[1] != 3:
+            raise InputError(f"points must have shape (N, 3), got {pts.shape}")
+        unit = np.empty_like(pts)
+        inside = np.all(np.isfinite(pts), axis=1)
+        for a in range(3):
+            extent = (self.dims[a] - 1) * self.spacing[a]
+            rel = pts[:, a] - self.origin[a]
+            tol = 1e-6 * max(abs(extent), abs(self.spacing[a]), 1e-30)
+            if self.dims[a] > 1 and extent != 0:
+                unit[:, a] = rel / extent
+                inside &= (rel >= -tol) & (rel <= extent + tol)
+            else:
+                unit[:, a] = 0.0
+                inside &= np.abs(rel) <= tol
+        unit = np.clip(np.nan_to_num(unit), 0.0, 1.0)
+        values = np.full(pts.shape[0], np.nan)
+        offset, scale = self._normalisation()
+        if inside.any():
+            if scale == 0.0:
+                values[inside] = offset
+            else:
+                self.network.to(device)
+                values[inside] = offset + scale * evaluate_points(self.network, unit[inside], device).astype(np.float64)
+        return values
+
+    def _normalisation(self) -> tuple[float, float]:
+        lo, hi = self.value_range
+        return float(lo), float(hi) - float(lo)
+
+    # -- files ------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> None:
+        """Write this volume to an `.nvc` file atomically (temp file + rename)."""
+        save_models(path, [self])
+
+
+# -- the header schema ------------------------------------------------------------------
+
+def model_entry(vol: NeuralVolume) -> dict:
+    info = vol.info
+    offset, scale = vol._normalisation()
+    entry = {
+        "name": info.name or info.array_name,
+        "array_name": info.array_name,
+        "time": info.time,
+        "dims": list(info.dims),
+        "extent": list(info.extent) if info.extent else [0, info.dims[0] - 1, 0, info.dims[1] - 1, 0, info.dims[2] - 1],
+        "spacing": [float(s) for s in info.spacing],
+        "origin": [float(o) for o in info.origin],
+        "dtype": info.dtype,
+        "value_range": [float(v) for v in info.value_range],
+        "normalisation": {"offset": offset, "scale": scale},
+    }
+    entry.update(vol.config.to_dict())
+    entry["storage"] = {"precision": STORAGE_PRECISION}
+    entry["training"] = vol.training
+    return entry
+
+
+def to_bytes(volumes: Sequence[NeuralVolume]) -> bytes:
+    header = {"format": "neuralvol", "version": container.FORMAT_VERSION,
+              "library": f"neuralvol {LIBRARY_VERSION}", "models": [model_entry(v) for v in volumes]}
+    sections = []
+    for i, vol in enumerate(volumes):
+        for name, tensor in vol.network.named_tensors().items():
+            sections.append(container.Section(f"{i}/{name}", tensor.detach().cpu().numpy().astype(np.float16)))
+    return container.encode(header, sections)
+
+
+def save_models(path: str | os.PathLike, volumes: Sequence[NeuralVolume]) -> None:
+    """Write several volumes (time steps, fields, bricks) into one `.nvc` file, atomically."""
+    if not volumes:
+        raise InputError("save_models needs at least one volume")
+    container.write_atomic(path, to_bytes(list(volumes)))
+
+
+def _field(entry: dict, key: str, kind, source: str, index: int):
+    if key not in entry:
+        raise FormatError(f"{source}: model {index} in the header lacks {key!r}")
+    value = entry[key]
+    ok = {
+        "str": isinstance(value, str),
+        "vec3i": isinstance(value, list) and len(value) == 3 and all(isinstance(v, int) and v >= 1 for v in value),
+        "vec3f": isinstance(value, list) and len(value) == 3 and all(isinstance(v, (int, float)) and math.isfinite(v) for v in value),
+        "range": isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) and math.isfinite(v) for v in value),
+        "dict": isinstance(value, dict),
+    }[kind]
+    if not ok:
+        raise FormatError(f"{source}: model {index} has an invalid {key!r} in the header: {str(value)[:60]}")
+    return value
+
+
+def volumes_from_bytes(data: bytes, source: str = "file") -> list[NeuralVolume]:
+    header, arrays = container.decode(data, source)
+    if header.get("format") != "neuralvol":
+        raise FormatError(f"{source}: header does not describe a neuralvol volume")
+    models = header.get("models")
+    if not isinstance(models, list) or not models:
+        raise FormatError(f"{source}: the header lists no models")
+    volumes = []
+    for i, entry in enumerate(models):
+        if not isinstance(entry, dict):
+            raise FormatError(f"{source}: model {i} in the header is not an object")
+        dtype = _field(entry, "dtype", "str", source, i)
+        if dtype not in VALUE_DTYPES:
+            raise FormatError(f"{source}: model {i} has unsupported dtype {dtype!r}")
+        info = VolumeInfo(
+            dims=tuple(_field(entry, "dims", "vec3i", source, i)),
+            spacing=tuple(float(v) for v in _field(entry, "spacing", "vec3f", source, i)),
+            origin=tuple(float(v) for v in _field(entry, "origin", "vec3f", source, i)),
+            array_name=_field(entry, "array_name", "str", source, i),
+            dtype=dtype,
+            value_range=tuple(float(v) for v in _field(entry, "value_range", "range", source, i)),
+            time=entry.get("time") if isinstance(entry.get("time"), (int, float)) else None,
+            name=entry.get("name") if isinstance(entry.get("name"), str) else "",
+            extent=tuple(entry["extent"]) if isinstance(entry.get("extent"), list) and len(entry["extent"]) == 6 else None,
+        )
+        _field(entry, "encoding", "dict", source, i)
+        _field(entry, "network", "dict", source, i)
+        try:
+            config = ModelConfig.from_dict(entry)
+        except FormatError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FormatError(f"{source}: model {i} has an invalid network description ({exc})") from None
+        network = NeuralField(config)
+        tensors = {}
+        for name, shape in network.expected_shapes().items():
+            key = f"{i}/{name}"
+            if key not in arrays:
+                raise FormatError(f"{source}: section {key!r} is missing")
+            if tuple(arrays[key].shape) != shape:
+                raise FormatError(f"{source}: section {key!r} has shape {arrays[key].shape}, the network needs {shape}")
+            tensors[name] = torch.from_numpy(arrays[key].astype(np.float32))
+        network.load_tensors(tensors)
+        training = entry.get("training") if isinstance(entry.get("training"), dict) else {}
+        volumes.append(NeuralVolume(network, info, training))
+    if len(volumes) == 1:
+        volumes[0]._nbytes = len(data)
+    return volumes
+
+
+def open_all(path: str | os.PathLike) -> list[NeuralVolume]:
+    """Every model in an `.nvc` file (one per time step, field or brick)."""
+    return volumes_from_bytes(container.read_bytes(path), source=os.fspath(path))
+
+
+def open(path: str | os.PathLike, model: int = 0) -> NeuralVolume:  # noqa: A001 - mirrors builtins.open on purpose
+    """The ``model``-th volume of an `.nvc` file (the first by default)."""
+    volumes = open_all(path)
+    if not -len(volumes) <= model < len(volumes):
+        raise InputError(f"{os.fspath(path)!r} holds {len(volumes)} model(s); model {model} does not exist")
+    return volumes[model]
+
+
+def read_header(path: str | os.PathLike) -> dict:
+    """The verified JSON header of an `.nvc` file (sections checked too)."""
+    header, _ = container.decode(container.read_bytes(path), os.fspath(path))
+    return header

@@ -1,0 +1,146 @@
+"""Reading and writing plain volume files (.npy, .raw, and VTK's formats through VTK).
+
+VTK is imported only when a VTK format is used, so the core stays numpy + torch.
+"""
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .container import atomic_path, read_bytes, write_atomic
+from .errors import InputError
+
+VTK_SUFFIXES = {".vti": "vtkXMLImageDataReader", ".mha": "vtkMetaImageReader", ".mhd": "vtkMetaImageReader",
+                ".nrrd": "vtkNrrdReader", ".nhdr": "vtkNrrdReader", ".nii": "vtkNIFTIImageReader",
+                ".nii.gz": "vtkNIFTIImageReader"}
+READ_SUFFIXES = (".npy", ".raw") + tuple(VTK_SUFFIXES)
+WRITE_SUFFIXES = (".npy", ".raw", ".vti")
+
+
+@dataclass
+class VolumeFile:
+    """A volume as read from disk: the [z, y, x] array plus its placement."""
+
+    array: np.ndarray
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    array_name: str = "values"
+
+
+def suffix_of(path: str | os.PathLike) -> str:
+    name = Path(path).name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else Path(name).suffix
+
+
+def _import_vtk(what: str):
+    try:
+        from vtkmodules.util import numpy_support
+        import vtkmodules.vtkIOImage  # noqa: F401  (registers the readers)
+        import vtkmodules.vtkIOXML  # noqa: F401
+        return numpy_support
+    except ImportError:
+        raise InputError(f"{what} needs the 'vtk' package (pip install vtk), or convert the volume to .npy") from None
+
+
+def read_volume(path: str | os.PathLike, array_name: str | None = None, dims=None, dtype=None) -> VolumeFile:
+    """Read a volume file. ``.raw`` needs ``dims`` (x, y, z) and ``dtype``."""
+    suffix = suffix_of(path)
+    if not Path(path).exists():
+        raise InputError(f"no such file: {os.fspath(path)!r}")
+    if suffix == ".npy":
+        try:
+            array = np.load(io.BytesIO(read_bytes(path)), allow_pickle=False)
+        except ValueError as exc:
+            raise InputError(f"{os.fspath(path)!r} is not a readable .npy array ({exc})") from None
+        return VolumeFile(array, array_name=array_name or Path(path).stem)
+    if suffix == ".raw":
+        return _read_raw(path, dims, dtype, array_name)
+    if suffix in VTK_SUFFIXES:
+        return _read_vtk(path, suffix, array_name)
+    raise InputError(f"cannot read {os.fspath(path)!r}: unknown suffix {suffix!r}; "
+                     f"supported: {', '.join(READ_SUFFIXES)}")
+
+
+def _read_raw(path, dims, dtype, array_name) -> VolumeFile:
+    if dims is None or dtype is None:
+        raise InputError("reading .raw needs --dims X Y Z and --dtype (e.g. --dims 64 64 93 --dtype int16)")
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise InputError(f"unknown dtype {dtype!r}") from None
+    nx, ny, nz = (int(d) for d in dims)
+    data = read_bytes(path)
+    expected = nx * ny * nz * dt.itemsize
+    if len(data) != expected:
+        raise InputError(f"{os.fspath(path)!r} has {len(data)} bytes but dims {nx}x{ny}x{nz} of {dt} need {expected}")
+    return VolumeFile(np.frombuffer(data, dtype=dt).reshape(nz, ny, nx).copy(), array_name=array_name or Path(path).stem)
+
+
+def _read_vtk(path, suffix: str, array_name: str | None) -> VolumeFile:
+    numpy_support = _import_vtk(f"reading {suffix}")
+    from vtkmodules import vtkIOImage, vtkIOXML
+    cls = getattr(vtkIOXML, VTK_SUFFIXES[suffix], None) or getattr(vtkIOImage, VTK_SUFFIXES[suffix])
+    reader = cls()
+    reader.SetFileName(os.fspath(path))
+    reader.Update()
+    image = reader.GetOutput()
+    if image is None or image.GetNumberOfPoints() == 0:
+        raise InputError(f"VTK could not read an image from {os.fspath(path)!r}")
+    pd = image.GetPointData()
+    names = [pd.GetArrayName(i) for i in range(pd.GetNumberOfArrays())]
+    if array_name is None:
+        scalars = pd.GetScalars()
+        arr = scalars if scalars is not None else (pd.GetArray(0) if names else None)
+    else:
+        arr = pd.GetArray(array_name)
+        if arr is None:
+            raise InputError(f"{os.fspath(path)!r} has no point-data array {array_name!r}; arrays: {', '.join(map(str, names))}")
+    if arr is None:
+        raise InputError(f"{os.fspath(path)!r} has no point-data arrays")
+    if arr.GetNumberOfComponents() != 1:
+        raise InputError(f"array {arr.GetName()!r} has {arr.GetNumberOfComponents()} components; only scalar "
+                         f"arrays are supported: pick another with --array or extract one component")
+    nx, ny, nz = image.GetDimensions()
+    values = numpy_support.vtk_to_numpy(arr).reshape(nz, ny, nx).copy()
+    name = arr.GetName() or "values"
+    return VolumeFile(values, tuple(image.GetSpacing()), tuple(image.GetOrigin()), name)
+
+
+def write_volume(path: str | os.PathLike, array: np.ndarray, spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0),
+                 array_name: str = "values") -> None:
+    """Write a [z, y, x] array atomically as .npy, .raw (bytes only) or .vti."""
+    suffix = suffix_of(path)
+    if suffix == ".npy":
+        buf = io.BytesIO()
+        np.save(buf, array, allow_pickle=False)
+        write_atomic(path, buf.getvalue())
+    elif suffix == ".raw":
+        write_atomic(path, np.ascontiguousarray(array).tobytes())
+    elif suffix == ".vti":
+        _write_vti(path, array, spacing, origin, array_name)
+    else:
+        raise InputError(f"cannot write {os.fspath(path)!r}: unknown suffix {suffix!r}; supported: {', '.join(WRITE_SUFFIXES)}")
+
+
+def _write_vti(path, array, spacing, origin, array_name) -> None:
+    numpy_support = _import_vtk("writing .vti")
+    from vtkmodules.vtkCommonDataModel import vtkImageData
+    from vtkmodules.vtkIOXML import vtkXMLImageDataWriter
+    nz, ny, nx = array.shape
+    image = vtkImageData()
+    image.SetDimensions(nx, ny, nz)
+    image.SetSpacing(*spacing)
+    image.SetOrigin(*origin)
+    vtk_array = numpy_support.numpy_to_vtk(np.ascontiguousarray(array).reshape(-1), deep=True)
+    vtk_array.SetName(array_name)
+    image.GetPointData().SetScalars(vtk_array)
+    with atomic_path(path) as tmp:
+        writer = vtkXMLImageDataWriter()
+        writer.SetFileName(tmp)
+        writer.SetInputData(image)
+        if writer.Write() != 1:
+            raise InputError(f"VTK failed to write {os.fspath(path)!r}")

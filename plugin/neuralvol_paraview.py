@@ -1,0 +1,225 @@
+"""neuralvol ParaView plugin: open, resample and write ``.nvc`` neural volumes.
+
+Load it with Tools > Manage Plugins > Load New (this file), ``LoadPlugin(path)`` in
+pvpython, or automatically with ``PV_PLUGIN_PATH`` / ``PV_PLUGIN_CONFIG_FILE``
+(see docs/PARAVIEW.md). It adds:
+
+- **Neural Volume Reader** for ``*.nvc`` (File > Open, ``OpenDataFile``): decodes only
+  what the view asks for, at any resolution;
+- **Neural Volume Writer** (File > Save Data, ``SaveData("x.nvc", ...)``);
+- **Neural Volume Probe** (Filters > neuralvol): samples the neural field at any
+  dataset's points.
+
+The classes are thin: all logic lives in :mod:`neuralvol.vtk_algorithms`. Torch must be
+importable in ParaView's Python: set ``PV_VENV`` to the venv made by
+``.ci/setup-paraview.sh`` and put ``plugin/shim`` on ``PYTHONPATH``.
+"""
+import inspect
+import os
+import sys
+
+# Debian's ParaView 5.11 on Python 3.11 imports inspect.getargspec (removed in 3.11).
+# plugin/shim/sitecustomize.py restores it before ParaView loads any plugin; this line
+# only covers scripts that import this module directly.
+if not hasattr(inspect, "getargspec"):
+    inspect.getargspec = inspect.getfullargspec
+
+from paraview.util.vtkAlgorithm import smdomain, smhint, smproperty, smproxy  # noqa: E402
+
+try:
+    import neuralvol  # noqa: F401
+except ImportError:
+    # a checkout: the package sits beside plugin/
+    _root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if os.path.isdir(os.path.join(_root, "neuralvol")) and _root not in sys.path:
+        sys.path.insert(0, _root)
+try:
+    from neuralvol import vtk_algorithms as _alg
+except ImportError as _exc:
+    raise ImportError(
+        f"the neuralvol plugin needs neuralvol, torch and numpy<2 in ParaView's Python "
+        f"({_exc}). Start ParaView with PV_VENV=/path/to/.venv-paraview and "
+        f"PYTHONPATH=/path/to/neuralvol/plugin/shim (see docs/PARAVIEW.md).") from _exc
+
+paraview_plugin_name = "neuralvol"
+paraview_plugin_version = getattr(neuralvol, "__version__", "0")
+
+_NVC = dict(extensions="nvc", file_description="neuralvol neural volume (*.nvc)")
+
+
+def _device_xml(name="Device", command="SetDevice"):
+    return f"""
+    <StringVectorProperty name="{name}" label="{name}" command="{command}"
+                          number_of_elements="1" default_values="auto"
+                          panel_visibility="advanced">
+      <StringListDomain name="list">
+        <String value="auto"/><String value="cpu"/><String value="cuda"/>
+      </StringListDomain>
+      <Documentation>Where to fit the network: auto (CUDA if present), cpu or cuda.</Documentation>
+    </StringVectorProperty>"""
+
+
+# ------------------------------------------------------------------------------- reader
+@smproxy.reader(name="NeuralVolumeReader", label="Neural Volume Reader",
+                support_reload=False, **_NVC)
+class NeuralVolumeReader(_alg.NeuralVolumeReader):
+    """Decodes a ``.nvc`` file to an image, only the requested extent, at any resolution."""
+
+    @smproperty.stringvector(name="FileName", panel_visibility="never")
+    @smdomain.filelist()
+    @smhint.filechooser(**_NVC)
+    def SetFileName(self, name):
+        _alg.NeuralVolumeReader.SetFileName(self, name)
+
+    @smproperty.doublevector(name="ResolutionScale", label="Resolution Scale",
+                             default_values=1.0)
+    @smdomain.doublerange(min=0.1, max=4.0)
+    @smdomain.xml("<Documentation>Output grid density relative to the original: 2 halves "
+                  "the spacing, 0.5 doubles it. Ignored when Output Dimensions are set."
+                  "</Documentation>")
+    def SetResolutionScale(self, scale):
+        _alg.NeuralVolumeReader.SetResolutionScale(self, scale)
+
+    @smproperty.intvector(name="OutputDimensions", label="Output Dimensions",
+                          default_values=[0, 0, 0], panel_visibility="advanced")
+    @smdomain.xml("<Documentation>Explicit output grid size (x y z) over the same bounds; "
+                  "0 0 0 uses the Resolution Scale.</Documentation>")
+    def SetOutputDimensions(self, nx, ny, nz):
+        _alg.NeuralVolumeReader.SetOutputDimensions(self, nx, ny, nz)
+
+    @smproperty.intvector(name="RegionOfInterest", label="Region Of Interest",
+                          default_values=[0, -1, 0, -1, 0, -1], panel_visibility="advanced")
+    @smdomain.xml("<Documentation>Index extent (x0 x1 y0 y1 z0 z1, inclusive) of the output "
+                  "grid to decode; an empty extent (x1 &lt; x0) means the whole volume."
+                  "</Documentation>")
+    def SetRegionOfInterest(self, x0, x1, y0, y1, z0, z1):
+        _alg.NeuralVolumeReader.SetRegionOfInterest(self, x0, x1, y0, y1, z0, z1)
+
+    @smproperty.xml("""
+    <IntVectorProperty name="FloatOutput" label="Float Output" command="SetFloatOutput"
+                       number_of_elements="1" default_values="0" panel_visibility="advanced">
+      <BooleanDomain name="bool"/>
+      <Documentation>Produce float32 values instead of rounding to the original type.</Documentation>
+    </IntVectorProperty>""")
+    def SetFloatOutput(self, flag):
+        _alg.NeuralVolumeReader.SetFloatOutput(self, flag)
+
+    @smproperty.doublevector(name="TimestepValues", information_only="1",
+                             si_class="vtkSITimeStepsProperty")
+    def GetTimestepValues(self):
+        return _alg.NeuralVolumeReader.GetTimestepValues(self)
+
+    @smproperty.dataarrayselection(name="Fields")
+    def GetArraySelection(self):
+        return _alg.NeuralVolumeReader.GetArraySelection(self)
+
+
+# ------------------------------------------------------------------------------- writer
+@smproxy.writer(name="NeuralVolumeWriter", label="Neural Volume Writer",
+                support_reload=False, **_NVC)
+@smproperty.input(name="Input", port_index=0)
+@smdomain.datatype(dataTypes=["vtkImageData"], composite_data_supported=False)
+@smdomain.xml('<InputArrayDomain name="input_array" attribute_type="point" '
+              'number_of_components="1"/>')
+class NeuralVolumeWriter(_alg.NeuralVolumeWriter):
+    """Compresses one point-data array of an image into a ``.nvc`` file."""
+
+    @smproperty.stringvector(name="FileName", panel_visibility="never")
+    @smdomain.filelist()
+    @smhint.filechooser(**_NVC)
+    def SetFileName(self, name):
+        _alg.NeuralVolumeWriter.SetFileName(self, name)
+
+    @smproperty.xml("""
+    <StringVectorProperty name="ArrayName" label="Array Name" command="SetArrayName"
+                          number_of_elements="1" animateable="0">
+      <ArrayListDomain name="array_list" attribute_type="Scalars" input_domain_name="input_array">
+        <RequiredProperties><Property name="Input" function="Input"/></RequiredProperties>
+      </ArrayListDomain>
+      <Documentation>The point-data array to compress (one component).</Documentation>
+    </StringVectorProperty>""")
+    def SetArrayName(self, name):
+        _alg.NeuralVolumeWriter.SetArrayName(self, name)
+
+    @smproperty.doublevector(name="TargetRatio", label="Target Ratio",
+                             default_values=100.0)
+    @smdomain.doublerange(min=1, max=2000)
+    @smdomain.xml("<Documentation>Compression ratio: original bytes / file bytes. Ignored when Bits Per Voxel "
+                  "or Target Size is set.</Documentation>")
+    def SetTargetRatio(self, ratio):
+        _alg.NeuralVolumeWriter.SetTargetRatio(self, ratio)
+
+    @smproperty.doublevector(name="BitsPerVoxel", label="Bits Per Voxel", default_values=0.0,
+                             panel_visibility="advanced")
+    @smdomain.xml("<Documentation>File size as bits per voxel (0: unset; beats the ratio)."
+                  "</Documentation>")
+    def SetBitsPerVoxel(self, bpv):
+        _alg.NeuralVolumeWriter.SetBitsPerVoxel(self, bpv)
+
+    @smproperty.intvector(name="TargetSize", label="Target Size", default_values=0,
+                          panel_visibility="advanced")
+    @smdomain.xml("<Documentation>File size in bytes (0: unset; beats ratio and bits per "
+                  "voxel).</Documentation>")
+    def SetTargetSize(self, nbytes):
+        _alg.NeuralVolumeWriter.SetTargetSize(self, nbytes)
+
+    @smproperty.doublevector(name="TargetPSNR", label="Target PSNR", default_values=0.0)
+    @smdomain.xml("<Documentation>Stop fitting once this PSNR (dB) is reached (0: no target)."
+                  "</Documentation>")
+    def SetTargetPSNR(self, psnr):
+        _alg.NeuralVolumeWriter.SetTargetPSNR(self, psnr)
+
+    @smproperty.doublevector(name="TimeBudget", label="Time Budget", default_values=60.0)
+    @smdomain.xml("<Documentation>Wall-clock seconds allowed for fitting (0: no limit when "
+                  "Steps is set).</Documentation>")
+    def SetTimeBudget(self, seconds):
+        _alg.NeuralVolumeWriter.SetTimeBudget(self, seconds)
+
+    @smproperty.intvector(name="Steps", label="Steps", default_values=0,
+                          panel_visibility="advanced")
+    @smdomain.xml("<Documentation>Fixed number of optimisation steps (0: use the time "
+                  "budget).</Documentation>")
+    def SetSteps(self, steps):
+        _alg.NeuralVolumeWriter.SetSteps(self, steps)
+
+    @smproperty.xml(_device_xml())
+    def SetDevice(self, device):
+        _alg.NeuralVolumeWriter.SetDevice(self, device)
+
+    @smproperty.intvector(name="Seed", default_values=0, panel_visibility="advanced")
+    def SetSeed(self, seed):
+        _alg.NeuralVolumeWriter.SetSeed(self, seed)
+
+    @smproperty.xml("""
+    <IntVectorProperty name="WriteAllTimeSteps" label="Write All Time Steps"
+                       command="SetWriteAllTimeSteps" number_of_elements="1" default_values="0">
+      <BooleanDomain name="bool"/>
+      <Documentation>Compress every time step of the input into one series file.</Documentation>
+    </IntVectorProperty>""")
+    def SetWriteAllTimeSteps(self, flag):
+        _alg.NeuralVolumeWriter.SetWriteAllTimeSteps(self, flag)
+
+
+# ------------------------------------------------------------------------------- probe
+@smproxy.filter(name="NeuralVolumeProbe", label="Neural Volume Probe", support_reload=False)
+@smhint.xml('<ShowInMenu category="neuralvol" />')
+@smproperty.input(name="Input", port_index=0)
+@smdomain.datatype(dataTypes=["vtkDataSet"], composite_data_supported=False)
+class NeuralVolumeProbe(_alg.NeuralVolumeProbe):
+    """Samples a ``.nvc`` neural field at the input's points (any resolution or shape)."""
+
+    @smproperty.stringvector(name="FileName", label="File Name")
+    @smdomain.filelist()
+    @smhint.filechooser(**_NVC)
+    def SetFileName(self, name):
+        _alg.NeuralVolumeProbe.SetFileName(self, name)
+
+    @smproperty.stringvector(name="ResultArrayName", label="Result Array Name",
+                             default_values="", panel_visibility="advanced")
+    def SetResultArrayName(self, name):
+        _alg.NeuralVolumeProbe.SetResultArrayName(self, name)
+
+    @smproperty.stringvector(name="ValidMaskArrayName", label="Valid Mask Array Name",
+                             default_values="vtkValidPointMask", panel_visibility="advanced")
+    def SetValidMaskArrayName(self, name):
+        _alg.NeuralVolumeProbe.SetValidMaskArrayName(self, name)

@@ -1,0 +1,44 @@
+"""Shared fixtures: bundled real volumes and small compressed files made once per session."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import neuralvol as nv
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "data"
+SHARED = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def headsq() -> np.ndarray:
+    """The CT head (int16, [93, 64, 64])."""
+    return np.load(DATA / "headsq_quarter.npy")
+
+
+@pytest.fixture(scope="session")
+def head_mr() -> np.ndarray:
+    """The MR head (uint8, [42, 62, 48])."""
+    return np.load(DATA / "head_mr_small.npy")
+
+
+@pytest.fixture(scope="session")
+def headsq_crop(headsq) -> np.ndarray:
+    """A 40 x 36 x 30 (x, y, z) block of the CT head: real data, fast to fit."""
+    return np.ascontiguousarray(headsq[30:60, 14:50, 12:52])
+
+
+@pytest.fixture(scope="session")
+def crop_volume(headsq_crop) -> nv.NeuralVolume:
+    return nv.compress(headsq_crop, spacing=(3.2, 3.2, 1.5), origin=(10.0, -5.0, 2.5), array_name="density",
+                       ratio=10, steps=150, seed=3)
+
+
+@pytest.fixture(scope="session")
+def crop_file(crop_volume, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("nvc") / "crop.nvc"
+    crop_volume.save(path)
+    return path

@@ -1,0 +1,36 @@
+"""Decode by pieces: ``mpiexec -n 2 pvbatch --symmetric pv_pieces.py PLUGIN FILE.nvc``.
+
+Every rank runs this script (``--symmetric``), updates the reader for its own piece and
+prints ``RANK r/n DECODED x0 x1 y0 y1 z0 z1 POINTS k OK`` after checking the values
+against the core's decode of the same region.
+"""
+import sys
+
+try:
+    import paraview.web.venv  # noqa: F401
+except ImportError:
+    pass
+
+import numpy as np
+from paraview import servermanager as sm
+from paraview.simple import LoadPlugin, OpenDataFile
+from vtkmodules.util.numpy_support import vtk_to_numpy
+
+import neuralvol as nv
+
+plugin, path = sys.argv[1:3]
+LoadPlugin(plugin, ns=globals())
+controller = sm.vtkProcessModule.GetProcessModule().GetGlobalController()
+rank, size = controller.GetLocalProcessId(), controller.GetNumberOfProcesses()
+
+reader = OpenDataFile(path)
+reader.UpdatePipeline()
+algo = reader.GetClientSideObject()
+out = algo.GetOutputDataObject(0)
+ext = tuple(algo.GetLastDecodedExtent())
+assert tuple(out.GetExtent()) == ext
+nx, ny, nz = out.GetDimensions()
+values = vtk_to_numpy(out.GetPointData().GetArray(nv.open(path).array_name)).reshape(nz, ny, nx)
+assert np.array_equal(values, nv.open(path).decode(region=ext)), "piece values differ"
+print(f"RANK {rank}/{size} DECODED {' '.join(map(str, ext))} POINTS "
+      f"{algo.GetNumberOfDecodedPoints()} OK", flush=True)

@@ -1,0 +1,150 @@
+"""The .nvc container: exact round trip, every corruption caught with a one-line error."""
+import json
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+import neuralvol as nv
+from neuralvol import container
+
+
+def test_header_records_everything_needed_to_decode(crop_file, headsq_crop):
+    header = nv.read_header(crop_file)
+    assert header["format"] == "neuralvol" and header["version"] == 1
+    assert header["library"].startswith("neuralvol ")
+    (model,) = header["models"]
+    assert model["dims"] == [40, 36, 30]
+    assert model["spacing"] == [3.2, 3.2, 1.5]
+    assert model["origin"] == [10.0, -5.0, 2.5]
+    assert model["array_name"] == "density"
+    assert model["dtype"] == "int16"
+    assert model["value_range"] == [float(headsq_crop.min()), float(headsq_crop.max())]
+    assert model["encoding"]["type"] == "hashgrid" and model["network"]["type"] == "relu_mlp"
+    assert model["storage"]["precision"] == "float16"
+    training = model["training"]
+    assert training["steps"] == 150 and training["seed"] == 3 and training["device"] == "cpu"
+    assert training["psnr"] > 20 and training["seconds"] > 0
+    names = [s["name"] for s in header["sections"]]
+    assert names == ["0/encoding", "0/mlp"]
+    assert all(s["dtype"] == "float16" for s in header["sections"])
+
+
+def test_reopened_volume_decodes_identically(crop_volume, crop_file):
+    again = nv.open(crop_file)
+    assert np.array_equal(again.decode(), crop_volume.decode())
+    assert again.nbytes == crop_file.stat().st_size
+    assert (again.dims, again.spacing, again.origin, again.array_name, again.dtype) == (
+        crop_volume.dims, crop_volume.spacing, crop_volume.origin, crop_volume.array_name, crop_volume.dtype)
+
+
+def test_every_flipped_byte_is_detected(crop_file, tmp_path):
+    data = crop_file.read_bytes()
+    bad = tmp_path / "bad.nvc"
+    for i in range(len(data)):
+        corrupted = bytearray(data)
+        corrupted[i] ^= 0x5A
+        bad.write_bytes(bytes(corrupted))
+        with pytest.raises(nv.FormatError) as err:
+            nv.open(bad)
+        assert "\n" not in str(err.value)
+
+
+def test_every_truncation_is_detected(crop_file, tmp_path):
+    data = crop_file.read_bytes()
+    bad = tmp_path / "short.nvc"
+    for n in list(range(0, 64)) + list(range(64, len(data), 97)) + [len(data) - 1]:
+        bad.write_bytes(data[:n])
+        with pytest.raises(nv.FormatError, match="truncated|too short|not a neuralvol"):
+            nv.open(bad)
+
+
+def test_foreign_newer_and_padded_files(crop_file, tmp_path):
+    data = crop_file.read_bytes()
+    foreign = tmp_path / "foreign.nvc"
+    foreign.write_bytes(b"\x93NUMPY" + b"\0" * 100)
+    with pytest.raises(nv.FormatError, match="not a neuralvol .nvc file"):
+        nv.open(foreign)
+    newer = tmp_path / "newer.nvc"
+    newer.write_bytes(data[:8] + struct.pack("<H", 7) + data[10:])
+    with pytest.raises(nv.FormatError, match="newer neuralvol .*version 7"):
+        nv.open(newer)
+    padded = tmp_path / "padded.nvc"
+    padded.write_bytes(data + b"\0\0")
+    with pytest.raises(nv.FormatError, match="trailing bytes"):
+        nv.open(padded)
+
+
+def _rewrite_header(data: bytes, edit) -> bytes:
+    magic, version, flags, hlen, _ = container.PREAMBLE.unpack_from(data, 0)
+    start = container.PREAMBLE.size
+    header = json.loads(zlib.decompress(data[start:start + hlen]))
+    edit(header)
+    stored = zlib.compress(json.dumps(header).encode())
+    return container.PREAMBLE.pack(magic, version, flags, len(stored), zlib.crc32(stored)) + stored + data[start + hlen:]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda h: h["models"][0].pop("dims"), "lacks 'dims'"),
+    (lambda h: h["models"][0].update(dtype="object"), "unsupported dtype"),
+    (lambda h: h["models"][0]["encoding"].update(type="magic"), "unknown encoding"),
+    (lambda h: h["models"][0]["encoding"].update(table_size=16), "network needs"),
+    (lambda h: h["sections"][0].update(dtype="O"), "unsupported dtype"),
+    (lambda h: h.update(models=[]), "no models"),
+])
+def test_well_formed_but_inconsistent_headers_are_rejected(crop_file, tmp_path, edit, message):
+    bad = tmp_path / "bad.nvc"
+    bad.write_bytes(_rewrite_header(crop_file.read_bytes(), edit))
+    with pytest.raises(nv.FormatError, match=message):
+        nv.open(bad)
+
+
+def test_missing_file_and_folder_are_input_errors(tmp_path):
+    with pytest.raises(nv.InputError, match="no such file"):
+        nv.open(tmp_path / "nope.nvc")
+    with pytest.raises(nv.InputError, match="folder"):
+        nv.open(tmp_path)
+
+
+def test_atomic_write_leaves_nothing_behind_on_failure(crop_volume, tmp_path):
+    target = tmp_path / "out.nvc"
+    target.write_bytes(b"previous content")
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom):
+        with container.atomic_path(target) as tmp:
+            open(tmp, "wb").write(b"half")
+            raise Boom()
+    assert target.read_bytes() == b"previous content"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.nvc"]
+    with pytest.raises(nv.InputError, match="does not exist"):
+        crop_volume.save(tmp_path / "missing_dir" / "x.nvc")
+
+
+def test_unwritable_folder_gives_clear_error(crop_volume, tmp_path):
+    import os
+    if os.geteuid() == 0:
+        pytest.skip("root ignores folder permissions")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(nv.InputError, match="cannot write"):
+            crop_volume.save(locked / "x.nvc")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_several_models_in_one_file(crop_volume, headsq_crop, tmp_path):
+    second = nv.compress(headsq_crop[::-1].copy(), array_name="density", ratio=10, steps=20, seed=1, time=2.5)
+    path = tmp_path / "series.nvc"
+    nv.save_models(path, [crop_volume, second])
+    vols = nv.open_all(path)
+    assert len(vols) == 2 and vols[1].time == 2.5
+    assert np.array_equal(vols[0].decode(), crop_volume.decode())
+    assert np.array_equal(nv.open(path, model=1).decode(), second.decode())
+    with pytest.raises(nv.InputError, match="holds 2 model"):
+        nv.open(path, model=5)

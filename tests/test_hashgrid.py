@@ -1,0 +1,107 @@
+"""The hash grid reproduces tiny-cuda-nn's maths; checked against hand-computed cases."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from neuralvol.encodings import HashGridConfig, HashGridEncoding
+from neuralvol.encodings.hashgrid import PRIMES
+
+
+def test_level_scales_and_resolutions_follow_tcnn():
+    cfg = HashGridConfig(n_levels=4, n_features=2, table_size=64, base_resolution=2, finest_resolution=16)
+    b = math.exp(math.log(16 / 2) / 3)  # per-level scale: 2
+    assert b == pytest.approx(2.0)
+    # scale_l = 2^(l log2 b) * N0 - 1 ; res_l = ceil(scale_l) + 1
+    assert np.allclose(cfg.level_scales(), [1.0, 3.0, 7.0, 15.0])
+    assert cfg.level_resolutions() == [2, 4, 8, 16]
+    # min(res^3, T) rounded up to a multiple of 8; dense while res^3 fits
+    assert cfg.level_sizes() == [8, 64, 64, 64]
+    assert cfg.level_is_dense() == [True, True, False, False]
+    assert cfg.level_offsets() == [0, 8, 72, 136, 200]
+    assert cfg.n_params == 400
+
+
+def _encoding(cfg):
+    enc = HashGridEncoding(cfg)
+    with torch.no_grad():
+        enc.table.copy_(torch.arange(enc.table.numel(), dtype=torch.float32).view_as(enc.table))
+    return enc
+
+
+def test_dense_level_indices_and_weights_by_hand():
+    # One dense level: N0 = 4 -> scale 3, res 4, 64 entries.
+    cfg = HashGridConfig(n_levels=1, n_features=1, table_size=1024, base_resolution=4, finest_resolution=4)
+    enc = _encoding(cfg)
+    x = torch.tensor([[0.25, 0.5, 0.0]])
+    # pos = x*3 + 0.5 = (1.25, 2.0, 0.5): cell (1, 2, 0), fractions (0.25, 0.0, 0.5)
+    index, weight = enc.corner_indices_weights((x[:, 0], x[:, 1], x[:, 2]), (1,))
+    expected_idx = []
+    expected_w = []
+    for c in range(8):
+        cx, cy, cz = 1 + (c & 1), 2 + ((c >> 1) & 1), 0 + ((c >> 2) & 1)
+        expected_idx.append((cx + 4 * cy + 16 * cz) % 64)
+        wx = 0.25 if c & 1 else 0.75
+        wy = 0.0 if (c >> 1) & 1 else 1.0
+        wz = 0.5 if (c >> 2) & 1 else 0.5
+        expected_w.append(wx * wy * wz)
+    assert index[0, :, 0].tolist() == expected_idx
+    assert weight[0, :, 0].tolist() == pytest.approx(expected_w)
+    # With table[i] = i the encoding is the trilinear interpolation of the indices.
+    assert enc(x).item() == pytest.approx(sum(i * w for i, w in zip(expected_idx, expected_w)))
+
+
+def test_hashed_level_uses_coherent_prime_xor_hash():
+    # Level 1 of this config: scale 15, res 16, 16^3 > 64 -> hashed into 64 entries.
+    cfg = HashGridConfig(n_levels=2, n_features=1, table_size=64, base_resolution=2, finest_resolution=16)
+    assert cfg.level_is_dense() == [True, False]
+    enc = _encoding(cfg)
+    x = torch.tensor([[0.3, 0.7, 0.9]])
+    index, weight = enc.corner_indices_weights((x[:, 0], x[:, 1], x[:, 2]), (1,))
+    pos = x[0].numpy().astype(np.float32) * np.float32(15.0) + np.float32(0.5)
+    cell = np.floor(pos).astype(np.int64)
+    frac = pos - np.floor(pos)
+    for c in range(8):
+        corner = [cell[d] + ((c >> d) & 1) for d in range(3)]
+        h = 0
+        for d in range(3):
+            h ^= (corner[d] * PRIMES[d]) & 0xFFFFFFFF
+        assert index[1, c, 0].item() == 8 + h % 64  # offset of level 1 is 8
+        w = np.prod([frac[d] if (c >> d) & 1 else 1 - frac[d] for d in range(3)])
+        assert weight[1, c, 0].item() == pytest.approx(w, rel=1e-6)
+
+
+def test_table_init_is_small_uniform_and_seeded():
+    cfg = HashGridConfig(n_levels=4, n_features=2, table_size=256, base_resolution=4, finest_resolution=32)
+    a = HashGridEncoding(cfg, generator=torch.Generator().manual_seed(1)).table
+    b = HashGridEncoding(cfg, generator=torch.Generator().manual_seed(1)).table
+    assert torch.equal(a, b)
+    assert a.abs().max() <= 1e-4 and a.abs().max() > 5e-5
+
+
+def test_grid_path_equals_scattered_points():
+    cfg = HashGridConfig(n_levels=6, n_features=2, table_size=512, base_resolution=4, finest_resolution=40)
+    enc = HashGridEncoding(cfg, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        enc.table.normal_()
+    ux, uy, uz = (torch.linspace(0, 1, n) for n in (5, 4, 3))
+    index, weight = enc.corner_indices_weights((ux[None, None, :], uy[None, :, None], uz[:, None, None]), (3, 4, 5))
+    grid = enc.features_from_corners(index.reshape(6, 8, -1), weight.reshape(6, 8, -1))
+    z, y, x = torch.meshgrid(uz, uy, ux, indexing="ij")
+    points = torch.stack([x.reshape(-1), y.reshape(-1), z.reshape(-1)], dim=1)
+    assert torch.allclose(grid, enc(points), atol=1e-6)
+
+
+def test_gather_backward_accumulates_into_the_table():
+    cfg = HashGridConfig(n_levels=2, n_features=2, table_size=64, base_resolution=2, finest_resolution=8)
+    enc = HashGridEncoding(cfg, generator=torch.Generator().manual_seed(0))
+    x = torch.rand(100, 3, generator=torch.Generator().manual_seed(1))
+    enc(x).sum().backward()
+    fast = enc.table.grad.clone()
+    # Reference: plain autograd through advanced indexing.
+    table = enc.table.detach().clone().requires_grad_(True)
+    index, weight = enc.corner_indices_weights((x[:, 0], x[:, 1], x[:, 2]), (100,))
+    feats = table[:, index.reshape(-1)].reshape(2, 2, 8, 100)
+    (feats * weight.unsqueeze(0)).sum().backward()
+    assert torch.allclose(fast, table.grad, atol=1e-5)

@@ -1,0 +1,130 @@
+"""The ParaView plugin under the real ParaView (Debian's 5.11 in CI).
+
+Runs scripts from tests/paraview/ with ``pvpython``, ``mpiexec -n 2 pvbatch`` and
+``xvfb-run pvbatch`` in subprocesses. Needs ``.ci/setup-paraview.sh`` (ParaView, xvfb and
+the ``.venv-paraview`` venv with torch for ParaView's Python); skipped when absent.
+"""
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from nvtk_helpers import REPO, SHARED_DATA, small_nvc
+
+PLUGIN = REPO / "plugin" / "neuralvol_paraview.py"
+SCRIPTS = REPO / "tests" / "paraview"
+PV_VENV = Path(os.environ.get("NV_PV_VENV", REPO / ".venv-paraview"))
+PVPYTHON = shutil.which("pvpython")
+PVBATCH = shutil.which("pvbatch")
+
+pytestmark = [
+    pytest.mark.skipif(PVPYTHON is None or PVBATCH is None,
+                       reason="ParaView's pvpython/pvbatch not installed "
+                              "(run .ci/setup-paraview.sh)"),
+    pytest.mark.skipif(not (PV_VENV / "bin" / "python").exists(),
+                       reason=f"no venv for ParaView's Python at {PV_VENV} "
+                              "(run .ci/setup-paraview.sh)"),
+]
+
+
+def pv_env():
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env["PV_VENV"] = str(PV_VENV)
+    env["PYTHONPATH"] = str(REPO / "plugin" / "shim")  # getargspec fix + PV_VENV
+    env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+    env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+    env["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
+    env.pop("PV_PLUGIN_PATH", None)
+    env.pop("PV_PLUGIN_CONFIG_FILE", None)
+    return env
+
+
+def run(cmd, timeout=300, env=None):
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
+                          timeout=timeout, env=env or pv_env(), cwd=REPO)
+    return proc, proc.stdout + proc.stderr
+
+
+def vti_file():
+    for p in (SHARED_DATA / "vti" / "hydrogen.vti", REPO / "data" / "hydrogen.vti"):
+        if p.exists():
+            return p
+    pytest.skip("hydrogen.vti not found in ../shared/data/vti or data/")
+
+
+@pytest.fixture(scope="module")
+def pvpython_checks(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pv")
+    proc, text = run([PVPYTHON, SCRIPTS / "pv_checks.py", PLUGIN, small_nvc(), vti_file(), out])
+    return proc.returncode, text
+
+
+@pytest.mark.parametrize("check", [
+    "load_plugin", "open_data_file", "extract_subset_decodes_only_the_subset",
+    "resolution_scale", "bad_file_is_an_error_message", "probe_on_a_slice",
+    "save_data_from_vti"])
+def test_pvpython(pvpython_checks, check):
+    rc, text = pvpython_checks
+    if f"PASS {check}" not in text:
+        pytest.fail(f"pvpython check {check} did not pass:\n{text[-6000:]}")
+
+
+def test_auto_load_through_pv_plugin_path(tmp_path):
+    script = tmp_path / "auto.py"
+    script.write_text(
+        "from paraview.simple import OpenDataFile\n"
+        f"r = OpenDataFile({small_nvc()!r})\n"
+        "print('READER', r.GetXMLName())\n")
+    env = pv_env()
+    env["PV_PLUGIN_PATH"] = str(REPO / "plugin")
+    proc, text = run([PVPYTHON, script], env=env)
+    assert "READER NeuralVolumeReader" in text, text[-4000:]
+
+
+def test_auto_load_through_plugin_config_xml(tmp_path):
+    template = (REPO / "xml" / "neuralvol.plugins.xml.in").read_text()
+    config = tmp_path / "neuralvol.plugins.xml"
+    config.write_text(template.replace("@NEURALVOL_PLUGIN_DIR@", str(REPO / "plugin")))
+    script = tmp_path / "auto.py"
+    script.write_text(
+        "from paraview.simple import OpenDataFile\n"
+        f"r = OpenDataFile({small_nvc()!r})\n"
+        "print('READER', r.GetXMLName())\n")
+    env = pv_env()
+    env["PV_PLUGIN_CONFIG_FILE"] = str(config)
+    proc, text = run([PVPYTHON, script], env=env)
+    assert "READER NeuralVolumeReader" in text, text[-4000:]
+
+
+@pytest.mark.skipif(shutil.which("mpiexec") is None, reason="mpiexec not installed")
+def test_mpi_pvbatch_decodes_each_piece_only():
+    proc, text = run(["mpiexec", "-n", "2", PVBATCH, "--symmetric", SCRIPTS / "pv_pieces.py",
+                      PLUGIN, small_nvc()])
+    lines = sorted(l for l in text.splitlines() if l.startswith("RANK "))
+    assert len(lines) == 2 and all(l.endswith(" OK") for l in lines), text[-4000:]
+    import neuralvol as nv
+    total = 1
+    for n in nv.open(small_nvc()).dims:
+        total *= n
+    extents, points = [], []
+    for line in lines:
+        words = line.split()
+        extents.append(tuple(int(v) for v in words[3:9]))
+        points.append(int(words[10]))
+    assert extents[0] != extents[1]
+    assert all(p < 0.6 * total for p in points), points  # each rank decoded about half
+    assert sum(points) >= total
+
+
+@pytest.mark.skipif(shutil.which("xvfb-run") is None, reason="xvfb-run not installed")
+def test_headless_volume_rendering_is_not_blank(tmp_path):
+    png = tmp_path / "volume.png"
+    proc, text = run(["xvfb-run", "-a", "-s", "-screen 0 1024x768x24", PVBATCH,
+                      "--force-offscreen-rendering", SCRIPTS / "pv_render.py", PLUGIN,
+                      small_nvc(), png])
+    assert proc.returncode == 0 and png.exists(), text[-4000:]
+    frac = float(next(l for l in text.splitlines() if l.startswith("NONBLANK")).split()[1])
+    assert frac > 0.02
