@@ -6,6 +6,10 @@ absolute error bound and ZFP's tolerance are bisected to land at or under each r
 byte budget. PSNR is 20*log10((max - min) / RMSE) over all voxels in the original dtype.
 
     .venv/bin/python benchmarks/rd.py [--volumes NAME ...] [--ratios 50 100 200 400] [--time-budget 60]
+
+Next to the printed table it writes, per volume, a rate-distortion plot (PSNR against
+ratio, log x, one curve per codec) ``rd_NAME.png`` and that volume's table ``rd_NAME.md``
+into ``--plot-dir`` (default ``benchmarks/results``; ``--no-plot`` skips both).
 """
 from __future__ import annotations
 
@@ -25,6 +29,8 @@ from neuralvol.volume import cast_to_dtype
 
 REPO = Path(__file__).resolve().parents[1]
 VOLUMES = REPO.parent / "shared" / "data" / "volumes"
+RESULTS = REPO / "benchmarks" / "results"
+CODECS = (("neuralvol", "nv_psnr", "o-"), ("SZ3", "sz3_psnr", "s--"), ("ZFP", "zfp_psnr", "^:"))
 
 
 def bisect_error_bound(compress, decompress, data: np.ndarray, budget: int, iterations: int = 40):
@@ -97,6 +103,46 @@ def _fmt(value, spec):
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
 
 
+def _row_line(row: dict) -> str:
+    vps = row.get("nv_voxels_per_s")
+    return (f"| {row['volume']} | {row['ratio']:g} | {_fmt(row.get('nv_psnr'), '.2f')} | {_fmt(row.get('nv_seconds'), '.1f')} | "
+            f"{row.get('nv_steps', '—')} | {_fmt(vps / 1e6 if vps else None, '.2f')} | "
+            f"{_fmt(row.get('sz3_psnr'), '.2f')} | {_fmt(row.get('sz3_seconds'), '.1f')} | "
+            f"{_fmt(row.get('zfp_psnr'), '.2f')} | {_fmt(row.get('zfp_seconds'), '.1f')} |")
+
+
+def write_rd_plot(name: str, rows: list[dict], path: Path, entry: dict | None = None,
+                  time_budget: float | None = None) -> Path:
+    """PSNR against ratio (log x), one curve per codec that produced a number; returns ``path``."""
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(6.4, 4.6), constrained_layout=True)
+    ax = fig.add_subplot()
+    ratios = [r["ratio"] for r in rows]
+    drawn = 0
+    for label, key, style in CODECS:
+        pts = [(r["ratio"], r[key]) for r in rows if isinstance(r.get(key), float) and math.isfinite(r[key])]
+        if pts:
+            ax.plot(*zip(*pts), style, label=label, ms=6)
+            drawn += 1
+        elif any(key in r for r in rows):   # it ran, but no setting fitted any ratio's byte budget
+            ax.plot([], [], style, label=f"{label}: none fits the budget")
+            drawn += 1
+    ax.set_xscale("log")
+    ax.set_xticks(ratios, [f"{r:g}:1" for r in ratios])
+    ax.minorticks_off()
+    ax.set_xlabel("compression ratio (native bytes / compressed bytes, log scale)")
+    ax.set_ylabel("PSNR (dB)")
+    shape = "" if entry is None else f" ({'x'.join(map(str, entry.get('dims_xyz', [])))} {entry.get('dtype', '')})"
+    budget = "" if time_budget is None else f", neuralvol fit {time_budget:g} s"
+    ax.set_title(f"rate–distortion: {name}{shape}{budget}", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    if drawn:
+        ax.legend()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return path
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--volumes", nargs="*", help="names in ../shared/data/volumes (default: all)")
@@ -106,6 +152,9 @@ def main(argv=None) -> int:
     parser.add_argument("--codecs", nargs="*", default=["neuralvol", "sz3", "zfp"])
     parser.add_argument("--csv", type=Path, help="also write the rows to this CSV file")
     parser.add_argument("--data", type=Path, default=VOLUMES)
+    parser.add_argument("--plot-dir", type=Path, default=RESULTS,
+                        help="where rd_NAME.png and rd_NAME.md go (default benchmarks/results)")
+    parser.add_argument("--no-plot", action="store_true", help="write no plot or per-volume table")
     args = parser.parse_args(argv)
 
     manifest = {e["name"]: e for e in json.loads((args.data / "manifest.json").read_text())}
@@ -120,6 +169,7 @@ def main(argv=None) -> int:
             print(f"unknown volume {name!r}; known: {', '.join(sorted(manifest))}", file=sys.stderr)
             return 2
         original = np.load(args.data / manifest[name]["file"])
+        volume_rows = []
         for ratio in args.ratios:
             budget = int(original.nbytes // ratio)
             row = {"volume": name, "ratio": ratio}
@@ -131,11 +181,16 @@ def main(argv=None) -> int:
             if "zfp" in args.codecs:
                 row["zfp_psnr"], row["zfp_bytes"], row["zfp_seconds"] = run_zfp(original, budget)
             rows.append(row)
-            vps = row.get("nv_voxels_per_s")
-            print(f"| {name} | {ratio:g} | {_fmt(row.get('nv_psnr'), '.2f')} | {_fmt(row.get('nv_seconds'), '.1f')} | "
-                  f"{row.get('nv_steps', '—')} | {_fmt(vps / 1e6 if vps else None, '.2f')} | "
-                  f"{_fmt(row.get('sz3_psnr'), '.2f')} | {_fmt(row.get('sz3_seconds'), '.1f')} | "
-                  f"{_fmt(row.get('zfp_psnr'), '.2f')} | {_fmt(row.get('zfp_seconds'), '.1f')} |", flush=True)
+            volume_rows.append(row)
+            print(_row_line(row), flush=True)
+        if not args.no_plot:
+            png = write_rd_plot(name, volume_rows, args.plot_dir / f"rd_{name}.png", manifest[name],
+                                args.time_budget if "neuralvol" in args.codecs else None)
+            table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            (args.plot_dir / f"rd_{name}.md").write_text(
+                f"# {name}\n\n" + "\n".join(table + [_row_line(r) for r in volume_rows]) +
+                f"\n\nneuralvol time budget {args.time_budget:g} s per ratio, seed {args.seed}.\n\n![{name}]({png.name})\n")
+            print(f"plot: {png}", file=sys.stderr)
     if args.csv:
         keys = sorted({k for r in rows for k in r})
         with open(args.csv, "w", newline="") as fh:

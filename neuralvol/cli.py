@@ -1,4 +1,4 @@
-"""The ``neuralvol`` command: compress, decompress and inspect `.nvc` files.
+"""The ``neuralvol`` command: compress, decompress, inspect and report on `.nvc` files.
 
 Exit status: 0 success, 2 bad input or usage (one line on stderr), 1 internal error.
 """
@@ -21,16 +21,26 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _progress_bar(enabled: bool):
+    """A tqdm bar fed by fitting progress, created on the first report (so input errors
+    found before fitting print no empty bar). Returns (callback, close)."""
     if not enabled:
         return None, lambda: None
     from tqdm import tqdm
-    bar = tqdm(total=1000, desc="fitting", bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}",
-               file=sys.stderr, mininterval=0.2 if sys.stderr.isatty() else 5.0)
+    state = {}
 
     def update(p):
+        bar = state.get("bar")
+        if bar is None:
+            bar = state["bar"] = tqdm(total=1000, desc="fitting", file=sys.stderr,
+                                      bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}",
+                                      mininterval=0.2 if sys.stderr.isatty() else 5.0)
         bar.set_postfix_str(f"step {p.step}, ~{p.psnr:.1f} dB", refresh=False)
         bar.update(int(p.fraction * 1000) - bar.n)
-    return update, bar.close
+
+    def close():
+        if "bar" in state:
+            state["bar"].close()
+    return update, close
 
 
 def cmd_compress(args) -> int:
@@ -130,6 +140,22 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .report import make_report
+    numbers = make_report(args.input, args.original, args.output, model=args.model, array_name=args.array,
+                          dims=args.dims, dtype=args.dtype, cmap=args.cmap, dpi=args.dpi)
+    if args.json:
+        print(json.dumps(numbers, indent=2))
+    elif not args.quiet:
+        psnr = "exact" if numbers.get("exact") else (f"{numbers['psnr']:.2f} dB" if numbers.get("psnr") is not None
+                                                     else "n/a (no --original)")
+        extra = (f", max error {numbers['max_error']:.4g}, SSIM {numbers['ssim']:.4f}"
+                 if "max_error" in numbers else "")
+        print(f"{args.output}: ratio {numbers['ratio']:.1f}:1, {numbers['bits_per_voxel']:.3f} bits/voxel, "
+              f"PSNR {psnr}{extra}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="neuralvol", description="Neural compression of volumetric data (.nvc files).")
     from .volume import LIBRARY_VERSION
@@ -171,6 +197,22 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("input")
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=cmd_info)
+
+    r = sub.add_parser("report", help="draw original / decoded / error slices, error histogram and numbers to a PNG")
+    r.add_argument("input", help="the .nvc file")
+    r.add_argument("--original", help="the uncompressed volume (.npy, .raw, .vti, ...); without it only the "
+                                      "decoded slices, the fitting curve and the file's numbers are drawn")
+    r.add_argument("-o", "--output", default="report.png", help="the picture to write (default report.png)")
+    r.add_argument("--array", help="point-data array of the original (VTK formats)")
+    r.add_argument("--dims", type=int, nargs=3, metavar=("X", "Y", "Z"), help="dimensions of a .raw original")
+    r.add_argument("--dtype", help="dtype of a .raw original")
+    r.add_argument("--model", type=int, default=0, help="which model of a multi-model file")
+    r.add_argument("--cmap", help="matplotlib colour map of the value slices (default gray for integer data, "
+                                  "viridis for floats)")
+    r.add_argument("--dpi", type=int, default=100)
+    r.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    r.add_argument("-q", "--quiet", action="store_true")
+    r.set_defaults(func=cmd_report)
     return parser
 
 

@@ -80,7 +80,7 @@ def byte_budget(native_bytes: int, n_voxels: int, ratio=None, bpv=None, size=Non
 
 def _worst_case_training(device: torch.device, record_timings: bool) -> dict:
     """A training summary at least as long as any real one (sizes the header reserve)."""
-    curve = [[12345.67, 1234567, 123.45]] * 11
+    curve = [[12345.67, 1234567, 123.45]] * 9
     return {"psnr": 123.4567, "steps": 12345678, "seconds": 123456.789 if record_timings else None,
             "stopped": "time_budget", "device": str(device), "seed": 2 ** 31, "curve": curve, "exact": False}
 

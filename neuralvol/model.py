@@ -66,15 +66,25 @@ class NeuralField(torch.nn.Module):
             layers.append(torch.nn.Parameter(w))
         self.weights = torch.nn.ParameterList(layers)
         self.output_bias = torch.nn.Parameter(torch.zeros(1))
+        self.register_buffer("_feature_major", self.encoding.feature_major_order(), persistent=False)
 
     def mlp(self, features: torch.Tensor) -> torch.Tensor:
+        """MLP on feature-major encodings ``[F * L, K]`` (batch innermost) -> ``[K]``.
+
+        The first layer's columns are stored level-major, as tiny-cuda-nn orders encoded
+        features; they are permuted here so the encoding's output needs no transpose.
+        """
         h = features
-        for w in self.weights[:-1]:
-            h = torch.relu(h @ w.t())
-        return (h @ self.weights[-1].t()).squeeze(-1) + self.output_bias
+        for i, w in enumerate(self.weights):
+            if i == 0:
+                w = w[:, self._feature_major]
+            h = w @ h
+            if i < len(self.weights) - 1:
+                h = torch.relu(h)
+        return h.squeeze(0) + self.output_bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mlp(self.encoding(x))
+        return self.mlp(self.encoding.encode_feature_major(x))
 
     def named_tensors(self) -> dict[str, torch.Tensor]:
         """The tensors a container stores, by section name: the encoding's table and the

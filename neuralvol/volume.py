@@ -197,17 +197,21 @@ def model_entry(vol: NeuralVolume) -> dict:
     info = vol.info
     offset, scale = vol._normalisation()
     entry = {
-        "name": info.name or info.array_name,
         "array_name": info.array_name,
-        "time": info.time,
         "dims": list(info.dims),
-        "extent": list(info.extent) if info.extent else [0, info.dims[0] - 1, 0, info.dims[1] - 1, 0, info.dims[2] - 1],
         "spacing": [float(s) for s in info.spacing],
         "origin": [float(o) for o in info.origin],
         "dtype": info.dtype,
         "value_range": [float(v) for v in info.value_range],
         "normalisation": {"offset": offset, "scale": scale},
     }
+    # Optional keys are written only when they say something (each costs header bytes).
+    if info.name and info.name != info.array_name:
+        entry["name"] = info.name
+    if info.time is not None:
+        entry["time"] = float(info.time)
+    if info.extent is not None:
+        entry["extent"] = list(info.extent)
     entry.update(vol.config.to_dict())
     entry["storage"] = {"precision": STORAGE_PRECISION}
     entry["training"] = vol.training

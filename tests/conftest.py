@@ -3,10 +3,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import os
+
 import numpy as np
 import pytest
+import torch
 
 import neuralvol as nv
+
+# One intra-op thread: the tests' tensors are small, and on a shared machine a second
+# OpenMP thread that is descheduled stalls every parallel op (10x slower seen here).
+torch.set_num_threads(int(os.environ.get("NEURALVOL_TEST_THREADS", "1")))
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"

@@ -40,15 +40,19 @@ def test_reopened_volume_decodes_identically(crop_volume, crop_file):
 
 
 def test_every_flipped_byte_is_detected(crop_file, tmp_path):
+    from neuralvol.volume import volumes_from_bytes
     data = crop_file.read_bytes()
-    bad = tmp_path / "bad.nvc"
     for i in range(len(data)):
         corrupted = bytearray(data)
         corrupted[i] ^= 0x5A
-        bad.write_bytes(bytes(corrupted))
         with pytest.raises(nv.FormatError) as err:
-            nv.open(bad)
-        assert "\n" not in str(err.value)
+            volumes_from_bytes(bytes(corrupted), "bad.nvc")
+        assert "\n" not in str(err.value) and str(err.value).startswith("bad.nvc: ")
+    # and through a real file
+    bad = tmp_path / "bad.nvc"
+    bad.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    with pytest.raises(nv.FormatError, match="corrupted"):
+        nv.open(bad)
 
 
 def test_every_truncation_is_detected(crop_file, tmp_path):

@@ -90,7 +90,10 @@ def test_grid_path_equals_scattered_points():
     grid = enc.features_from_corners(index.reshape(6, 8, -1), weight.reshape(6, 8, -1))
     z, y, x = torch.meshgrid(uz, uy, ux, indexing="ij")
     points = torch.stack([x.reshape(-1), y.reshape(-1), z.reshape(-1)], dim=1)
-    assert torch.allclose(grid, enc(points), atol=1e-6)
+    assert torch.allclose(grid, enc.encode_feature_major(points), atol=1e-6)
+    # the public layout is level-major, as tiny-cuda-nn's: column l * F + f
+    level_major = enc(points)
+    assert torch.allclose(level_major[:, 1 * 2 + 0], grid[0 * 6 + 1], atol=1e-6)
 
 
 def test_gather_backward_accumulates_into_the_table():

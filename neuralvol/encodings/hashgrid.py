@@ -97,6 +97,13 @@ class HashGridConfig:
         return self.n_levels * self.n_features
 
 
+def _gather(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    out = table.new_empty((table.shape[0], index.shape[0]))
+    for f in range(table.shape[0]):
+        torch.index_select(table[f], 0, index, out=out[f])
+    return out
+
+
 class _Gather(torch.autograd.Function):
     """Feature-major gather ``table[:, index]`` whose backward is a 1-D index_add per feature."""
 
@@ -104,7 +111,7 @@ class _Gather(torch.autograd.Function):
     def forward(ctx, table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(index)
         ctx.n_entries = table.shape[1]
-        return torch.stack([table[f].index_select(0, index) for f in range(table.shape[0])])
+        return _gather(table, index)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
@@ -160,7 +167,26 @@ class HashGridEncoding(torch.nn.Module):
         multipliers = (1, res, res * res) if dense else PRIMES
         return [(_axis_terms(a, self._scales[level], m, not dense)) for a, m in zip(axes, multipliers)]
 
-    def corner_indices_weights(self, axes, shape: tuple[int, ...]):
+    def point_axis_terms(self, level: int, coords_t: torch.Tensor):
+        """:meth:`level_axis_terms` for scattered points given as one ``[3, N]`` tensor.
+
+        The three axes go through each operation together (one op instead of three).
+        """
+        res, dense = self._res[level], self._dense[level]
+        mult = torch.tensor((1, res, res * res) if dense else PRIMES, dtype=torch.int64,
+                            device=coords_t.device).view(3, 1)
+        pos = coords_t * self._scales[level] + 0.5
+        floor = torch.floor(pos)
+        frac = pos - floor
+        t0 = floor.to(torch.int64).mul_(mult)
+        t1 = t0 + mult
+        if not dense:
+            t0.bitwise_and_(UINT32_MASK)
+            t1.bitwise_and_(UINT32_MASK)
+        w0 = 1.0 - frac
+        return [((t0[a], t1[a]), (w0[a], frac[a])) for a in range(3)]
+
+    def corner_indices_weights(self, axes, shape: tuple[int, ...], coords_t: torch.Tensor | None = None):
         """Table indices and trilinear weights ``[L, 8, *shape]`` for points given per axis.
 
         For scattered points the three axes are 1-D tensors of equal length and
@@ -175,7 +201,10 @@ class HashGridEncoding(torch.nn.Module):
         index = torch.empty((n_levels, 8, *shape), dtype=torch.int64, device=device)
         weight = torch.empty((n_levels, 8, *shape), dtype=axes[0].dtype, device=device)
         for level in range(n_levels):
-            (tx, wx), (ty, wy), (tz, wz) = self.level_axis_terms(level, axes)
+            if coords_t is not None:
+                (tx, wx), (ty, wy), (tz, wz) = self.point_axis_terms(level, coords_t)
+            else:
+                (tx, wx), (ty, wy), (tz, wz) = self.level_axis_terms(level, axes)
             combine = torch.add if self._dense[level] else torch.bitwise_xor
             for by in (0, 1):
                 for bx in (0, 1):
@@ -190,18 +219,34 @@ class HashGridEncoding(torch.nn.Module):
         return index, weight
 
     def features_from_corners(self, index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """Interpolated features ``[K, L*F]`` from ``[L, 8, K]`` corner indices and weights."""
+        """Interpolated features from ``[L, 8, K]`` corner indices and weights.
+
+        Returns ``[F * L, K]``, feature-major (row ``f * L + l``) with the batch innermost:
+        the layout the gather produces, so no copy is made; :meth:`forward` gives the
+        level-major ``[K, L * F]`` view.
+        """
         n_levels, _, k = index.shape
         flat = index.reshape(-1)
         if torch.is_grad_enabled() and self.table.requires_grad:
             feats = _Gather.apply(self.table, flat)
         else:
-            feats = torch.stack([self.table[f].index_select(0, flat) for f in range(self.table.shape[0])])
+            feats = _gather(self.table, flat)
         feats = feats.reshape(-1, n_levels, 8, k)
-        mixed = (feats * weight.unsqueeze(0)).sum(dim=2)  # [F, L, K]
-        return mixed.permute(2, 1, 0).reshape(k, -1)
+        return (feats * weight.unsqueeze(0)).sum(dim=2).reshape(-1, k)  # [F*L, K]
+
+    def encode_feature_major(self, x: torch.Tensor) -> torch.Tensor:
+        """Encode points ``[N, 3]`` to ``[F * L, N]`` (the fast layout the MLP consumes)."""
+        coords_t = x.t().contiguous()
+        index, weight = self.corner_indices_weights(tuple(coords_t), (x.shape[0],), coords_t=coords_t)
+        return self.features_from_corners(index, weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Encode points ``x`` of shape ``[N, 3]`` (x, y, z in [0, 1])."""
-        index, weight = self.corner_indices_weights((x[:, 0], x[:, 1], x[:, 2]), (x.shape[0],))
-        return self.features_from_corners(index, weight)
+        """Encode points ``x`` of shape ``[N, 3]`` (x, y, z in [0, 1]) to ``[N, L * F]``."""
+        cfg = self.config
+        fm = self.encode_feature_major(x).view(cfg.n_features, cfg.n_levels, -1)
+        return fm.permute(2, 1, 0).reshape(x.shape[0], -1)
+
+    def feature_major_order(self) -> torch.Tensor:
+        """Column permutation taking level-major MLP inputs (``l * F + f``) to feature-major."""
+        cfg = self.config
+        return torch.arange(cfg.n_output_dims).view(cfg.n_levels, cfg.n_features).t().reshape(-1)
