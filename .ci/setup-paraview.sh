@@ -29,8 +29,9 @@ fi
 # 2. The venv for ParaView's Python. It must be made by the interpreter ParaView embeds
 #    (Debian's /usr/bin/python3, 3.11), so that compiled wheels (torch) match its ABI.
 PY=/usr/bin/python3
-pyver="$($PY -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
-if [ ! -x "$VENV/bin/python" ] || [ "$("$VENV/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" != "$pyver" ]; then
+# A venv made by another interpreter (pyenv's, a newer Debian's) is made again.
+if [ ! -x "$VENV/bin/python" ] || ! grep -qx "home = $(dirname "$PY")" "$VENV/pyvenv.cfg" 2>/dev/null \
+   || [ "$("$VENV/bin/python" -c 'import sys; print(sys.version)' 2>/dev/null)" != "$($PY -c 'import sys; print(sys.version)')" ]; then
   rm -rf "$VENV"
   $PY -m venv "$VENV"
 fi

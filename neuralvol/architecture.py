@@ -59,4 +59,4 @@ def choose_architecture(dims: tuple[int, int, int], max_params: int) -> ModelCon
         if config is not None:
             return config
     raise InputError(f"the size budget allows only {max_params} parameters, fewer than the smallest network "
-                     f"needs; ask for a lower --ratio or a larger --size")
+                     f"needs; ask for a lower ratio or a larger size")

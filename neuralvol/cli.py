@@ -69,13 +69,9 @@ def cmd_compress(args) -> int:
 
 
 def _decode_dims(vol, args):
-    if args.scale is not None and args.out_dims is not None:
-        raise NeuralVolError("give --scale or --dims, not both")
-    if args.scale is not None:
-        if not args.scale > 0:
-            raise NeuralVolError(f"--scale must be positive, got {args.scale}")
-        return tuple(max(1, int(round(n * args.scale))) for n in vol.dims)
-    return tuple(args.out_dims) if args.out_dims is not None else None
+    if args.scale is None and args.out_dims is None:
+        return None
+    return vol.output_dims(args.out_dims, args.scale)
 
 
 def cmd_decompress(args) -> int:

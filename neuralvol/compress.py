@@ -147,7 +147,11 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
     budget = byte_budget(data.nbytes, data.size, ratio, bpv, size)
     worst = _worst_case_training(torch_device, record_timings)
     if config is None:
-        config = plan_architecture(info, budget, worst)
+        try:
+            config = plan_architecture(info, budget, worst)
+        except InputError:
+            # Tight budget: plan without the fitting curve (it is dropped from the file later).
+            config = plan_architecture(info, budget, dict(worst, curve=[]))
     network = NeuralField(config, seed=seed)
     torch.manual_seed(int(seed))
     if hi > lo:

@@ -50,13 +50,7 @@ EXTENSION = ".nvc"
 # -- decoding to pv.ImageData ---------------------------------------------------------
 
 def _resolve_dims(vol: NeuralVolume, dims=None, scale=None) -> tuple[int, int, int] | None:
-    if dims is not None and scale is not None:
-        raise InputError("give dims or scale, not both")
-    if scale is not None:
-        if not float(scale) > 0:
-            raise InputError(f"scale must be positive, got {scale}")
-        return tuple(max(1, int(round(n * float(scale)))) for n in vol.dims)
-    return None if dims is None else _check_dims(dims)
+    return None if dims is None and scale is None else vol.output_dims(dims, scale)
 
 
 def _image_from_volume(vol: NeuralVolume, dims=None, region=None, scale=None, dtype=None,

@@ -106,13 +106,17 @@ def make_report(nvc_path, original=None, output_png="report.png", *, model: int 
     """
     from . import NeuralVolume
     from . import open as open_nvc
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise InputError("the report needs matplotlib: pip install matplotlib") from None
     if isinstance(nvc_path, NeuralVolume):
         vol, nbytes, label = nvc_path, None, title or nvc_path.array_name
     else:
         vol = open_nvc(nvc_path, model=model)
-        nbytes = os.path.getsize(nvc_path) if model == 0 and len(_model_count(nvc_path)) == 1 else None
+        nbytes = os.path.getsize(nvc_path) if len(_model_count(nvc_path)) == 1 else None
         label = title or Path(nvc_path).name
-    array, spacing, origin = _load_original(original, array_name=array_name, dims=dims, dtype=dtype)
+    array, _spacing, _origin = _load_original(original, array_name=array_name, dims=dims, dtype=dtype)
     if array is not None:
         expected = tuple(reversed(vol.dims))
         if array.ndim != 3 or array.shape != expected:

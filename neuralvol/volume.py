@@ -121,6 +121,21 @@ class NeuralVolume:
     def ratio(self) -> float:
         return self.info.native_bytes / self.nbytes
 
+    def output_dims(self, dims: Sequence[int] | None = None, scale: float | None = None) -> tuple[int, int, int]:
+        """The decoding grid for explicit ``dims`` or a ``scale`` factor of the original dims.
+
+        A scale keeps the grid node-aligned: ``(n - 1) * scale + 1`` nodes per axis, so at
+        scale 2 every original voxel is kept and one is inserted between neighbours, and at
+        scale 0.5 every other one is kept (when ``n - 1`` is even).
+        """
+        if dims is not None and scale is not None:
+            raise InputError("give dims or scale, not both")
+        if scale is not None:
+            if not float(scale) > 0:
+                raise InputError(f"scale must be positive, got {scale}")
+            return tuple(1 if n <= 1 else int(math.floor((n - 1) * float(scale) + 0.5)) + 1 for n in self.dims)
+        return self.dims if dims is None else _check_dims(dims)
+
     def grid_spacing(self, dims: Sequence[int]) -> tuple[float, float, float]:
         """Spacing of a ``dims`` grid spanning the same physical bounds."""
         dims = _check_dims(dims)

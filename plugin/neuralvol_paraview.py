@@ -144,8 +144,8 @@ class NeuralVolumeWriter(_alg.NeuralVolumeWriter):
     @smproperty.doublevector(name="TargetRatio", label="Target Ratio",
                              default_values=100.0)
     @smdomain.doublerange(min=1, max=2000)
-    @smdomain.xml("<Documentation>Compression ratio: original bytes / file bytes. Ignored when Bits Per Voxel "
-                  "or Target Size is set.</Documentation>")
+    @smdomain.xml("<Documentation>Compression ratio: original bytes / file bytes. "
+                  "Ignored when Bits Per Voxel or Target Size is set.</Documentation>")
     def SetTargetRatio(self, ratio):
         _alg.NeuralVolumeWriter.SetTargetRatio(self, ratio)
 

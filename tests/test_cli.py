@@ -48,7 +48,7 @@ def test_compress_info_decompress_round_trip(cli_file, capsys, tmp_path):
     assert psnr(original, full) == pytest.approx(model["training"]["psnr"], abs=1e-3)
 
     code, _, _ = run(capsys, "decompress", cli_file, tmp_path / "half.npy", "--scale", "0.5")
-    assert code == 0 and np.load(tmp_path / "half.npy").shape == (21, 31, 24)
+    assert code == 0 and np.load(tmp_path / "half.npy").shape == (22, 32, 25)  # (n - 1) / 2 + 1 nodes
 
     code, _, _ = run(capsys, "decompress", cli_file, tmp_path / "roi.npy", "--region", 10, 40, 0, 61, 20, 30)
     assert code == 0 and np.array_equal(np.load(tmp_path / "roi.npy"), full[20:31, 0:62, 10:41])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nvtk_helpers import REPO, SHARED_DATA, small_nvc
+from nvtk_helpers import REPO, SHARED_DATA, series_nvc, small_nvc
 
 PLUGIN = REPO / "plugin" / "neuralvol_paraview.py"
 SCRIPTS = REPO / "tests" / "paraview"
@@ -58,14 +58,15 @@ def vti_file():
 @pytest.fixture(scope="module")
 def pvpython_checks(tmp_path_factory):
     out = tmp_path_factory.mktemp("pv")
-    proc, text = run([PVPYTHON, SCRIPTS / "pv_checks.py", PLUGIN, small_nvc(), vti_file(), out])
+    proc, text = run([PVPYTHON, SCRIPTS / "pv_checks.py", PLUGIN, small_nvc(), vti_file(), out,
+                      series_nvc()])
     return proc.returncode, text
 
 
 @pytest.mark.parametrize("check", [
     "load_plugin", "open_data_file", "extract_subset_decodes_only_the_subset",
     "resolution_scale", "bad_file_is_an_error_message", "probe_on_a_slice",
-    "save_data_from_vti"])
+    "save_data_from_vti", "series_as_time_steps"])
 def test_pvpython(pvpython_checks, check):
     rc, text = pvpython_checks
     if f"PASS {check}" not in text:
@@ -128,3 +129,22 @@ def test_headless_volume_rendering_is_not_blank(tmp_path):
     assert proc.returncode == 0 and png.exists(), text[-4000:]
     frac = float(next(l for l in text.splitlines() if l.startswith("NONBLANK")).split()[1])
     assert frac > 0.02
+
+
+@pytest.mark.skipif(shutil.which("xvfb-run") is None or shutil.which("paraview") is None,
+                    reason="xvfb-run or the paraview GUI not installed")
+def test_gui_auto_loads_the_plugin(tmp_path):
+    """The Qt GUI (under Xvfb) auto-loads the plugin through PV_PLUGIN_PATH + the shim."""
+    result = tmp_path / "gui.txt"
+    script = tmp_path / "gui.py"
+    script.write_text(
+        "from paraview.simple import OpenDataFile, Show, Render\n"
+        f"r = OpenDataFile({small_nvc()!r})\n"
+        "Show(r); Render()\n"
+        f"open({str(result)!r}, 'w').write('READER %s' % r.GetXMLName())\n")
+    env = pv_env()
+    env["PV_PLUGIN_PATH"] = str(REPO / "plugin")
+    proc, text = run(["xvfb-run", "-a", "-s", "-screen 0 1280x900x24", "paraview",
+                      f"--script={script}", "--exit"], env=env, timeout=180)
+    assert result.exists(), text[-4000:]
+    assert result.read_text() == "READER NeuralVolumeReader"

@@ -21,7 +21,10 @@ def make_reader(path=None, **props):
 
 def test_whole_extent_equals_core_decode():
     r = make_reader()
+    progress = []
+    r.AddObserver("ProgressEvent", lambda obj, ev: progress.append(obj.GetProgress()))
     r.Update()
+    assert progress and progress[-1] == 1.0
     out = r.GetOutputDataObject(0)
     vol = nv.open(small_nvc())
     assert out.GetDimensions() == vol.dims

@@ -176,7 +176,10 @@ class NeuralVolumeReader(VTKPythonAlgorithmBase):
                 self._arrays.AddArray(n)
 
     def _grid_for(self, vol):
-        dims = output_dims(vol.dims, self._scale, self._dims)
+        if all(int(d) > 0 for d in self._dims) or not hasattr(vol, "output_dims"):
+            dims = output_dims(vol.dims, self._scale, self._dims)
+        else:  # the core's rule for a scale factor (same formula)
+            dims = tuple(vol.output_dims(scale=self._scale))
         if dims == tuple(vol.dims):
             spacing = tuple(vol.spacing)
         else:
@@ -212,7 +215,8 @@ class NeuralVolumeReader(VTKPythonAlgorithmBase):
         info.Remove(SDDP.TIME_STEPS())
         info.Remove(SDDP.TIME_RANGE())
         if self._mode == "time":
-            info.Set(SDDP.TIME_STEPS(), self._times, len(self._times))
+            steps = sorted(self._times)  # VTK wants increasing time steps
+            info.Set(SDDP.TIME_STEPS(), steps, len(steps))
             info.Set(SDDP.TIME_RANGE(), [min(self._times), max(self._times)], 2)
         return 1
 

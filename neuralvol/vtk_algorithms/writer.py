@@ -10,11 +10,9 @@ and the VTK abort flag cancels the fit (nothing is written: the core saves atomi
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from vtkmodules.util.vtkAlgorithm import VTKPythonAlgorithmBase
-from vtkmodules.vtkCommonDataModel import vtkDataObject, vtkImageData
+from vtkmodules.vtkCommonDataModel import vtkImageData
 from vtkmodules.vtkCommonExecutionModel import vtkStreamingDemandDrivenPipeline as SDDP
 
 from . import _common

@@ -1,6 +1,6 @@
 """ParaView-layer checks, run by tests/test_paraview.py under the real ``pvpython``.
 
-    pvpython tests/paraview/pv_checks.py PLUGIN SMALL_NVC VTI OUTDIR
+    pvpython tests/paraview/pv_checks.py PLUGIN SMALL_NVC VTI OUTDIR SERIES_NVC
 
 Prints one ``PASS name`` or ``FAIL name: why`` line per check and exits 0 when all pass.
 """
@@ -14,13 +14,13 @@ except ImportError:
 
 import numpy as np
 from paraview import servermanager as sm
-from paraview.simple import (ExtractSubset, LoadPlugin, OpenDataFile, SaveData, Slice,
-                             XMLImageDataReader)
+from paraview.simple import (ExtractSubset, GetAnimationScene, LoadPlugin, OpenDataFile,
+                             SaveData, Slice, XMLImageDataReader)
 from vtkmodules.util.numpy_support import vtk_to_numpy
 
 import neuralvol as nv
 
-plugin, small, vti, outdir = sys.argv[1:5]
+plugin, small, vti, outdir, series = sys.argv[1:6]
 failures = 0
 
 
@@ -134,11 +134,24 @@ def save_data_from_vti():
     back = nv.open(out)
     assert back.array_name == name
     assert back.dims == info.GetDimensions()
-    assert np.allclose(back.spacing, info.GetSpacing()) and np.allclose(back.origin, info.GetOrigin())
+    assert np.allclose(back.spacing, info.GetSpacing())
+    assert np.allclose(back.origin, info.GetOrigin())
     assert back.training["steps"] == 15
     r = OpenDataFile(out)  # and the plugin reads it back
     r.UpdatePipeline()
     assert np.array_equal(image_values(sm.Fetch(r)), back.decode())
+
+
+@check
+def series_as_time_steps():
+    vols = nv.open_all(series)
+    r = OpenDataFile(series)
+    scene = GetAnimationScene()
+    scene.UpdateAnimationUsingDataTimeSteps()
+    assert list(r.TimestepValues) == [v.time for v in vols], list(r.TimestepValues)
+    for vol in vols[::-1]:
+        r.UpdatePipeline(vol.time)
+        assert np.array_equal(image_values(sm.Fetch(r)), vol.decode())
 
 
 print(f"{failures} failed")
