@@ -21,7 +21,7 @@ from .metrics import psnr_from_normalised_mse
 from .model import NeuralField
 
 BATCH_SIZE = 1 << 13
-LEARNING_RATE = 1e-2
+LEARNING_RATE = 2e-2
 FINAL_LR_FACTOR = 0.05
 CURVE_POINTS = 8
 PROGRESS_INTERVAL_S = 0.1
