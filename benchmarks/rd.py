@@ -33,26 +33,37 @@ RESULTS = REPO / "benchmarks" / "results"
 CODECS = (("neuralvol", "nv_psnr", "o-"), ("SZ3", "sz3_psnr", "s--"), ("ZFP", "zfp_psnr", "^:"))
 
 
-def bisect_error_bound(compress, decompress, data: np.ndarray, budget: int, iterations: int = 40):
-    """Smallest error bound (log-bisected) whose output fits ``budget`` bytes; (decoded, bytes) or None."""
+def bisect_error_bound(compress, decompress, data: np.ndarray, budget: int, iterations: int = 10):
+    """The error bound whose output fits ``budget`` bytes with the least error; (decoded, bytes) or None.
+
+    Compressed size is not monotonic in the bound (SZ3's predictors switch), so a plain
+    bisection can stop far from the best bound that fits. Instead: a geometric scan over
+    eleven decades, keeping the fitting bound with the lowest MSE, then a finer scan
+    around the three best. ZFP's fixed-accuracy mode needs
+    tolerances far above the value range to reach high ratios (it then keeps little more
+    than block exponents); the PSNR shows what is left.
+    """
     value_range = float(data.max() - data.min()) or 1.0
-    # ZFP's fixed-accuracy mode needs tolerances far above the value range to reach high
-    # ratios (it then keeps little more than block exponents); the PSNR shows what is left.
-    lo, hi = value_range * 1e-9, value_range * 1e4
-    blob = compress(data, hi)
-    if len(blob) > budget:
-        return None
-    best = blob
-    for _ in range(iterations):
-        mid = math.sqrt(lo * hi)
-        blob = compress(data, mid)
+    scan = value_range * np.geomspace(1e-7, 1e4, 221)
+    fitting = []  # (mse, bound, blob)
+
+    def consider(bound):
+        blob = compress(data, bound)
         if len(blob) <= budget:
-            hi, best = mid, blob
-        else:
-            lo = mid
-        if hi / lo < 1.01:
-            break
-    return decompress(best), len(best)
+            decoded = np.asarray(decompress(blob), dtype=np.float64).reshape(data.shape)
+            fitting.append((float(np.mean((decoded - data) ** 2)), bound, blob))
+
+    for bound in scan:
+        consider(bound)
+    if not fitting:
+        return None
+    # then finer scans around the three best bounds (one coarse step either side)
+    step = scan[1] / scan[0]
+    for _, centre, _ in sorted(fitting, key=lambda f: f[0])[:3]:
+        for bound in centre * np.geomspace(1 / step, step, 2 * iterations + 1):
+            consider(bound)
+    blob = min(fitting, key=lambda f: f[0])[2]
+    return decompress(blob), len(blob)
 
 
 def run_sz3(original: np.ndarray, budget: int):

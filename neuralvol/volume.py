@@ -68,6 +68,11 @@ def _check_dims(dims) -> tuple[int, int, int]:
     return d
 
 
+def scaled_dims(dims: Sequence[int], scale: float) -> tuple[int, int, int]:
+    """``(n - 1) * scale + 1`` nodes per axis (half rounded up): node-aligned resampling."""
+    return tuple(1 if n <= 1 else int(math.floor((n - 1) * scale + 0.5)) + 1 for n in dims)
+
+
 def cast_to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Cast float values to ``dtype``: integers are rounded and clipped to the dtype's range."""
     dtype = np.dtype(dtype)
@@ -133,7 +138,7 @@ class NeuralVolume:
         if scale is not None:
             if not float(scale) > 0:
                 raise InputError(f"scale must be positive, got {scale}")
-            return tuple(1 if n <= 1 else int(math.floor((n - 1) * float(scale) + 0.5)) + 1 for n in self.dims)
+            return scaled_dims(self.dims, float(scale))
         return self.dims if dims is None else _check_dims(dims)
 
     def grid_spacing(self, dims: Sequence[int]) -> tuple[float, float, float]:

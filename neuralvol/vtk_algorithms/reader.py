@@ -23,6 +23,7 @@ from vtkmodules.vtkCommonExecutionModel import (
     vtkStreamingDemandDrivenPipeline as SDDP,
 )
 
+from ..volume import scaled_dims
 from . import _common
 
 #: points decoded per call: the unit of progress reports and of abort checks
@@ -37,8 +38,7 @@ def output_dims(native_dims, scale=1.0, dims=None) -> tuple[int, int, int]:
         return tuple(int(d) for d in dims)
     if scale is None or scale <= 0:
         raise ValueError(f"resolution scale must be > 0, got {scale}")
-    return tuple(1 if n <= 1 else max(1, int(round((n - 1) * scale)) + 1)
-                 for n in native_dims)
+    return scaled_dims(native_dims, float(scale))
 
 
 class NeuralVolumeReader(VTKPythonAlgorithmBase):
