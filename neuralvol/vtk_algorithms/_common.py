@@ -120,3 +120,42 @@ def dataset_points(dataset) -> np.ndarray:
     if hasattr(dataset, "GetPoints") and dataset.GetPoints() is not None:
         return vtk_to_numpy(dataset.GetPoints().GetData()).astype(np.float64).reshape(-1, 3)
     return np.array([dataset.GetPoint(i) for i in range(n)], dtype=np.float64)
+
+
+class NvcFileMixin:
+    """The ``FileName`` property and a cached open of the file's models, shared by the
+    algorithms that read `.nvc` files. The cache follows the file's mtime and size, so
+    rewriting the file re-reads it on the next execution."""
+
+    _filename = None
+    _models = None
+    _models_key = None
+
+    def SetFileName(self, name):
+        name = None if name in (None, "") else str(name)
+        if name != self._filename:
+            self._filename = name
+            self._models = None
+            self.Modified()
+
+    def GetFileName(self):
+        return self._filename
+
+    def _open_models(self):
+        """(models, fresh): the file's models, and whether they were just (re)read."""
+        import os
+        if not self._filename:
+            raise ValueError("no .nvc file name set")
+        try:
+            st = os.stat(self._filename)
+        except OSError as exc:
+            raise OSError(f"cannot open {self._filename}: {exc.strerror}") from None
+        key = (self._filename, st.st_mtime_ns, st.st_size)
+        if self._models is not None and self._models_key == key:
+            return self._models, False
+        nv = import_core()
+        models = list(nv.open_all(self._filename))
+        if not models:
+            raise nv.FormatError(f"{self._filename}: the file holds no model")
+        self._models, self._models_key = models, key
+        return models, True

@@ -18,7 +18,7 @@ from . import _common
 SAMPLE_CHUNK_POINTS = 1 << 20
 
 
-class NeuralVolumeProbe(VTKPythonAlgorithmBase):
+class NeuralVolumeProbe(_common.NvcFileMixin, VTKPythonAlgorithmBase):
     """Adds the neural field of ``FileName`` as a point-data array to any ``vtkDataSet``.
 
     Properties: ``FileName``; ``ResultArrayName`` (empty: the file's array name);
@@ -38,16 +38,6 @@ class NeuralVolumeProbe(VTKPythonAlgorithmBase):
         self.last_error = None
         self.sampled_points = 0
 
-    def SetFileName(self, name):
-        name = None if not name else str(name)
-        if name != self._filename:
-            self._filename = name
-            self._models = None
-            self.Modified()
-
-    def GetFileName(self):
-        return self._filename
-
     def SetResultArrayName(self, name):
         if (name or "") != self._result:
             self._result = name or ""
@@ -59,19 +49,7 @@ class NeuralVolumeProbe(VTKPythonAlgorithmBase):
             self.Modified()
 
     def _open(self):
-        import os
-        if not self._filename:
-            raise ValueError("no .nvc file name set")
-        try:
-            st = os.stat(self._filename)
-        except OSError as exc:
-            raise OSError(f"cannot open {self._filename}: {exc.strerror}") from None
-        key = (self._filename, st.st_mtime_ns, st.st_size)
-        if self._models is None or self._models_key != key:
-            nv = _common.import_core()
-            self._models = list(nv.open_all(self._filename))
-            self._models_key = key
-        return self._models
+        return self._open_models()[0]
 
     def _times(self):
         models = self._models or []

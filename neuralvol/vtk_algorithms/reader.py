@@ -41,7 +41,7 @@ def output_dims(native_dims, scale=1.0, dims=None) -> tuple[int, int, int]:
     return scaled_dims(native_dims, float(scale))
 
 
-class NeuralVolumeReader(VTKPythonAlgorithmBase):
+class NeuralVolumeReader(_common.NvcFileMixin, VTKPythonAlgorithmBase):
     """Reads a ``.nvc`` neural volume into ``vtkImageData``.
 
     Properties: ``FileName``; ``ResolutionScale`` (1 = native grid) or
@@ -75,16 +75,6 @@ class NeuralVolumeReader(VTKPythonAlgorithmBase):
         self.decode_log = []         # (model index, grid dims, region) per decode call
 
     # ---------------------------------------------------------------- properties
-    def SetFileName(self, name):
-        name = None if name in (None, "") else str(name)
-        if name != self._filename:
-            self._filename = name
-            self._models = None
-            self.Modified()
-
-    def GetFileName(self):
-        return self._filename
-
     def SetResolutionScale(self, scale):
         scale = float(scale)
         if scale != self._scale:
@@ -142,21 +132,9 @@ class NeuralVolumeReader(VTKPythonAlgorithmBase):
     # ---------------------------------------------------------------- file handling
     def _open(self):
         """Open (and cache) the file's models; raises the core's errors."""
-        if not self._filename:
-            raise ValueError("no file name set")
-        try:
-            st = os.stat(self._filename)
-        except OSError as exc:
-            raise OSError(f"cannot open {self._filename}: {exc.strerror}") from None
-        key = (self._filename, st.st_mtime_ns, st.st_size)
-        if self._models is not None and self._models_key == key:
-            return self._models
-        nv = _common.import_core()
-        models = list(nv.open_all(self._filename))
-        if not models:
-            raise nv.FormatError(f"{self._filename}: the file holds no model")
-        self._models, self._models_key = models, key
-        self._classify(models)
+        models, fresh = self._open_models()
+        if fresh:
+            self._classify(models)
         return models
 
     def _classify(self, models):
