@@ -8,8 +8,6 @@ after 10 % and 50 % of the time budget, steps and seconds per step. A PSNR-vs-ti
 """
 from __future__ import annotations
 
-import numpy as np
-
 from ..architecture import ENCODING_KINDS
 from ._common import load, markdown_table, out_dir, pyplot
 
@@ -51,7 +49,8 @@ def run_encodings_study(volumes, ratio: float = 100.0, time_budget: float = 20.0
             fmt = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
             rows.append([name, enc, r["bytes"], r["params"], fmt(p10), fmt(p50), fmt(r["psnr"]), r["steps"],
                          f"{1000 * r['s_per_step']:.1f}"])
-            echo(f"  {name} {enc}: {fmt(r['psnr'])} dB, {r['steps']} steps", ) if echo else None
+            if echo:
+                echo(f"  {name} {enc}: {fmt(r['psnr'])} dB, {r['steps']} steps")
         plt = pyplot()
         fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=90)
         for enc, curve in curves.items():
