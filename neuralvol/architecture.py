@@ -11,7 +11,7 @@ parameter count in budget.
 """
 from __future__ import annotations
 
-from .encodings import HashGridConfig
+from .encodings import DenseGridConfig, FrequencyConfig, HashGridConfig, IdentityConfig, TriangleWaveConfig
 from .errors import InputError
 from .model import ModelConfig
 
@@ -64,3 +64,56 @@ def choose_architecture(dims: tuple[int, int, int], max_params: int) -> ModelCon
             return config
     raise InputError(f"the size budget allows only {max_params} parameters, fewer than the smallest network "
                      f"needs; ask for a lower ratio or a larger size")
+
+
+ENCODING_KINDS = ("hashgrid", "frequency", "triangle_wave", "dense_grid", "identity")
+# Parameter-free encodings: the whole budget goes to the MLP (hidden layers, encoding config).
+MLP_ONLY = {"frequency": (3, FrequencyConfig(8)), "triangle_wave": (3, TriangleWaveConfig(12)),
+            "identity": (3, IdentityConfig())}
+
+
+def _widest_mlp(encoding, layers: int, max_params: int) -> ModelConfig | None:
+    best = None
+    for width in range(2, 4097):
+        config = ModelConfig(encoding, width, layers)
+        if config.n_params > max_params:
+            break
+        best = config
+    return best
+
+
+def _dense_grid(dims, max_params: int) -> ModelConfig | None:
+    """Dense grid with the hash grid's ladder of levels/features/MLP; the finest
+    resolution is the largest (up to the volume's) whose full grids fit the budget."""
+    finest_cap = max(2, max(dims))
+    for threshold, levels, features, base_res, width, layers in LADDER:
+        if max_params < threshold:
+            continue
+        levels = min(levels, 8)
+        base_res = min(base_res, finest_cap)
+        best = None
+        for finest in range(base_res, finest_cap + 1):
+            config = ModelConfig(DenseGridConfig(levels, features, base_res, finest), width, layers)
+            if config.n_params > max_params:
+                break
+            best = config
+        if best is not None:
+            return best
+    return None
+
+
+def choose_architecture_for(encoding: str, dims: tuple[int, int, int], max_params: int) -> ModelConfig:
+    """The network of ``encoding`` kind for ``dims`` with at most ``max_params`` parameters."""
+    if encoding == "hashgrid":
+        return choose_architecture(dims, max_params)
+    if encoding not in ENCODING_KINDS:
+        raise InputError(f"unknown encoding {encoding!r}; use one of {', '.join(ENCODING_KINDS)}")
+    if encoding == "dense_grid":
+        config = _dense_grid(dims, max_params)
+    else:
+        layers, enc = MLP_ONLY[encoding]
+        config = _widest_mlp(enc, layers, max_params) or _widest_mlp(enc, 1, max_params)
+    if config is None:
+        raise InputError(f"the size budget allows only {max_params} parameters, fewer than the smallest "
+                         f"{encoding} network needs; ask for a lower ratio or a larger size")
+    return config

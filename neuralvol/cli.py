@@ -53,7 +53,8 @@ def cmd_compress(args) -> int:
         vol = compress(vf.array, spacing=vf.spacing, origin=vf.origin, array_name=vf.array_name,
                        ratio=args.ratio, bpv=args.bpv, size=args.size, time_budget=args.time_budget,
                        steps=args.steps, psnr=args.psnr, seed=args.seed, device=args.device,
-                       progress=update, record_timings=not args.reproducible)
+                       progress=update, record_timings=not args.reproducible,
+                       encoding=args.encoding, grad_weight=args.grad_weight)
     finally:
         close()
     vol.save(args.output)
@@ -113,6 +114,15 @@ def info_dict(path: str) -> dict:
         "library": header.get("library"), "models": models}
 
 
+_ENCODING_KEYS = {"n_levels": "L", "n_features": "F", "table_size": "T", "base_resolution": "N0",
+                  "finest_resolution": "Nmax", "n_frequencies": "frequencies"}
+
+
+def _describe_encoding(enc: dict) -> str:
+    parts = [f"{short}={enc[key]}" for key, short in _ENCODING_KEYS.items() if key in enc]
+    return " ".join([str(enc.get("type"))] + parts)
+
+
 def cmd_info(args) -> int:
     info = info_dict(args.input)
     if args.json:
@@ -127,8 +137,7 @@ def cmd_info(args) -> int:
         print(f"  model {i}: {m['array_name']!r}{time_txt} dims {'x'.join(map(str, m['dims']))} {m['dtype']} "
               f"range [{m['value_range'][0]:g}, {m['value_range'][1]:g}]")
         print(f"    spacing {tuple(m['spacing'])} origin {tuple(m['origin'])}")
-        print(f"    {enc['type']} L={enc['n_levels']} F={enc['n_features']} T={enc['table_size']} "
-              f"N0={enc['base_resolution']} Nmax={enc['finest_resolution']}; MLP {net['hidden_layers']}x{net['width']}; "
+        print(f"    {_describe_encoding(enc)}; MLP {net['hidden_layers']}x{net['width']}; "
               f"{m['model']['parameters']} parameters")
         secs = t.get("seconds")
         print(f"    PSNR {psnr} after {t.get('steps')} steps"
@@ -169,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--steps", type=int, help="maximum fitting steps")
     c.add_argument("--psnr", type=float, help="stop once the whole-volume PSNR reaches this (dB)")
     c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--encoding", default="hashgrid",
+                   choices=["hashgrid", "frequency", "triangle_wave", "dense_grid", "identity"],
+                   help="input encoding (default hashgrid); every kind meets the same size budget")
+    c.add_argument("--grad-weight", type=float, default=0.0,
+                   help="weight of the finite-difference gradient loss (default 0: off)")
     c.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     c.add_argument("--array", help="point-data array to compress (VTK formats)")
     c.add_argument("--dims", type=int, nargs=3, metavar=("X", "Y", "Z"), help="dimensions of a .raw input")
@@ -209,7 +223,55 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print the numbers as JSON")
     r.add_argument("-q", "--quiet", action="store_true")
     r.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("study", help="regenerate the tables of docs/STUDY.md")
+    study = s.add_subparsers(dest="study", required=True, parser_class=_Parser)
+    e = study.add_parser("encodings", help="every input encoding at the same file size and time budget")
+    e.add_argument("volumes", nargs="+", metavar="VOL")
+    e.add_argument("--ratio", type=float, default=100.0)
+    e.add_argument("--time-budget", type=float, default=20.0, help="seconds per encoding and volume")
+    e.add_argument("--encodings", nargs="+", default=None,
+                   choices=["hashgrid", "frequency", "triangle_wave", "dense_grid", "identity"])
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("-o", "--output", default="study_out", help="folder for the PNGs (default study_out)")
+    e.set_defaults(func=cmd_study_encodings)
+    g = study.add_parser("gradloss", help="PSNR and gradient error for a few gradient-loss weights")
+    g.add_argument("volumes", nargs="+", metavar="VOL")
+    g.add_argument("--weights", type=float, nargs="+", default=[0.0, 1.0, 10.0])
+    g.add_argument("--ratio", type=float, default=100.0)
+    g.add_argument("--time-budget", type=float, default=20.0, help="seconds per weight and volume")
+    g.add_argument("--encoding", default="hashgrid",
+                   choices=["hashgrid", "frequency", "triangle_wave", "dense_grid", "identity"])
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("-o", "--output", default="study_out", help="folder for the PNGs (default study_out)")
+    g.set_defaults(func=cmd_study_gradloss)
     return parser
+
+
+def _echo_err(msg):
+    print(msg, file=sys.stderr)
+
+
+def cmd_study_encodings(args) -> int:
+    import torch
+    from .architecture import ENCODING_KINDS
+    from .study import run_encodings_study
+    torch.set_num_threads(1)
+    res = run_encodings_study(args.volumes, ratio=args.ratio, time_budget=args.time_budget,
+                              encodings=args.encodings or ENCODING_KINDS, output_dir=args.output, seed=args.seed,
+                              echo=_echo_err)
+    print(res["table"])
+    return 0
+
+
+def cmd_study_gradloss(args) -> int:
+    import torch
+    from .study import run_gradloss_study
+    torch.set_num_threads(1)
+    res = run_gradloss_study(args.volumes, weights=args.weights, ratio=args.ratio, time_budget=args.time_budget,
+                             encoding=args.encoding, output_dir=args.output, seed=args.seed, echo=_echo_err)
+    print(res["table"])
+    return 0
 
 
 def main(argv=None) -> int:

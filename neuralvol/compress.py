@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .architecture import choose_architecture
+from .architecture import choose_architecture_for
 from .errors import InputError
 from .fitting import FitProgress, fit, resolve_device
 from .metrics import psnr
@@ -90,15 +90,15 @@ def _header_bytes(info: VolumeInfo, config: ModelConfig, training: dict) -> int:
     return len(to_bytes([probe])) - config.n_params * STORED_BYTES_PER_PARAM
 
 
-def plan_architecture(info: VolumeInfo, budget: int, training: dict) -> ModelConfig:
-    """The largest network whose whole file fits ``budget`` bytes."""
-    overhead = _header_bytes(info, choose_architecture(info.dims, 10_000), training) + HEADER_MARGIN
+def plan_architecture(info: VolumeInfo, budget: int, training: dict, encoding: str = "hashgrid") -> ModelConfig:
+    """The largest network of ``encoding`` kind whose whole file fits ``budget`` bytes."""
+    overhead = _header_bytes(info, choose_architecture_for(encoding, info.dims, 10_000), training) + HEADER_MARGIN
     for _ in range(3):
         max_params = (budget - overhead) // STORED_BYTES_PER_PARAM
         if max_params <= 0:
             raise InputError(f"the size budget of {budget} bytes is smaller than the file header "
                              f"(~{overhead} bytes); ask for a lower ratio or a larger size")
-        config = choose_architecture(info.dims, max_params)
+        config = choose_architecture_for(encoding, info.dims, max_params)
         needed = _header_bytes(info, config, training) + HEADER_MARGIN
         if needed <= overhead:
             return config
@@ -120,13 +120,17 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
              size: int | None = None, time_budget: float | None = None, steps: int | None = None,
              psnr: float | None = None, seed: int = 0, device: str = "auto",
              progress: Callable[[FitProgress], bool | None] | None = None, time: float | None = None,
-             record_timings: bool = True, config: ModelConfig | None = None) -> NeuralVolume:
+             record_timings: bool = True, config: ModelConfig | None = None,
+             encoding: str = "hashgrid", grad_weight: float = 0.0) -> NeuralVolume:
     """Fit a network to ``array`` ([z, y, x]) and return the compressed volume.
 
     The whole `.nvc` file is at most ``native bytes / ratio`` (or ``bpv`` bits per voxel,
     or ``size`` bytes; default ratio 100). Fitting stops after ``steps``, ``time_budget``
     seconds (default 60 when neither is given) or when the PSNR reaches ``psnr`` dB.
     ``progress`` receives :class:`FitProgress` and may return ``False`` to cancel.
+    ``encoding`` picks the input encoding (``hashgrid``, ``frequency``, ``triangle_wave``,
+    ``dense_grid``, ``identity``); every kind is sized to the same byte budget.
+    ``grad_weight`` > 0 adds a loss on finite-difference gradients (see :func:`fitting.fit`).
     ``record_timings=False`` leaves wall-clock times out of the file, so that a fixed
     ``seed`` and ``steps`` give byte-identical files.
     """
@@ -139,6 +143,8 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
         raise InputError(f"time budget must be >= 0 seconds, got {time_budget}")
     if steps is None and time_budget is None:
         time_budget = DEFAULT_TIME_BUDGET
+    if not (float(grad_weight) >= 0 and math.isfinite(float(grad_weight))):
+        raise InputError(f"grad weight must be a finite number >= 0, got {grad_weight}")
     torch_device = resolve_device(device)
     nz, ny, nx = data.shape
     lo, hi = float(np.min(data)), float(np.max(data))
@@ -148,17 +154,18 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
     worst = _worst_case_training(torch_device, record_timings)
     if config is None:
         try:
-            config = plan_architecture(info, budget, worst)
+            config = plan_architecture(info, budget, worst, encoding)
         except InputError:
             # Tight budget: plan without the fitting curve (it is dropped from the file later).
-            config = plan_architecture(info, budget, dict(worst, curve=[]))
+            config = plan_architecture(info, budget, dict(worst, curve=[]), encoding)
     network = NeuralField(config, seed=seed)
     torch.manual_seed(int(seed))
     if hi > lo:
         target = ((data.astype(np.float64) - lo) / (hi - lo)).astype(np.float32)
         summary = fit(network, target, steps=None if steps is None else int(steps),
                       time_budget=None if time_budget is None else float(time_budget),
-                      psnr_target=psnr, seed=seed, device=torch_device, progress=progress)
+                      psnr_target=psnr, seed=seed, device=torch_device, progress=progress,
+                      grad_weight=float(grad_weight))
     else:  # constant volume: the normalisation alone reproduces it exactly
         summary = {"steps": 0, "seconds": 0.0, "stopped": "constant", "curve": []}
     network.to("cpu")

@@ -52,10 +52,7 @@ def evaluate_grid(field: NeuralField, ux: np.ndarray, uy: np.ndarray, uz: np.nda
     for i, (z0, z1, y0, y1) in enumerate(blocks):
         shape = (z1 - z0, y1 - y0, nx)
         axes = (tx[None, None, :], ty_all[None, y0:y1, None], tz_all[z0:z1, None, None])
-        index, weight = field.encoding.corner_indices_weights(axes, shape)
-        k = shape[0] * shape[1] * nx
-        feats = field.encoding.features_from_corners(index.reshape(index.shape[0], 8, k),
-                                                     weight.reshape(weight.shape[0], 8, k))
+        feats = field.encoding.encode_grid(axes, shape)
         out[z0:z1, y0:y1, :] = field.mlp(feats).reshape(shape).float().cpu().numpy()
         if progress is not None:
             progress((i + 1) / len(blocks))

@@ -31,3 +31,23 @@ def psnr_from_normalised_mse(mse: float) -> float:
 
 def max_abs_error(original: np.ndarray, decoded: np.ndarray) -> float:
     return float(np.max(np.abs(original.astype(np.float64) - decoded.astype(np.float64)))) if original.size else 0.0
+
+
+def gradient_rmse(original: np.ndarray, decoded: np.ndarray) -> float:
+    """RMSE of central-difference gradients (one voxel step, interior voxels, every axis of
+    at least 3 voxels) of ``decoded`` against ``original``, in units of the original's value
+    range per voxel."""
+    a = np.asarray(original, dtype=np.float64)
+    b = np.asarray(decoded, dtype=np.float64)
+    span = float(a.max() - a.min()) or 1.0
+    total, count = 0.0, 0
+    for axis in range(a.ndim):
+        if a.shape[axis] < 3:
+            continue
+        sl_hi = [slice(None)] * a.ndim
+        sl_lo = [slice(None)] * a.ndim
+        sl_hi[axis], sl_lo[axis] = slice(2, None), slice(None, -2)
+        d = ((b[tuple(sl_hi)] - b[tuple(sl_lo)]) - (a[tuple(sl_hi)] - a[tuple(sl_lo)])) / (2.0 * span)
+        total += float(np.sum(d * d))
+        count += d.size
+    return math.sqrt(total / count) if count else 0.0

@@ -5,14 +5,14 @@ from dataclasses import dataclass
 
 import torch
 
-from .encodings import HashGridConfig, encoding_config_from_dict, make_encoding
+from .encodings import encoding_config_from_dict, make_encoding
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to rebuild the network: encoding plus MLP shape."""
 
-    encoding: HashGridConfig
+    encoding: object  # any registered encoding config (see neuralvol.encodings)
     mlp_width: int = 64
     mlp_hidden_layers: int = 2
 

@@ -234,6 +234,17 @@ class HashGridEncoding(torch.nn.Module):
         feats = feats.reshape(-1, n_levels, 8, k)
         return (feats * weight.unsqueeze(0)).sum(dim=2).reshape(-1, k)  # [F*L, K]
 
+    def encode_grid(self, axes, shape) -> torch.Tensor:
+        """Encode a tensor-product grid given as broadcastable per-axis views -> ``[F * L, K]``.
+
+        The fast path: per-axis index terms are computed once per axis and broadcast.
+        """
+        index, weight = self.corner_indices_weights(axes, shape)
+        k = 1
+        for n in shape:
+            k *= n
+        return self.features_from_corners(index.reshape(index.shape[0], 8, k), weight.reshape(weight.shape[0], 8, k))
+
     def encode_feature_major(self, x: torch.Tensor) -> torch.Tensor:
         """Encode points ``[N, 3]`` to ``[F * L, N]`` (the fast layout the MLP consumes)."""
         coords_t = x.t().contiguous()
