@@ -1,0 +1,1 @@
+"""Studies that regenerate the tables of docs/STUDY.md."""
