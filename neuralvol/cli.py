@@ -54,7 +54,8 @@ def cmd_compress(args) -> int:
                        ratio=args.ratio, bpv=args.bpv, size=args.size, time_budget=args.time_budget,
                        steps=args.steps, psnr=args.psnr, seed=args.seed, device=args.device,
                        progress=update, record_timings=not args.reproducible,
-                       encoding=args.encoding, grad_weight=args.grad_weight)
+                       encoding=args.encoding, grad_weight=args.grad_weight,
+                       preset=args.preset, init=args.init)
     finally:
         close()
     vol.save(args.output)
@@ -67,6 +68,35 @@ def cmd_compress(args) -> int:
             print(f"note: target PSNR {args.psnr} dB not reached within the budget; kept the best file found",
                   file=sys.stderr)
     return 0
+
+
+def cmd_meta_train(args) -> int:
+    import torch
+    from .meta import meta_train
+    from .volume_io import read_volume
+    from pathlib import Path
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    arrays = [read_volume(p, array_name=args.array).array for p in args.inputs]
+    names = [Path(p).stem for p in args.inputs]
+
+    def progress(done, total, secs):
+        if not args.quiet and (done % 20 == 0 or done == total):
+            print(f"outer step {done}/{total}, {secs:.0f} s", file=sys.stderr)
+    init = meta_train(arrays, args.preset, outer_steps=args.outer_steps, inner_steps=args.inner_steps,
+                      outer_lr=args.outer_lr, time_budget=args.time_budget, seed=args.seed, names=names,
+                      progress=progress)
+    init.save(args.output)
+    if not args.quiet:
+        t = init.training
+        print(f"{args.output}: preset {init.preset}, {os.path.getsize(args.output)} bytes, "
+              f"{t['outer_steps']} outer x {t['inner_steps']} inner steps, {t['seconds']} s")
+    return 0
+
+
+def cmd_study_meta(args) -> int:
+    from .study.meta import main as study_meta_main
+    return study_meta_main(args)
 
 
 def _decode_dims(vol, args):
@@ -189,8 +219,24 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dtype", help="dtype of a .raw input (e.g. int16, float32)")
     c.add_argument("--reproducible", action="store_true",
                    help="leave wall-clock times out of the file: same seed and steps give identical bytes")
+    c.add_argument("--preset", help="fixed network preset (small, medium, large) instead of sizing to the budget")
+    c.add_argument("--init", help="start from a meta-learned initialisation (.nvinit); implies its preset")
     c.add_argument("-q", "--quiet", action="store_true")
     c.set_defaults(func=cmd_compress)
+
+    m = sub.add_parser("meta-train", help="learn a network initialisation (.nvinit) from volumes with Reptile")
+    m.add_argument("inputs", nargs="+", metavar="VOL")
+    m.add_argument("--preset", default="small", help="network preset the init is for (default small)")
+    m.add_argument("-o", "--output", required=True, help="the .nvinit file to write")
+    m.add_argument("--outer-steps", type=int, default=1000)
+    m.add_argument("--inner-steps", type=int, default=16)
+    m.add_argument("--outer-lr", type=float, default=1.0, help="Reptile step size, annealed linearly to 0")
+    m.add_argument("--time-budget", type=float, help="seconds of meta-training at most")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    m.add_argument("--array", help="point-data array (VTK formats)")
+    m.add_argument("-q", "--quiet", action="store_true")
+    m.set_defaults(func=cmd_meta_train)
 
     d = sub.add_parser("decompress", help="decode an .nvc file to .npy, .raw or .vti")
     d.add_argument("input")
@@ -245,6 +291,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("-o", "--output", default="study_out", help="folder for the PNGs (default study_out)")
     g.set_defaults(func=cmd_study_gradloss)
+    st = study.add_parser("meta", help="random vs intra- vs inter-domain initialisations on held-out volumes")
+    st.add_argument("--inits", nargs="+", default=["data/inits/medical.nvinit", "data/inits/simulation.nvinit"],
+                    help="init files, named by domain (stem = domain)")
+    st.add_argument("--volumes", nargs="+", required=True, metavar="DOMAIN=VOL",
+                    help="held-out volumes with their domain, e.g. medical=data/headsq_quarter.npy")
+    st.add_argument("--steps", type=int, default=150)
+    st.add_argument("--target", nargs="+", metavar="VOLNAME=DB", default=[],
+                    help="target PSNR per volume (stem=dB); default: random init's PSNR after --steps")
+    st.add_argument("--max-steps", type=int, default=600, help="step cap when measuring time to target")
+    st.add_argument("--seed", type=int, default=0)
+    st.add_argument("-o", "--output", default="docs/study/meta", help="output prefix (.md, .json, .png)")
+    st.set_defaults(func=cmd_study_meta)
     return parser
 
 

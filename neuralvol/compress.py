@@ -121,7 +121,8 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
              psnr: float | None = None, seed: int = 0, device: str = "auto",
              progress: Callable[[FitProgress], bool | None] | None = None, time: float | None = None,
              record_timings: bool = True, config: ModelConfig | None = None,
-             encoding: str = "hashgrid", grad_weight: float = 0.0) -> NeuralVolume:
+             encoding: str = "hashgrid", grad_weight: float = 0.0, preset: str | None = None,
+             init=None) -> NeuralVolume:
     """Fit a network to ``array`` ([z, y, x]) and return the compressed volume.
 
     The whole `.nvc` file is at most ``native bytes / ratio`` (or ``bpv`` bits per voxel,
@@ -133,6 +134,10 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
     ``grad_weight`` > 0 adds a loss on finite-difference gradients (see :func:`fitting.fit`).
     ``record_timings=False`` leaves wall-clock times out of the file, so that a fixed
     ``seed`` and ``steps`` give byte-identical files.
+    ``preset`` (a name from :mod:`neuralvol.presets`) fixes the network instead of sizing it to
+    the budget; ``init`` (a `.nvinit` path or :class:`neuralvol.meta.MetaInit`) starts fitting
+    from a meta-learned initialisation and implies its preset. With either, the file is as large
+    as the preset makes it; an explicit ratio/bpv/size it would exceed is an error.
     """
     data = validate_array(array)
     spacing = _vec3(spacing, "spacing", positive=True)
@@ -150,15 +155,37 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
     lo, hi = float(np.min(data)), float(np.max(data))
     info = VolumeInfo(dims=(nx, ny, nz), spacing=spacing, origin=origin, array_name=str(array_name),
                       dtype=data.dtype.name, value_range=(lo, hi), time=time)
+    explicit_budget = any(v is not None for v in (ratio, bpv, size))
     budget = byte_budget(data.nbytes, data.size, ratio, bpv, size)
     worst = _worst_case_training(torch_device, record_timings)
+    meta_init = None
+    if init is not None:
+        from .meta import load_init
+        meta_init = load_init(init)
+        if preset is not None and preset != meta_init.preset:
+            raise InputError(f"the initialisation is for preset {meta_init.preset!r}, not {preset!r}; "
+                             f"drop --preset or use an init learned for {preset!r}")
+        if config is not None and config != meta_init.config:
+            raise InputError(f"the initialisation is for preset {meta_init.preset!r}, which does not match "
+                             f"the requested network")
+        preset = meta_init.preset
+        config = meta_init.config
+    elif preset is not None:
+        from .presets import preset_config
+        config = preset_config(preset)
+    if preset is not None:
+        needed = _header_bytes(info, config, dict(worst, curve=[])) + config.n_params * STORED_BYTES_PER_PARAM
+        if explicit_budget and needed > budget:
+            raise InputError(f"preset {preset!r} needs about {needed} bytes, more than the requested {budget}; "
+                             f"use a smaller preset or a lower ratio")
+        budget = max(budget, needed + HEADER_MARGIN + 4096) if not explicit_budget else budget
     if config is None:
         try:
             config = plan_architecture(info, budget, worst, encoding)
         except InputError:
             # Tight budget: plan without the fitting curve (it is dropped from the file later).
             config = plan_architecture(info, budget, dict(worst, curve=[]), encoding)
-    network = NeuralField(config, seed=seed)
+    network = meta_init.network(seed) if meta_init is not None else NeuralField(config, seed=seed)
     torch.manual_seed(int(seed))
     if hi > lo:
         target = ((data.astype(np.float64) - lo) / (hi - lo)).astype(np.float32)

@@ -1,4 +1,5 @@
-"""Studies behind docs/STUDY.md: ``neuralvol study encodings`` and ``neuralvol study gradloss``."""
+"""Studies behind docs/STUDY.md: ``neuralvol study encodings``, ``study gradloss`` and
+``study meta`` (the meta study lives in :mod:`neuralvol.study.meta`, imported on use)."""
 from .encodings import run_encodings_study
 from .gradloss import run_gradloss_study
 
