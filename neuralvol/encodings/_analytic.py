@@ -5,7 +5,35 @@ They store no parameters: ``table`` is an empty parameter so the container's
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+
+
+@dataclass(frozen=True)
+class FrequencyBandsConfig:
+    """A parameter-free encoding of ``n_frequencies`` bands per axis, each giving
+    ``outputs_per_band`` values (subclasses set ``kind`` and the default band count)."""
+
+    n_frequencies: int
+
+    kind = ""
+    outputs_per_band = 1
+
+    def to_dict(self) -> dict:
+        return {"type": self.kind, "n_frequencies": self.n_frequencies}
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        return cls(int(d["n_frequencies"]))
+
+    @property
+    def n_params(self) -> int:
+        return 0
+
+    @property
+    def n_output_dims(self) -> int:
+        return 3 * self.outputs_per_band * self.n_frequencies
 
 
 class AnalyticEncoding(torch.nn.Module):

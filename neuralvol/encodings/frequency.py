@@ -11,29 +11,15 @@ from dataclasses import dataclass
 
 import torch
 
-from ._analytic import AnalyticEncoding
+from ._analytic import AnalyticEncoding, FrequencyBandsConfig
 
 
 @dataclass(frozen=True)
-class FrequencyConfig:
+class FrequencyConfig(FrequencyBandsConfig):
     n_frequencies: int = 8
 
     kind = "frequency"
-
-    def to_dict(self) -> dict:
-        return {"type": self.kind, "n_frequencies": self.n_frequencies}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "FrequencyConfig":
-        return cls(int(d["n_frequencies"]))
-
-    @property
-    def n_params(self) -> int:
-        return 0
-
-    @property
-    def n_output_dims(self) -> int:
-        return 3 * 2 * self.n_frequencies
+    outputs_per_band = 2  # sin and cos
 
 
 class FrequencyEncoding(AnalyticEncoding):

@@ -11,29 +11,14 @@ from dataclasses import dataclass
 
 import torch
 
-from ._analytic import AnalyticEncoding
+from ._analytic import AnalyticEncoding, FrequencyBandsConfig
 
 
 @dataclass(frozen=True)
-class TriangleWaveConfig:
+class TriangleWaveConfig(FrequencyBandsConfig):
     n_frequencies: int = 12
 
     kind = "triangle_wave"
-
-    def to_dict(self) -> dict:
-        return {"type": self.kind, "n_frequencies": self.n_frequencies}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TriangleWaveConfig":
-        return cls(int(d["n_frequencies"]))
-
-    @property
-    def n_params(self) -> int:
-        return 0
-
-    @property
-    def n_output_dims(self) -> int:
-        return 3 * self.n_frequencies
 
 
 class TriangleWaveEncoding(AnalyticEncoding):
