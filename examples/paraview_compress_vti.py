@@ -5,22 +5,16 @@
 
 Environment: ``PV_VENV=.venv-paraview PYTHONPATH=plugin/shim`` (docs/PARAVIEW.md).
 """
-import os
 import sys
 
-try:
-    import paraview.web.venv  # noqa: F401
-except ImportError:
-    pass
-from paraview.simple import LoadPlugin, SaveData, XMLImageDataReader
+from _paraview_setup import load_neuralvol_plugin
+from paraview.simple import SaveData, XMLImageDataReader
 
-PLUGIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "plugin",
-                      "neuralvol_paraview.py")
 src_path, out = sys.argv[1], sys.argv[2]
 ratio = float(sys.argv[3]) if len(sys.argv) > 3 else 50.0
 seconds = float(sys.argv[4]) if len(sys.argv) > 4 else 30.0
 
-LoadPlugin(PLUGIN, ns=globals())
+load_neuralvol_plugin(globals())
 src = XMLImageDataReader(FileName=[src_path])
 src.UpdatePipeline()
 array = src.PointData.keys()[0]

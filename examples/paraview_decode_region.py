@@ -5,19 +5,13 @@
 The region is an index extent of the *double-resolution* grid; only that box is decoded.
 Environment: ``PV_VENV=.venv-paraview PYTHONPATH=plugin/shim`` (docs/PARAVIEW.md).
 """
-import os
 import sys
 
-try:
-    import paraview.web.venv  # noqa: F401
-except ImportError:
-    pass
-from paraview.simple import LoadPlugin, SaveData
+from _paraview_setup import load_neuralvol_plugin
+from paraview.simple import SaveData
 
-PLUGIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "plugin",
-                      "neuralvol_paraview.py")
 path, out = sys.argv[1], sys.argv[2]
-LoadPlugin(PLUGIN, ns=globals())
+load_neuralvol_plugin(globals())
 
 reader = NeuralVolumeReader(FileName=path, ResolutionScale=2.0)  # noqa: F821
 if len(sys.argv) >= 9:

@@ -7,20 +7,14 @@ extent because the reader declares CAN_PRODUCE_SUB_EXTENT) and decodes only that
 (As root, OpenMPI also wants OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1.)
 Environment: ``PV_VENV=.venv-paraview PYTHONPATH=plugin/shim`` (docs/PARAVIEW.md).
 """
-import os
 import sys
 import time
 
-try:
-    import paraview.web.venv  # noqa: F401
-except ImportError:
-    pass
+from _paraview_setup import load_neuralvol_plugin
 from paraview import servermanager as sm
-from paraview.simple import LoadPlugin, OpenDataFile
+from paraview.simple import OpenDataFile
 
-PLUGIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "plugin",
-                      "neuralvol_paraview.py")
-LoadPlugin(PLUGIN, ns=globals())
+load_neuralvol_plugin(globals())
 controller = sm.vtkProcessModule.GetProcessModule().GetGlobalController()
 rank, size = controller.GetLocalProcessId(), controller.GetNumberOfProcesses()
 

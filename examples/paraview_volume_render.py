@@ -9,20 +9,14 @@
 import os
 import sys
 
-try:  # ParaView 5.11: activates PV_VENV (5.13+: pvpython --venv DIR)
-    import paraview.web.venv  # noqa: F401
-except ImportError:
-    pass
+from _paraview_setup import load_neuralvol_plugin
 from paraview.simple import (ColorBy, GetActiveViewOrCreate, GetColorTransferFunction,
-                             GetOpacityTransferFunction, LoadPlugin, OpenDataFile,
-                             ResetCamera, SaveScreenshot, Show)
+                             GetOpacityTransferFunction, OpenDataFile, ResetCamera, SaveScreenshot, Show)
 
-PLUGIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "plugin",
-                      "neuralvol_paraview.py")
 path = sys.argv[1] if len(sys.argv) > 1 else "head.nvc"
 png = sys.argv[2] if len(sys.argv) > 2 else os.path.splitext(os.path.basename(path))[0] + ".png"
 
-LoadPlugin(PLUGIN, ns=globals())
+load_neuralvol_plugin(globals())
 reader = OpenDataFile(path)          # picks the Neural Volume Reader for *.nvc
 view = GetActiveViewOrCreate("RenderView")
 display = Show(reader, view)
