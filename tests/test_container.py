@@ -128,6 +128,16 @@ def test_atomic_write_leaves_nothing_behind_on_failure(crop_volume, tmp_path):
         crop_volume.save(tmp_path / "missing_dir" / "x.nvc")
 
 
+def test_written_file_gets_ordinary_permissions(crop_volume, tmp_path):
+    import os
+    umask = os.umask(0o022)
+    try:
+        crop_volume.save(tmp_path / "perm.nvc")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "perm.nvc").stat().st_mode & 0o777 == 0o644
+
+
 def test_unwritable_folder_gives_clear_error(crop_volume, tmp_path):
     import os
     if os.geteuid() == 0:
