@@ -200,7 +200,7 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
         for p in network.parameters():
             p.copy_(p.to(torch.float16).to(torch.float32))
     vol = NeuralVolume(network, info, {})
-    reached = psnr_of(vol, data)
+    reached = psnr_of(vol, data, torch_device)
     summary.update(psnr=None if math.isinf(reached) else round(reached, 4), exact=math.isinf(reached),
                    device=str(torch_device), seed=int(seed))
     vol.training = _round_training(summary, record_timings)
@@ -208,8 +208,8 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
     return vol
 
 
-def psnr_of(vol: NeuralVolume, original: np.ndarray) -> float:
-    return psnr(original, vol.decode())
+def psnr_of(vol: NeuralVolume, original: np.ndarray, device: torch.device | str = "cpu") -> float:
+    return psnr(original, vol.decode(device=str(device)))
 
 
 def _fit_header_into_budget(vol: NeuralVolume, budget: int) -> None:

@@ -11,11 +11,18 @@ from .model import NeuralField
 # Points per chunk: big enough to amortise Python overhead, small enough for L2/L3 caches
 # and bounded memory (indices are [L, 8, K] int64).
 CHUNK_POINTS = 1 << 16
+# On a GPU each chunk costs a few hundred kernel launches and a copy back, whatever its
+# size, so chunks there are as large as memory comfortably allows.
+CUDA_CHUNK_POINTS = 1 << 21
 
 
-def _grid_blocks(nx: int, ny: int, nz: int):
-    """(z0, z1, y0, y1) blocks of about CHUNK_POINTS voxels: whole slices when they are small."""
-    rows = max(1, CHUNK_POINTS // max(nx, 1))
+def chunk_points(device: torch.device | str) -> int:
+    return CUDA_CHUNK_POINTS if torch.device(device).type == "cuda" else CHUNK_POINTS
+
+
+def _grid_blocks(nx: int, ny: int, nz: int, chunk: int = CHUNK_POINTS):
+    """(z0, z1, y0, y1) blocks of about ``chunk`` voxels: whole slices when they are small."""
+    rows = max(1, chunk // max(nx, 1))
     if rows >= ny:
         step = max(1, rows // ny)
         for z0 in range(0, nz, step):
@@ -48,7 +55,7 @@ def evaluate_grid(field: NeuralField, ux: np.ndarray, uy: np.ndarray, uz: np.nda
     tx = torch.as_tensor(ux, dtype=torch.float32, device=device)
     ty_all = torch.as_tensor(uy, dtype=torch.float32, device=device)
     tz_all = torch.as_tensor(uz, dtype=torch.float32, device=device)
-    blocks = list(_grid_blocks(nx, ny, nz))
+    blocks = list(_grid_blocks(nx, ny, nz, chunk_points(device)))
     for i, (z0, z1, y0, y1) in enumerate(blocks):
         shape = (z1 - z0, y1 - y0, nx)
         axes = (tx[None, None, :], ty_all[None, y0:y1, None], tz_all[z0:z1, None, None])
@@ -65,7 +72,8 @@ def evaluate_points(field: NeuralField, unit_points: np.ndarray,
     """Network output at scattered points ``[N, 3]`` given in [0, 1]^3 (x, y, z)."""
     n = unit_points.shape[0]
     out = np.empty(n, dtype=np.float32)
-    for start in range(0, n, CHUNK_POINTS):
-        chunk = torch.as_tensor(unit_points[start:start + CHUNK_POINTS], dtype=torch.float32, device=device)
+    step = chunk_points(device)
+    for start in range(0, n, step):
+        chunk = torch.as_tensor(unit_points[start:start + step], dtype=torch.float32, device=device)
         out[start:start + chunk.shape[0]] = field(chunk).float().cpu().numpy()
     return out
