@@ -55,7 +55,7 @@ def cmd_compress(args) -> int:
                        steps=args.steps, psnr=args.psnr, seed=args.seed, device=args.device,
                        progress=update, record_timings=not args.reproducible,
                        encoding=args.encoding, grad_weight=args.grad_weight,
-                       preset=args.preset, init=args.init)
+                       preset=args.preset, init=args.init, precision=args.precision)
     finally:
         close()
     vol.save(args.output)
@@ -64,9 +64,12 @@ def cmd_compress(args) -> int:
         psnr = "exact" if t.get("exact") else f"{t.get('psnr'):.2f} dB"
         print(f"{args.output}: {vol.nbytes} bytes, ratio {vol.ratio:.1f}:1, PSNR {psnr}, "
               f"{t.get('steps')} steps, {time.perf_counter() - start:.1f} s on {t.get('device')}")
-        if args.psnr is not None and not t.get("exact") and (t.get("psnr") or 0) < args.psnr:
-            print(f"note: target PSNR {args.psnr} dB not reached within the budget; kept the best file found",
-                  file=sys.stderr)
+        if getattr(vol, "search", None):
+            print("searched ratios: " + ", ".join(f"{r:g}:1 -> {p:.2f} dB" for r, p in vol.search))
+    t = vol.training
+    if args.psnr is not None and not t.get("exact") and (t.get("psnr") or 0) < args.psnr:
+        print(f"warning: target PSNR {args.psnr} dB not reached within the budget (best {t.get('psnr'):.2f} dB); "
+              f"kept the best file found", file=sys.stderr)
     return 0
 
 
@@ -128,13 +131,17 @@ def info_dict(path: str) -> dict:
     volumes = open_all(path)
     size = os.path.getsize(path)
     models = []
-    for vol in volumes:
+    coded = {e["name"]: e for e in header.get("sections", [])}
+    for i, vol in enumerate(volumes):
         cfg = vol.config
+        storage = dict(vol.storage or {"precision": "float16"})
+        section_bytes = sum(e["nbytes"] for name, e in coded.items() if name.split("/")[0] == str(i))
+        storage["bits_per_parameter"] = round(8 * section_bytes / max(1, cfg.n_params), 3)
         models.append({
             "name": vol.info.name, "array_name": vol.array_name, "time": vol.time,
             "dims": list(vol.dims), "spacing": list(vol.spacing), "origin": list(vol.origin),
             "dtype": vol.dtype.name, "value_range": list(vol.value_range),
-            "model": {**cfg.to_dict(), "parameters": cfg.n_params},
+            "model": {**cfg.to_dict(), "parameters": cfg.n_params}, "storage": storage,
             "native_bytes": vol.info.native_bytes,
             "training": {k: v for k, v in vol.training.items() if k != "curve"},
         })
@@ -168,7 +175,8 @@ def cmd_info(args) -> int:
               f"range [{m['value_range'][0]:g}, {m['value_range'][1]:g}]")
         print(f"    spacing {tuple(m['spacing'])} origin {tuple(m['origin'])}")
         print(f"    {_describe_encoding(enc)}; MLP {net['hidden_layers']}x{net['width']}; "
-              f"{m['model']['parameters']} parameters")
+              f"{m['model']['parameters']} parameters, {m['storage']['precision']} "
+              f"({m['storage']['bits_per_parameter']:.2f} bits each)")
         secs = t.get("seconds")
         print(f"    PSNR {psnr} after {t.get('steps')} steps"
               f"{f', {secs:.1f} s' if isinstance(secs, (int, float)) else ''} on {t.get('device')} (seed {t.get('seed')})")
@@ -206,8 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument("--size", type=int, help="file size in bytes")
     c.add_argument("--time-budget", type=float, help="seconds of fitting (default 60 unless --steps)")
     c.add_argument("--steps", type=int, help="maximum fitting steps")
-    c.add_argument("--psnr", type=float, help="stop once the whole-volume PSNR reaches this (dB)")
+    c.add_argument("--psnr", type=float,
+                   help="target PSNR (dB): alone, the smallest file that reaches it within the time budget; "
+                        "with --ratio/--bpv/--size, stop fitting early once it is reached")
     c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--precision", default="quantised", choices=["quantised", "float16"],
+                   help="quantised: entropy-coded integer weights sized to the budget (default); "
+                        "float16: plain half floats (format version 1, readable by older neuralvol)")
     c.add_argument("--encoding", default="hashgrid",
                    choices=["hashgrid", "frequency", "triangle_wave", "dense_grid", "identity"],
                    help="input encoding (default hashgrid); every kind meets the same size budget")

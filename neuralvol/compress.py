@@ -7,17 +7,32 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from . import container
 from .architecture import choose_architecture_for
 from .errors import InputError
 from .fitting import FitProgress, fit, resolve_device
 from .metrics import psnr
 from .model import ModelConfig, NeuralField
+from .quantise import storage_entry
+from .rate_control import BudgetQuantiser, quantise_for_good
 from .volume import VALUE_DTYPES, NeuralVolume, VolumeInfo, to_bytes
 
 DEFAULT_RATIO = 100.0
 DEFAULT_TIME_BUDGET = 60.0
 STORED_BYTES_PER_PARAM = 2  # float16
 HEADER_MARGIN = 64          # slack for header fields whose length is only known after fitting
+PRECISIONS = ("quantised", "float16")
+# Quantised storage: the network is sized for this many coded bits per parameter; rate
+# control then sets the quantisation steps so the coded parameters fill the budget.
+# Measured with benchmarks/bits_per_param.py (30 s fits, 100:1 and 400:1, headsq, hydrogen,
+# viscous fingers): 2.7 and 4 bits lose 1-8 dB; 5.3 wins on headsq and viscous fingers
+# (up to +4 dB over 8 bits), 6.5-8 on hydrogen (+1.4-2.7 dB); 5.5 is the compromise.
+TARGET_BITS_PER_PARAM = 5.5
+# The last part of the fit trains through the quantiser (straight-through estimator).
+QAT_FRACTION = 0.25
+# Below this many bytes the fitting curve (~80 header bytes) is left out of quantised
+# files: there it would cost over 1 % of the parameters' bytes.
+CURVE_MIN_BUDGET = 8 * 1024
 
 
 def validate_array(array) -> np.ndarray:
@@ -85,21 +100,43 @@ def _worst_case_training(device: torch.device, record_timings: bool) -> dict:
             "stopped": "time_budget", "device": str(device), "seed": 2 ** 31, "curve": curve, "exact": False}
 
 
-def _header_bytes(info: VolumeInfo, config: ModelConfig, training: dict) -> int:
-    probe = NeuralVolume(NeuralField(config), info, training)
-    return len(to_bytes([probe])) - config.n_params * STORED_BYTES_PER_PARAM
+def _worst_case_storage(config: ModelConfig, precision: str) -> dict | None:
+    if precision == "float16":
+        return None
+    n_mlp = len(config.mlp_shapes())
+    return {"precision": "quantised", "allocation": "sqrt_size", "table_step": 1.23457e-05,
+            "mlp_steps": [1.23457e-05] * n_mlp}
 
 
-def plan_architecture(info: VolumeInfo, budget: int, training: dict, encoding: str = "hashgrid") -> ModelConfig:
-    """The largest network of ``encoding`` kind whose whole file fits ``budget`` bytes."""
-    overhead = _header_bytes(info, choose_architecture_for(encoding, info.dims, 10_000), training) + HEADER_MARGIN
+def header_length(vol: NeuralVolume) -> int:
+    """Bytes of the file before the first section (preamble + stored header)."""
+    data = to_bytes([vol])
+    return container.PREAMBLE.size + container.PREAMBLE.unpack_from(data, 0)[3]
+
+
+def _header_bytes(info: VolumeInfo, config: ModelConfig, training: dict, precision: str = "float16") -> int:
+    return header_length(NeuralVolume(NeuralField(config), info, training, _worst_case_storage(config, precision)))
+
+
+def plan_architecture(info: VolumeInfo, budget: int, training: dict, encoding: str = "hashgrid",
+                      precision: str = "float16") -> ModelConfig:
+    """The largest network of ``encoding`` kind whose whole file fits ``budget`` bytes.
+
+    Float16 parameters cost 2 bytes each; quantised ones are planned at
+    ``TARGET_BITS_PER_PARAM`` (rate control makes them fit exactly after fitting).
+    """
+    bits = 16.0 if precision == "float16" else TARGET_BITS_PER_PARAM
+    if precision != "float16" and choose_architecture_for(encoding, info.dims, 10_000).encoding.n_params == 0:
+        bits = 8.0  # MLP-only networks: every parameter is an 8-bit MLP weight
+    overhead = _header_bytes(info, choose_architecture_for(encoding, info.dims, 10_000), training,
+                             precision) + HEADER_MARGIN
     for _ in range(3):
-        max_params = (budget - overhead) // STORED_BYTES_PER_PARAM
+        max_params = int((budget - overhead) * 8 // bits)
         if max_params <= 0:
             raise InputError(f"the size budget of {budget} bytes is smaller than the file header "
                              f"(~{overhead} bytes); ask for a lower ratio or a larger size")
         config = choose_architecture_for(encoding, info.dims, max_params)
-        needed = _header_bytes(info, config, training) + HEADER_MARGIN
+        needed = _header_bytes(info, config, training, precision) + HEADER_MARGIN
         if needed <= overhead:
             return config
         overhead = needed
@@ -122,7 +159,7 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
              progress: Callable[[FitProgress], bool | None] | None = None, time: float | None = None,
              record_timings: bool = True, config: ModelConfig | None = None,
              encoding: str = "hashgrid", grad_weight: float = 0.0, preset: str | None = None,
-             init=None) -> NeuralVolume:
+             init=None, precision: str = "quantised") -> NeuralVolume:
     """Fit a network to ``array`` ([z, y, x]) and return the compressed volume.
 
     The whole `.nvc` file is at most ``native bytes / ratio`` (or ``bpv`` bits per voxel,
@@ -134,6 +171,8 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
     ``grad_weight`` > 0 adds a loss on finite-difference gradients (see :func:`fitting.fit`).
     ``record_timings=False`` leaves wall-clock times out of the file, so that a fixed
     ``seed`` and ``steps`` give byte-identical files.
+    ``precision`` is ``quantised`` (default: entropy-coded integer parameters, sized to fill
+    the budget, trained through the quantiser at the end) or ``float16`` (format version 1).
     ``preset`` (a name from :mod:`neuralvol.presets`) fixes the network instead of sizing it to
     the budget; ``init`` (a `.nvinit` path or :class:`neuralvol.meta.MetaInit`) starts fitting
     from a meta-learned initialisation and implies its preset. With either, the file is as large
@@ -150,12 +189,19 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
         time_budget = DEFAULT_TIME_BUDGET
     if not (float(grad_weight) >= 0 and math.isfinite(float(grad_weight))):
         raise InputError(f"grad weight must be a finite number >= 0, got {grad_weight}")
+    if precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     torch_device = resolve_device(device)
     nz, ny, nx = data.shape
     lo, hi = float(np.min(data)), float(np.max(data))
     info = VolumeInfo(dims=(nx, ny, nz), spacing=spacing, origin=origin, array_name=str(array_name),
                       dtype=data.dtype.name, value_range=(lo, hi), time=time)
     explicit_budget = any(v is not None for v in (ratio, bpv, size))
+    if psnr is not None and not explicit_budget and preset is None and init is None and config is None:
+        return _compress_to_psnr(data, float(psnr), time_budget, steps, progress, spacing=spacing, origin=origin,
+                                 array_name=array_name, seed=seed, device=device, time=time,
+                                 record_timings=record_timings, encoding=encoding, grad_weight=grad_weight,
+                                 precision=precision)
     budget = byte_budget(data.nbytes, data.size, ratio, bpv, size)
     worst = _worst_case_training(torch_device, record_timings)
     meta_init = None
@@ -174,17 +220,25 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
         from .presets import preset_config
         config = preset_config(preset)
     if preset is not None:
-        needed = _header_bytes(info, config, dict(worst, curve=[])) + config.n_params * STORED_BYTES_PER_PARAM
+        # quantised parameters can be coded down to ~1 bit each; float16 ones take 2 bytes
+        per_param = STORED_BYTES_PER_PARAM if precision == "float16" else 1 / 8
+        needed = _header_bytes(info, config, dict(worst, curve=[]), precision) + int(config.n_params * per_param)
         if explicit_budget and needed > budget:
             raise InputError(f"preset {preset!r} needs about {needed} bytes, more than the requested {budget}; "
                              f"use a smaller preset or a lower ratio")
         budget = max(budget, needed + HEADER_MARGIN + 4096) if not explicit_budget else budget
     if config is None:
         try:
-            config = plan_architecture(info, budget, worst, encoding)
+            config = plan_architecture(info, budget, worst, encoding, precision)
         except InputError:
             # Tight budget: plan without the fitting curve (it is dropped from the file later).
-            config = plan_architecture(info, budget, dict(worst, curve=[]), encoding)
+            config = plan_architecture(info, budget, dict(worst, curve=[]), encoding, precision)
+    quantised = precision == "quantised"
+    quantiser = None
+    if quantised:
+        timed = _worst_case_training(torch_device, record_timings=True)  # same budget either way
+        reserve = _header_bytes(info, config, dict(timed, curve=[]), precision) + HEADER_MARGIN
+        quantiser = BudgetQuantiser(max(1, budget - reserve))
     network = meta_init.network(seed) if meta_init is not None else NeuralField(config, seed=seed)
     torch.manual_seed(int(seed))
     if hi > lo:
@@ -192,31 +246,81 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
         summary = fit(network, target, steps=None if steps is None else int(steps),
                       time_budget=None if time_budget is None else float(time_budget),
                       psnr_target=psnr, seed=seed, device=torch_device, progress=progress,
-                      grad_weight=float(grad_weight))
+                      grad_weight=float(grad_weight), quantiser=quantiser,
+                      qat_fraction=QAT_FRACTION if quantised else 0.0)
     else:  # constant volume: the normalisation alone reproduces it exactly
         summary = {"steps": 0, "seconds": 0.0, "stopped": "constant", "curve": []}
+        with torch.no_grad():  # the network is unused: zeros cost (almost) nothing to store
+            for p in network.parameters():
+                p.zero_()
     network.to("cpu")
+    summary.update(device=str(torch_device), seed=int(seed))
+    if quantised:
+        return _finish_quantised(network, info, data, summary, budget, record_timings, torch_device)
     with torch.no_grad():
         for p in network.parameters():
             p.copy_(p.to(torch.float16).to(torch.float32))
     vol = NeuralVolume(network, info, {})
-    reached = psnr_of(vol, data, torch_device)
-    summary.update(psnr=None if math.isinf(reached) else round(reached, 4), exact=math.isinf(reached),
-                   device=str(torch_device), seed=int(seed))
-    vol.training = _round_training(summary, record_timings)
+    _record_psnr(vol, data, summary, record_timings, torch_device)
     _fit_header_into_budget(vol, budget)
     return vol
+
+
+def _compress_to_psnr(data: np.ndarray, target: float, time_budget, steps, progress, **kwargs) -> NeuralVolume:
+    """The smallest file reaching ``target`` dB: trials at searched ratios, each with an equal
+    share of the time budget (or the full ``steps``); see :mod:`neuralvol.target_psnr`."""
+    from .target_psnr import TRIALS, smallest_file_for_psnr
+    share = None if time_budget is None else float(time_budget) / TRIALS
+
+    def fit_at(trial_ratio: float, index: int) -> NeuralVolume:
+        def report(p: FitProgress):
+            if progress is not None:
+                return progress(FitProgress((index + p.fraction) / TRIALS, p.psnr, p.elapsed, p.step))
+        return compress(data, ratio=trial_ratio, time_budget=share, steps=steps, progress=report, **kwargs)
+
+    return smallest_file_for_psnr(fit_at, target, TRIALS)
+
+
+def _record_psnr(vol: NeuralVolume, data: np.ndarray, summary: dict, record_timings: bool, device) -> None:
+    reached = psnr_of(vol, data, device)
+    summary.update(psnr=None if math.isinf(reached) else round(reached, 4), exact=math.isinf(reached))
+    vol.training = _round_training(summary, record_timings)
+
+
+def _finish_quantised(network: NeuralField, info: VolumeInfo, data: np.ndarray, summary: dict, budget: int,
+                      record_timings: bool, device) -> NeuralVolume:
+    """Quantise for good with the finest steps whose whole file fits ``budget``; PSNR after that."""
+    if budget < CURVE_MIN_BUDGET:
+        summary = dict(summary, curve=[])
+    floats = {k: v.clone() for k, v in network.named_tensors().items()}
+    floats["encoding"] = floats["encoding"].reshape(network.encoding.table.shape)
+    # The reserve comes from a worst-case summary *with* timings, whatever is recorded, so
+    # that the parameters get the same bytes (and decode the same) with and without them.
+    worst = _worst_case_training(device, record_timings=True)
+    if not summary.get("curve"):
+        worst["curve"] = []
+    reserve = header_length(NeuralVolume(network, info, worst, _worst_case_storage(network.config, "quantised")))
+    for _ in range(4):
+        network.load_tensors(floats)
+        groups, table_step = quantise_for_good(network, max(1, budget - reserve))
+        vol = NeuralVolume(network, info, {}, storage=storage_entry(groups, table_step))
+        _record_psnr(vol, data, summary, record_timings, device)
+        _fit_header_into_budget(vol, budget, strict=False)
+        if vol.nbytes <= budget:
+            return vol
+        reserve += vol.nbytes - budget  # the coder is adaptive: take the excess off and retry
+    raise InputError(f"could not fit the file into {budget} bytes; ask for a lower ratio or a larger size")
 
 
 def psnr_of(vol: NeuralVolume, original: np.ndarray, device: torch.device | str = "cpu") -> float:
     return psnr(original, vol.decode(device=str(device)))
 
 
-def _fit_header_into_budget(vol: NeuralVolume, budget: int) -> None:
+def _fit_header_into_budget(vol: NeuralVolume, budget: int, strict: bool = True) -> None:
     """Thin the fitting curve if the real header came out longer than reserved."""
     while vol.nbytes > budget and vol.training.get("curve"):
         curve = vol.training["curve"]
         vol.training["curve"] = curve[::2] if len(curve) > 1 else []
         vol._nbytes = None
-    if vol.nbytes > budget:
+    if vol.nbytes > budget and strict:
         raise RuntimeError(f"internal error: file of {vol.nbytes} bytes exceeds the budget of {budget}")

@@ -18,21 +18,49 @@ from pathlib import Path
 
 import numpy as np
 
+from . import entropy
 from .errors import FormatError, InputError
 
 MAGIC = b"\x89NVC\r\n\x1a\n"
-FORMAT_VERSION = 1
+# Version 1: raw sections only. Version 2 adds entropy-coded sections (a "coding" entry in
+# the section table). Writers use the lowest version that holds what they write, so
+# float16 files stay readable by version-1 readers; readers read every version up to this.
+FORMAT_VERSION = 2
+CODED_SECTIONS_VERSION = 2
 FLAG_HEADER_ZLIB = 0x1
-KNOWN_FLAGS = FLAG_HEADER_ZLIB
+# Version 2: the header is raw DEFLATE primed with HEADER_DICTIONARY, which holds the keys
+# and typical values of a header, so a small file's header costs ~150 bytes, not ~600.
+FLAG_HEADER_DICTIONARY = 0x2
+KNOWN_FLAGS = FLAG_HEADER_ZLIB | FLAG_HEADER_DICTIONARY
+MAX_HEADER_BYTES = 1 << 24  # decompressed; bounds what a hostile file can make us allocate
+# Never edit: files depend on it byte for byte. A new dictionary needs a new flag bit.
+HEADER_DICTIONARY = (
+    b'{"format":"neuralvol","version":2,"library":"neuralvol 0.1.0","models":[{"array_name":"values",'
+    b'"dims":[64,64,64],"spacing":[1.0,1.0,1.0],"origin":[0.0,0.0,0.0],"dtype":"float32",'
+    b'"value_range":[0.0,1.0],"normalisation":{"offset":0.0,"scale":1.0},"encoding":{"type":"hashgrid",'
+    b'"n_levels":16,"n_features":2,"table_size":1024,"base_resolution":8,"finest_resolution":64},'
+    b'"network":{"type":"relu_mlp","width":32,"hidden_layers":2,"output_bias":true},'
+    b'"storage":{"precision":"quantised","allocation":"sqrt_size","table_step":0.01,'
+    b'"mlp_steps":[0.01,0.01,0.01]},"training":{"steps":1000,"seconds":10.0,"stopped":"time_budget",'
+    b'"curve":[],"device":"cpu","seed":0,"psnr":30.0,"exact":false}}],"sections":[{"name":"0/symbols",'
+    b'"dtype":"int8","shape":[1000],"coding":{"coder":"lzma1-raw-lc0-4k","symbols":"int8","count":1000},'
+    b'"offset":0,"nbytes":1000,"crc32":1000}]}'
+)
 PREAMBLE = struct.Struct("<8sHHII")  # magic, version, flags, header length, header CRC32
 SECTION_DTYPES = {"float16": "<f2", "float32": "<f4", "uint8": "u1", "int8": "i1",
-                  "uint16": "<u2", "int32": "<i4"}
+                  "uint16": "<u2", "int16": "<i2", "int32": "<i4"}
 
 
 @dataclass
 class Section:
     name: str
     array: np.ndarray
+    coded: bool = False  # entropy-code the (int8/int16 symbol) array, see neuralvol.entropy
+
+
+def version_for(sections: list[Section]) -> int:
+    """The lowest format version that can hold ``sections``."""
+    return CODED_SECTIONS_VERSION if any(s.coded for s in sections) else 1
 
 
 def encode(header: dict, sections: list[Section]) -> bytes:
@@ -44,16 +72,21 @@ def encode(header: dict, sections: list[Section]) -> bytes:
         dtype_name = str(s.array.dtype)
         if dtype_name not in SECTION_DTYPES:
             raise ValueError(f"section {s.name!r}: dtype {dtype_name} cannot be stored")
-        data = np.ascontiguousarray(s.array, dtype=np.dtype(SECTION_DTYPES[dtype_name])).tobytes()
-        table.append({"name": s.name, "dtype": dtype_name, "shape": list(s.array.shape),
-                      "offset": offset, "nbytes": len(data), "crc32": zlib.crc32(data)})
+        entry = {"name": s.name, "dtype": dtype_name, "shape": list(s.array.shape)}
+        if s.coded:
+            data, entry["coding"] = entropy.encode(s.array.reshape(-1))
+        else:
+            data = np.ascontiguousarray(s.array, dtype=np.dtype(SECTION_DTYPES[dtype_name])).tobytes()
+        entry.update({"offset": offset, "nbytes": len(data), "crc32": zlib.crc32(data)})
+        table.append(entry)
         payload.append(data)
         offset += len(data)
     full = dict(header)
     full["sections"] = table
     text = json.dumps(full, separators=(",", ":"), sort_keys=False, allow_nan=False).encode("utf-8")
-    stored = zlib.compress(text, 9)
-    preamble = PREAMBLE.pack(MAGIC, FORMAT_VERSION, FLAG_HEADER_ZLIB, len(stored), zlib.crc32(stored))
+    version = version_for(sections)
+    stored, flags = pack_header(text, version)
+    preamble = PREAMBLE.pack(MAGIC, version, flags, len(stored), zlib.crc32(stored))
     return preamble + stored + b"".join(payload)
 
 
@@ -64,15 +97,7 @@ def decode(data: bytes, source: str = "file") -> tuple[dict, dict[str, np.ndarra
             raise FormatError(f"{source}: not a neuralvol .nvc file (too short to hold a header)")
         raise FormatError(f"{source}: truncated .nvc file ({len(data)} bytes, the preamble alone needs {PREAMBLE.size})")
     magic, version, flags, hlen, hcrc = PREAMBLE.unpack_from(data, 0)
-    if magic != MAGIC:
-        raise FormatError(f"{source}: not a neuralvol .nvc file (bad magic bytes)")
-    if version > FORMAT_VERSION:
-        raise FormatError(f"{source}: written by a newer neuralvol (format version {version}; this one reads up to "
-                          f"{FORMAT_VERSION}): upgrade neuralvol to read it")
-    if version < 1:
-        raise FormatError(f"{source}: unsupported .nvc format version {version}")
-    if flags & ~KNOWN_FLAGS:
-        raise FormatError(f"{source}: corrupted .nvc preamble (unknown flag bits 0x{flags:04x})")
+    _check_preamble(magic, version, flags, source)
     start = PREAMBLE.size + hlen
     if start > len(data):
         raise FormatError(f"{source}: truncated .nvc file (header needs {hlen} bytes, {len(data) - PREAMBLE.size} present)")
@@ -80,7 +105,7 @@ def decode(data: bytes, source: str = "file") -> tuple[dict, dict[str, np.ndarra
     if zlib.crc32(stored) != hcrc:
         raise FormatError(f"{source}: corrupted .nvc header (CRC32 mismatch)")
     try:
-        text = zlib.decompress(stored) if flags & FLAG_HEADER_ZLIB else stored
+        text = unpack_header(stored, flags, source)
         header = json.loads(text.decode("utf-8"))
     except (zlib.error, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise FormatError(f"{source}: corrupted .nvc header ({type(exc).__name__})") from None
@@ -97,6 +122,41 @@ def decode(data: bytes, source: str = "file") -> tuple[dict, dict[str, np.ndarra
     return header, arrays
 
 
+def pack_header(text: bytes, version: int) -> tuple[bytes, int]:
+    """(stored header bytes, preamble flags) for header JSON ``text`` in format ``version``."""
+    if version >= CODED_SECTIONS_VERSION:
+        packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zdict=HEADER_DICTIONARY)
+        return packer.compress(text) + packer.flush(), FLAG_HEADER_DICTIONARY
+    return zlib.compress(text, 9), FLAG_HEADER_ZLIB
+
+
+def unpack_header(stored: bytes, flags: int, source: str) -> bytes:
+    if flags & FLAG_HEADER_ZLIB and flags & FLAG_HEADER_DICTIONARY:
+        raise FormatError(f"{source}: corrupted .nvc preamble (two header compressions flagged)")
+    if flags & FLAG_HEADER_DICTIONARY:
+        unpacker = zlib.decompressobj(-15, zdict=HEADER_DICTIONARY)
+    elif flags & FLAG_HEADER_ZLIB:
+        unpacker = zlib.decompressobj()
+    else:
+        return stored
+    text = unpacker.decompress(stored, MAX_HEADER_BYTES)
+    if unpacker.unconsumed_tail or not unpacker.eof:
+        raise FormatError(f"{source}: corrupted .nvc header (compressed stream is incomplete or too large)")
+    return text
+
+
+def _check_preamble(magic: bytes, version: int, flags: int, source: str) -> None:
+    if magic != MAGIC:
+        raise FormatError(f"{source}: not a neuralvol .nvc file (bad magic bytes)")
+    if version > FORMAT_VERSION:
+        raise FormatError(f"{source}: written by a newer neuralvol (format version {version}; this one reads up to "
+                          f"{FORMAT_VERSION}): upgrade neuralvol to read it")
+    if version < 1:
+        raise FormatError(f"{source}: unsupported .nvc format version {version}")
+    if flags & ~KNOWN_FLAGS or (version < CODED_SECTIONS_VERSION and flags & FLAG_HEADER_DICTIONARY):
+        raise FormatError(f"{source}: corrupted .nvc preamble (unknown flag bits 0x{flags:04x})")
+
+
 def _read_section(data: bytes, start: int, entry: dict, source: str):
     try:
         name = str(entry["name"])
@@ -108,7 +168,9 @@ def _read_section(data: bytes, start: int, entry: dict, source: str):
     if dtype_name not in SECTION_DTYPES:
         raise FormatError(f"{source}: section {name!r} has unsupported dtype {dtype_name!r}")
     dtype = np.dtype(SECTION_DTYPES[dtype_name])
-    if any(n < 0 for n in shape) or offset < 0 or nbytes != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
+    coding = entry.get("coding")
+    raw_size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if any(n < 0 for n in shape) or offset < 0 or nbytes < 0 or (coding is None and nbytes != raw_size):
         raise FormatError(f"{source}: section {name!r} has an inconsistent shape/size in the header")
     lo, hi = start + offset, start + offset + nbytes
     if hi > len(data):
@@ -116,6 +178,10 @@ def _read_section(data: bytes, start: int, entry: dict, source: str):
     raw = data[lo:hi]
     if zlib.crc32(raw) != crc:
         raise FormatError(f"{source}: section {name!r} is corrupted (CRC32 mismatch)")
+    if coding is not None:
+        if not isinstance(coding, dict) or coding.get("symbols") != dtype_name or coding.get("count") != raw_size // dtype.itemsize:
+            raise FormatError(f"{source}: section {name!r} has coding metadata that does not match its shape")
+        return name, entropy.decode(raw, coding, source, name).reshape(shape), hi
     arr = np.frombuffer(raw, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=True)
     return name, arr, hi
 

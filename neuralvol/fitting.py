@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 import os
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, ContextManager
 
 import numpy as np
 import torch
@@ -110,13 +110,20 @@ def fit(field: NeuralField, target: np.ndarray, **kwargs) -> dict:
 def _fit(field: NeuralField, target: np.ndarray, *, steps: int | None, time_budget: float | None,
         psnr_target: float | None = None, seed: int = 0, device: torch.device = torch.device("cpu"),
         progress: Callable[[FitProgress], bool | None] | None = None,
-        batch_size: int | None = None, learning_rate: float | None = None, grad_weight: float = 0.0) -> dict:
+        batch_size: int | None = None, learning_rate: float | None = None, grad_weight: float = 0.0,
+        quantiser: Callable[[NeuralField], ContextManager] | None = None, qat_fraction: float = 0.0) -> dict:
     """Fit ``field`` to ``target`` (normalised float32 ``[z, y, x]``); returns a training summary.
 
     ``grad_weight`` > 0 adds ``grad_weight * mean |D f - D v|^2``: central differences of one
     voxel step of the network ``f`` and of the volume ``v`` along each axis (with at least 3
     voxels), on a quarter-size batch of interior voxels, in normalised units per voxel.
+
+    ``quantiser(field)`` gives a context in which the parameters hold their stored
+    (quantised) values. The last ``qat_fraction`` of the fit computes its gradients there and
+    applies them to the float weights (straight-through quantisation-aware training), and a
+    PSNR target is checked there, so what is measured is what the file will decode to.
     """
+    stored = quantiser or stored_precision
     if steps is None and time_budget is None:
         raise ValueError("fit needs steps or time_budget")
     batch_size = batch_size or (CUDA_BATCH_SIZE if torch.device(device).type == "cuda" else BATCH_SIZE)
@@ -162,12 +169,14 @@ def _fit(field: NeuralField, target: np.ndarray, *, steps: int | None, time_budg
         y = (flat // nx) % ny
         z = flat // (nx * ny)
         coords = torch.stack([axes[0][x], axes[1][y], axes[2][z]], dim=1)
-        loss = torch.mean((field(coords) - target_t[flat]) ** 2)
-        if grad_weight > 0 and grad_axes:
-            loss = loss + grad_weight * _gradient_loss(field, target_t, axes, (nx, ny, nz), grad_axes,
-                                                       max(1, batch // 4), generator, device)
         optimiser.zero_grad(set_to_none=True)
-        loss.backward()
+        in_qat = quantiser is not None and fraction >= 1.0 - qat_fraction
+        with (stored(field) if in_qat else nullcontext()):
+            loss = torch.mean((field(coords) - target_t[flat]) ** 2)
+            if grad_weight > 0 and grad_axes:
+                loss = loss + grad_weight * _gradient_loss(field, target_t, axes, (nx, ny, nz), grad_axes,
+                                                           max(1, batch // 4), generator, device)
+            loss.backward()
         optimiser.step()
         step += 1
 
@@ -179,7 +188,7 @@ def _fit(field: NeuralField, target: np.ndarray, *, steps: int | None, time_budg
             next_curve_fraction += 1.0 / CURVE_POINTS
         if psnr_target is not None and estimate >= psnr_target and step >= next_psnr_check:
             field.eval()
-            with stored_precision(field):
+            with stored(field):
                 reached = psnr_from_normalised_mse(whole_volume_mse(field, target, device))
             field.train()
             if reached >= psnr_target:

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from . import container
+from . import container, quantise
 from .errors import FormatError, InputError
 from .evaluate import evaluate_grid, evaluate_points, unit_axis
 from .model import ModelConfig, NeuralField
@@ -86,10 +86,14 @@ class NeuralVolume:
     """One fitted network and the metadata to decode it. Get one from
     :func:`neuralvol.compress` or :func:`neuralvol.open`."""
 
-    def __init__(self, network: NeuralField, info: VolumeInfo, training: dict | None = None):
+    def __init__(self, network: NeuralField, info: VolumeInfo, training: dict | None = None,
+                 storage: dict | None = None):
         self.network = network.eval()
         self.info = info
         self.training = dict(training or {})
+        # How the parameters are stored: float16 (None) or quantised (the header's entry,
+        # see neuralvol.quantise.storage_entry); the network already holds the stored values.
+        self.storage = storage
         self._nbytes: int | None = None
 
     # -- metadata ---------------------------------------------------------------------
@@ -233,18 +237,23 @@ def model_entry(vol: NeuralVolume) -> dict:
     if info.extent is not None:
         entry["extent"] = list(info.extent)
     entry.update(vol.config.to_dict())
-    entry["storage"] = {"precision": STORAGE_PRECISION}
+    entry["storage"] = vol.storage or {"precision": STORAGE_PRECISION}
     entry["training"] = vol.training
     return entry
 
 
 def to_bytes(volumes: Sequence[NeuralVolume]) -> bytes:
-    header = {"format": "neuralvol", "version": container.FORMAT_VERSION,
-              "library": f"neuralvol {LIBRARY_VERSION}", "models": [model_entry(v) for v in volumes]}
     sections = []
     for i, vol in enumerate(volumes):
+        if vol.storage is not None:
+            groups = quantise.groups_from_storage(vol.network, vol.storage)
+            symbols = quantise.quantise(groups, quantise.flat_tensors(vol.network))
+            sections.append(container.Section(f"{i}/symbols", symbols, coded=True))
+            continue
         for name, tensor in vol.network.named_tensors().items():
             sections.append(container.Section(f"{i}/{name}", tensor.detach().cpu().numpy().astype(np.float16)))
+    header = {"format": "neuralvol", "version": container.version_for(sections),
+              "library": f"neuralvol {LIBRARY_VERSION}", "models": [model_entry(v) for v in volumes]}
     return container.encode(header, sections)
 
 
@@ -305,6 +314,14 @@ def volumes_from_bytes(data: bytes, source: str = "file") -> list[NeuralVolume]:
         except (KeyError, TypeError, ValueError) as exc:
             raise FormatError(f"{source}: model {i} has an invalid network description ({exc})") from None
         network = NeuralField(config)
+        storage = entry.get("storage") if isinstance(entry.get("storage"), dict) else {}
+        if storage.get("precision") == "quantised":
+            network.load_tensors(_quantised_tensors(network, storage, arrays, f"{i}/symbols", source))
+            training = entry.get("training") if isinstance(entry.get("training"), dict) else {}
+            volumes.append(NeuralVolume(network, info, training, storage=storage))
+            continue
+        if storage.get("precision", STORAGE_PRECISION) != STORAGE_PRECISION:
+            raise FormatError(f"{source}: model {i} has unknown storage precision {storage.get('precision')!r}")
         tensors = {}
         for name, shape in network.expected_shapes().items():
             key = f"{i}/{name}"
@@ -319,6 +336,23 @@ def volumes_from_bytes(data: bytes, source: str = "file") -> list[NeuralVolume]:
     if len(volumes) == 1:
         volumes[0]._nbytes = len(data)
     return volumes
+
+
+def _quantised_tensors(network: NeuralField, storage: dict, arrays: dict, key: str, source: str) -> dict:
+    try:
+        groups = quantise.groups_from_storage(network, storage)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FormatError(f"{source}: invalid quantisation entry for {key!r} ({exc})") from None
+    shapes = network.expected_shapes()
+    sizes = {name: int(np.prod(shape)) for name, shape in shapes.items()}
+    if key not in arrays:
+        raise FormatError(f"{source}: section {key!r} is missing")
+    symbols = arrays[key]
+    if symbols.ndim != 1 or symbols.size != sum(sizes.values()):
+        raise FormatError(f"{source}: section {key!r} holds {symbols.size} symbols, the network needs "
+                          f"{sum(sizes.values())}")
+    flat = quantise.dequantise(groups, symbols, sizes)
+    return {name: torch.from_numpy(flat[name].reshape(shapes[name])) for name in shapes}
 
 
 def open_all(path: str | os.PathLike) -> list[NeuralVolume]:

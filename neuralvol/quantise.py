@@ -1,0 +1,250 @@
+"""Uniform scalar quantisation of a network's parameters, group by group.
+
+A *group* is a run of one stored tensor that shares a quantisation step: one level of a
+grid encoding's table, one MLP weight matrix (the output bias rides with the last one).
+A parameter ``w`` of a group with step ``s`` and offset ``o`` is stored as the integer
+symbol ``q = round((w - o) / s)`` and decoded as ``o + s * q``; offsets are 0 (tables and
+weights are centred on zero, and a zero offset keeps the many untouched hash entries at
+symbol 0, which the entropy coder then stores almost for free).
+
+Step sizes follow the classic high-rate allocation: the error a group adds to the output
+grows with ``s^2`` times its sensitivity, its rate falls with ``n log2 s``, so the best
+steps satisfy ``s_g^2 proportional to n_g / sensitivity_g``. Tables take one global step scaled by
+``sqrt(n_g / n_max)`` (small coarse levels get finer steps); MLP matrices, few parameters
+that every output depends on, get ``bits``-bit steps over their own range.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .model import NeuralField
+
+MLP_BITS = 8
+# Symbols are stored as int8 when every group fits, else int16; a table step so fine that
+# symbols overflow int16 is never useful (it would cost more than float16).
+SYMBOL_LIMIT = 2 ** 15 - 1
+
+
+@dataclass
+class Group:
+    tensor: str  # "encoding" or "mlp": the stored tensor (flattened) the group is a run of
+    start: int
+    stop: int
+    kind: str  # "table" or "mlp"
+    step: float = 0.0
+    offset: float = 0.0
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+    def to_dict(self) -> dict:
+        return {"tensor": self.tensor, "start": self.start, "stop": self.stop, "step": self.step,
+                "offset": self.offset}
+
+
+def parameter_groups(field: NeuralField) -> list[Group]:
+    """The quantisation groups of a network, in storage order (encoding first, then MLP)."""
+    groups = []
+    table = field.encoding.table
+    n_features = table.shape[0] if table.ndim == 2 else 1
+    offsets = getattr(field.encoding.config, "level_offsets", None)
+    if table.numel():
+        bounds = offsets() if callable(offsets) else [0, table.numel() // n_features]
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            # feature-major [F, N]: level l is columns lo..hi of every feature row
+            for f in range(n_features):
+                groups.append(Group("encoding", f * table.shape[-1] + lo, f * table.shape[-1] + hi, "table"))
+    start = 0
+    for i, w in enumerate(field.weights):
+        stop = start + w.numel() + (1 if i == len(field.weights) - 1 else 0)
+        groups.append(Group("mlp", start, stop, "mlp"))
+        start = stop
+    return groups
+
+
+def flat_tensors(field: NeuralField) -> dict[str, np.ndarray]:
+    return {name: t.detach().cpu().numpy().astype(np.float32).reshape(-1)
+            for name, t in field.named_tensors().items()}
+
+
+def assign_steps(groups: list[Group], flat: dict[str, np.ndarray], table_step: float,
+                 mlp_bits: int = MLP_BITS) -> list[Group]:
+    """Set every group's step: tables from the global ``table_step``, MLP from its range."""
+    n_max = max((g.size for g in groups if g.kind == "table"), default=1)
+    for g in groups:
+        values = flat[g.tensor][g.start:g.stop]
+        if g.kind == "table":
+            g.step = float(table_step * np.sqrt(g.size / n_max))
+        else:
+            peak = float(np.max(np.abs(values))) if values.size else 0.0
+            g.step = short_float(peak / (2 ** (mlp_bits - 1) - 1)) if peak > 0 else 1.0
+        g.offset = 0.0
+    return groups
+
+
+def short_float(value: float) -> float:
+    """``value`` to 6 significant digits: steps are chosen from these, so the header's
+    JSON spells them in a few characters and they still decode exactly."""
+    return float(f"{value:.6g}")
+
+
+def finest_table_step(groups: list[Group], flat: dict[str, np.ndarray]) -> float:
+    """The smallest global table step whose symbols all fit int16."""
+    n_max = max((g.size for g in groups if g.kind == "table"), default=1)
+    finest = 1e-12
+    for g in groups:
+        if g.kind == "table" and g.size:
+            peak = float(np.max(np.abs(flat[g.tensor][g.start:g.stop])))
+            finest = max(finest, peak / (SYMBOL_LIMIT - 1) / np.sqrt(g.size / n_max))
+    return finest
+
+
+def coarsest_table_step(groups: list[Group], flat: dict[str, np.ndarray]) -> float:
+    """A global table step at which every table symbol is 0."""
+    n_max = max((g.size for g in groups if g.kind == "table"), default=1)
+    coarsest = 1e-12
+    for g in groups:
+        if g.kind == "table" and g.size:
+            peak = float(np.max(np.abs(flat[g.tensor][g.start:g.stop])))
+            coarsest = max(coarsest, 4 * peak / np.sqrt(g.size / n_max))
+    return coarsest
+
+
+def steps_for_budget(groups: list[Group], flat: dict[str, np.ndarray], budget: int, coded_size,
+                     mlp_bits: int = MLP_BITS, iterations: int = 24) -> float | None:
+    """The finest global table step whose coded symbols fit ``budget`` bytes; None if none does.
+
+    Assigns the steps to ``groups`` and returns the table step. Coded size falls as the step
+    grows (not strictly, LZMA is adaptive), so a bisection in log(step) brackets it.
+    """
+    fine = short_float(finest_table_step(groups, flat) * 1.00001)
+    coarse = short_float(max(fine * 4, coarsest_table_step(groups, flat)))
+
+    def size_at(step):
+        assign_steps(groups, flat, step, mlp_bits)
+        return coded_size(quantise(groups, flat))
+
+    if size_at(fine) <= budget:
+        return fine
+    if size_at(coarse) > budget:
+        return None
+    for _ in range(iterations):
+        mid = short_float(np.sqrt(fine * coarse))
+        if not fine < mid < coarse:
+            break
+        if size_at(mid) <= budget:
+            coarse = mid
+        else:
+            fine = mid
+        if coarse / fine < 1.01:
+            break
+    assign_steps(groups, flat, coarse, mlp_bits)
+    return coarse
+
+
+def storage_entry(groups: list[Group], table_step: float) -> dict:
+    """What the header records so a reader rebuilds every group's step."""
+    return {"precision": "quantised", "allocation": "sqrt_size", "table_step": float(table_step),
+            "mlp_steps": [float(g.step) for g in groups if g.kind == "mlp"]}
+
+
+def groups_from_storage(field: NeuralField, storage: dict) -> list[Group]:
+    """The groups of ``field`` with the steps a header's ``storage`` entry records."""
+    groups = parameter_groups(field)
+    table_step = float(storage["table_step"])
+    mlp_steps = [float(v) for v in storage["mlp_steps"]]
+    if storage.get("allocation") != "sqrt_size":
+        raise ValueError(f"unknown step allocation {storage.get('allocation')!r}")
+    mlp_groups = [g for g in groups if g.kind == "mlp"]
+    if len(mlp_steps) != len(mlp_groups):
+        raise ValueError(f"{len(mlp_steps)} MLP steps for {len(mlp_groups)} MLP layers")
+    if not all(np.isfinite(v) and v > 0 for v in [table_step, *mlp_steps]):
+        raise ValueError("quantisation steps must be positive and finite")
+    n_max = max((g.size for g in groups if g.kind == "table"), default=1)
+    for g in groups:
+        if g.kind == "table":
+            g.step = float(table_step * np.sqrt(g.size / n_max))
+    for g, step in zip(mlp_groups, mlp_steps):
+        g.step = step
+    return groups
+
+
+def quantise(groups: list[Group], flat: dict[str, np.ndarray]) -> np.ndarray:
+    """All groups' symbols, concatenated in group order, as int8 when they fit, else int16."""
+    parts = []
+    for g in groups:
+        values = flat[g.tensor][g.start:g.stop].astype(np.float64)
+        q = np.rint((values - g.offset) / g.step) if g.step > 0 else np.zeros_like(values)
+        parts.append(np.clip(q, -SYMBOL_LIMIT, SYMBOL_LIMIT).astype(np.int32))
+    symbols = np.concatenate(parts) if parts else np.zeros(0, np.int32)
+    small = symbols.size == 0 or (symbols.min() >= -128 and symbols.max() <= 127)
+    return symbols.astype(np.int8 if small else np.int16)
+
+
+def dequantise(groups: list[Group], symbols: np.ndarray, sizes: dict[str, int]) -> dict[str, np.ndarray]:
+    """Flat float32 tensors rebuilt from symbols: ``offset + step * q`` per group."""
+    out = {name: np.zeros(n, dtype=np.float32) for name, n in sizes.items()}
+    pos = 0
+    for g in groups:
+        q = symbols[pos:pos + g.size].astype(np.float32)
+        out[g.tensor][g.start:g.stop] = np.float32(g.offset) + np.float32(g.step) * q
+        pos += g.size
+    return out
+
+
+def quantised_copy(field: NeuralField, groups: list[Group]) -> dict[str, np.ndarray]:
+    """The flat tensors as they will decode (quantised then dequantised)."""
+    flat = flat_tensors(field)
+    sizes = {k: v.size for k, v in flat.items()}
+    return dequantise(groups, quantise(groups, flat), sizes)
+
+
+def _flat_views(field: NeuralField) -> dict[str, list[torch.Tensor]]:
+    return {"encoding": [field.encoding.table], "mlp": list(field.weights) + [field.output_bias]}
+
+
+@torch.no_grad()
+def _fake_quantise_params(field: NeuralField, groups: list[Group]) -> None:
+    # Quantise in place, group by group, on the live parameters (no host round trip).
+    table = field.encoding.table.view(-1)
+    mlp = [p.view(-1) for p in list(field.weights) + [field.output_bias]]
+    mlp_starts = np.cumsum([0] + [p.numel() for p in mlp])
+    for g in groups:
+        if g.kind == "table" or g.tensor == "encoding":
+            view = table[g.start:g.stop]
+            view.copy_(torch.round((view - g.offset) / g.step).clamp_(-SYMBOL_LIMIT, SYMBOL_LIMIT) * g.step + g.offset)
+        else:
+            for p, lo in zip(mlp, mlp_starts[:-1]):
+                a, b = max(g.start, lo), min(g.stop, lo + p.numel())
+                if a < b:
+                    view = p[a - lo:b - lo]
+                    view.copy_(torch.round((view - g.offset) / g.step) * g.step + g.offset)
+
+
+@contextmanager
+def quantised_weights(field: NeuralField, groups: list[Group]):
+    """Inside, the network's parameters hold their quantised values; outside, the float ones.
+
+    Gradients computed inside are those at the quantised point; applying them to the float
+    weights afterwards is the straight-through estimator of quantisation-aware training.
+    """
+    params = [field.encoding.table] + list(field.weights) + [field.output_bias]
+    saved = [p.detach().clone() for p in params]
+    _fake_quantise_params(field, groups)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for p, s in zip(params, saved):
+                p.copy_(s)
+
+
+@torch.no_grad()
+def load_quantised(field: NeuralField, groups: list[Group]) -> None:
+    """Replace the parameters by their quantised values for good (after fitting)."""
+    _fake_quantise_params(field, groups)
