@@ -204,47 +204,48 @@ def quantised_copy(field: NeuralField, groups: list[Group]) -> dict[str, np.ndar
     return dequantise(groups, quantise(groups, flat), sizes)
 
 
-def _flat_views(field: NeuralField) -> dict[str, list[torch.Tensor]]:
-    return {"encoding": [field.encoding.table], "mlp": list(field.weights) + [field.output_bias]}
+def step_tensors(field: NeuralField, groups: list[Group]) -> list[torch.Tensor]:
+    """Per parameter tensor (table, MLP matrices, output bias), the step of every entry.
 
-
-@torch.no_grad()
-def _fake_quantise_params(field: NeuralField, groups: list[Group]) -> None:
-    # Quantise in place, group by group, on the live parameters (no host round trip).
-    table = field.encoding.table.view(-1)
-    mlp = [p.view(-1) for p in list(field.weights) + [field.output_bias]]
-    mlp_starts = np.cumsum([0] + [p.numel() for p in mlp])
+    Built once per plan so that fake quantisation is a few element-wise kernels per
+    tensor, not a few per group (on a GPU, launches are what a training step costs).
+    """
+    table = field.encoding.table
+    table_steps = torch.ones(table.numel(), dtype=table.dtype)
+    mlp_steps = []
     for g in groups:
-        if g.kind == "table" or g.tensor == "encoding":
-            view = table[g.start:g.stop]
-            view.copy_(torch.round((view - g.offset) / g.step).clamp_(-SYMBOL_LIMIT, SYMBOL_LIMIT) * g.step + g.offset)
+        if g.tensor == "encoding":
+            table_steps[g.start:g.stop] = g.step
         else:
-            for p, lo in zip(mlp, mlp_starts[:-1]):
-                a, b = max(g.start, lo), min(g.stop, lo + p.numel())
-                if a < b:
-                    view = p[a - lo:b - lo]
-                    view.copy_(torch.round((view - g.offset) / g.step) * g.step + g.offset)
+            mlp_steps.append(g.step)
+    params = list(field.weights) + [field.output_bias]
+    # MLP group k is weight matrix k; the output bias shares the last matrix's group.
+    per_param = mlp_steps[:len(field.weights)] + mlp_steps[-1:]
+    out = [table_steps.reshape(table.shape).to(table.device)]
+    out += [torch.full_like(p, step) for p, step in zip(params, per_param)]
+    return out
+
+
+def _parameters(field: NeuralField) -> list[torch.Tensor]:
+    return [field.encoding.table] + list(field.weights) + [field.output_bias]
 
 
 @contextmanager
-def quantised_weights(field: NeuralField, groups: list[Group]):
+def quantised_weights(field: NeuralField, steps: list[torch.Tensor]):
     """Inside, the network's parameters hold their quantised values; outside, the float ones.
 
-    Gradients computed inside are those at the quantised point; applying them to the float
-    weights afterwards is the straight-through estimator of quantisation-aware training.
+    ``steps`` comes from :func:`step_tensors`. Gradients computed inside are those at the
+    quantised point; applying them to the float weights afterwards is the straight-through
+    estimator of quantisation-aware training.
     """
-    params = [field.encoding.table] + list(field.weights) + [field.output_bias]
+    params = _parameters(field)
     saved = [p.detach().clone() for p in params]
-    _fake_quantise_params(field, groups)
+    with torch.no_grad():
+        for p, step in zip(params, steps):
+            p.copy_(torch.round(p / step).clamp_(-SYMBOL_LIMIT, SYMBOL_LIMIT).mul_(step))
     try:
         yield
     finally:
         with torch.no_grad():
             for p, s in zip(params, saved):
                 p.copy_(s)
-
-
-@torch.no_grad()
-def load_quantised(field: NeuralField, groups: list[Group]) -> None:
-    """Replace the parameters by their quantised values for good (after fitting)."""
-    _fake_quantise_params(field, groups)

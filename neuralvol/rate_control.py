@@ -14,7 +14,7 @@ from . import entropy
 from .errors import InputError
 from .model import NeuralField
 from .quantise import (Group, dequantise, flat_tensors, parameter_groups, quantise, quantised_weights,
-                       steps_for_budget)
+                       step_tensors, steps_for_budget)
 
 # MLP weights are kept at 8 bits unless the budget is too small to hold them so.
 MLP_BITS_TRIED = (8, 6, 4)
@@ -34,6 +34,7 @@ class BudgetQuantiser:
         self._calls = 0
         self._next_plan = 0
         self._gap = FIRST_REPLAN_GAP
+        self._steps: list[torch.Tensor] | None = None
 
     def plan(self, field: NeuralField) -> list[Group]:
         """Steps for the current weights; InputError when even the coarsest steps do not fit."""
@@ -53,10 +54,11 @@ class BudgetQuantiser:
         """Context in which ``field`` holds its quantised values (re-planned now and then)."""
         if self.groups is None or self._calls >= self._next_plan:
             self.plan(field)
+            self._steps = step_tensors(field, self.groups)
             self._next_plan = self._calls + self._gap
             self._gap *= 2
         self._calls += 1
-        return quantised_weights(field, self.groups)
+        return quantised_weights(field, self._steps)
 
 
 def quantise_for_good(field: NeuralField, budget: int) -> tuple[list[Group], float]:

@@ -19,7 +19,7 @@ from .errors import FormatError, InputError
 from .evaluate import evaluate_grid, evaluate_points, unit_axis
 from .model import ModelConfig, NeuralField
 
-LIBRARY_VERSION = "0.1.0"
+LIBRARY_VERSION = "0.2.0"
 STORAGE_PRECISION = "float16"
 VALUE_DTYPES = ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
                 "float16", "float32", "float64")
@@ -239,6 +239,13 @@ def model_entry(vol: NeuralVolume) -> dict:
     entry.update(vol.config.to_dict())
     entry["storage"] = vol.storage or {"precision": STORAGE_PRECISION}
     entry["training"] = vol.training
+    if vol.storage is not None:
+        # Version-2 files leave out what a reader can infer (bytes count on small files):
+        # the normalisation (it follows from value_range) and default spacing, origin, name.
+        del entry["normalisation"]
+        for key, default in V2_DEFAULTS.items():
+            if entry[key] == default:
+                del entry[key]
     return entry
 
 
@@ -264,7 +271,13 @@ def save_models(path: str | os.PathLike, volumes: Sequence[NeuralVolume]) -> Non
     container.write_atomic(path, to_bytes(list(volumes)))
 
 
+# Keys a version-2 writer omits when they hold these values.
+V2_DEFAULTS = {"array_name": "values", "spacing": [1.0, 1.0, 1.0], "origin": [0.0, 0.0, 0.0]}
+
+
 def _field(entry: dict, key: str, kind, source: str, index: int):
+    if key not in entry and key in V2_DEFAULTS:
+        return V2_DEFAULTS[key]
     if key not in entry:
         raise FormatError(f"{source}: model {index} in the header lacks {key!r}")
     value = entry[key]

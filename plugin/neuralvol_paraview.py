@@ -164,8 +164,9 @@ class NeuralVolumeWriter(_alg.NeuralVolumeWriter):
         _alg.NeuralVolumeWriter.SetTargetSize(self, nbytes)
 
     @smproperty.doublevector(name="TargetPSNR", label="Target PSNR", default_values=0.0)
-    @smdomain.xml("<Documentation>Stop fitting once this PSNR (dB) is reached (0: no target)."
-                  "</Documentation>")
+    @smdomain.xml("<Documentation>Target PSNR in dB (0: none). With no size target set: the "
+                  "smallest file that reaches it (a search over the ratio within the time budget); "
+                  "with one: stop fitting once it is reached.</Documentation>")
     def SetTargetPSNR(self, psnr):
         _alg.NeuralVolumeWriter.SetTargetPSNR(self, psnr)
 
@@ -185,6 +186,16 @@ class NeuralVolumeWriter(_alg.NeuralVolumeWriter):
     @smproperty.xml(_device_xml())
     def SetDevice(self, device):
         _alg.NeuralVolumeWriter.SetDevice(self, device)
+
+    @smproperty.xml("""
+    <StringVectorProperty name="Precision" label="Precision" command="SetPrecision"
+                          number_of_elements="1" default_values="quantised" panel_visibility="advanced">
+      <StringListDomain name="list"><String value="quantised"/><String value="float16"/></StringListDomain>
+      <Documentation>quantised: entropy-coded integer weights sized to fill the budget (best
+      quality for the bytes); float16: plain half floats, readable by neuralvol before 0.2.</Documentation>
+    </StringVectorProperty>""")
+    def SetPrecision(self, precision):
+        _alg.NeuralVolumeWriter.SetPrecision(self, precision)
 
     @smproperty.intvector(name="Seed", default_values=0, panel_visibility="advanced")
     def SetSeed(self, seed):

@@ -135,3 +135,14 @@ def test_write_all_time_steps_makes_a_series(tmp_path):
     vols = nv.open_all(tmp_path / "series.nvc")
     assert [v.time for v in vols] == [0.5, 1.5]
     assert len({round(float(v.value_range[1]), 3) for v in vols}) == 2  # two different fields
+
+
+def test_precision_property_picks_the_storage(tmp_path):
+    img = image_from_array(small_array()[:16, :16, :16], "density")
+    for precision, version in (("quantised", 2), ("float16", 1)):
+        path = tmp_path / f"{precision}.nvc"
+        w, ok = write(img, path, TargetRatio=10, Precision=precision)
+        assert ok == 1 and w.GetPrecision() == precision
+        assert nv.read_header(path)["version"] == version
+    w, ok = write(img, tmp_path / "bad.nvc", Precision="int3")
+    assert ok == 0 and not (tmp_path / "bad.nvc").exists()

@@ -75,6 +75,7 @@ class NeuralVolumeWriter(VTKPythonAlgorithmBase):
         self._budget = 0.0
         self._steps = 0
         self._device = "auto"
+        self._precision = "quantised"
         self._seed = 0
         self._all_times = False
         self._times = None
@@ -123,6 +124,13 @@ class NeuralVolumeWriter(VTKPythonAlgorithmBase):
     def SetDevice(self, device):
         self._set("_device", str(device or "auto"))
 
+    def SetPrecision(self, precision):
+        """``quantised`` (default: entropy-coded weights) or ``float16`` (format version 1)."""
+        self._set("_precision", str(precision or "quantised"))
+
+    def GetPrecision(self):
+        return self._precision
+
     def SetSeed(self, seed):
         self._set("_seed", int(seed))
 
@@ -141,7 +149,7 @@ class NeuralVolumeWriter(VTKPythonAlgorithmBase):
 
         One size target is passed: ``TargetSize`` if set, else ``BitsPerVoxel`` if set,
         else ``TargetRatio`` if set, else the codec's default (ratio 100)."""
-        opts = {"seed": self._seed, "device": self._device}
+        opts = {"seed": self._seed, "device": self._device, "precision": self._precision}
         if self._size:
             opts["size"] = self._size
         elif self._bpv:
