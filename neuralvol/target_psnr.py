@@ -18,6 +18,7 @@ from .volume import NeuralVolume
 TRIALS = 4
 FIRST_RATIO = 100.0
 DB_PER_DOUBLING = 3.0     # first guess of the slope, before two trials measure it
+MIN_DB_PER_DOUBLING = 1.0
 MAX_STEP_DOUBLINGS = 3.0  # never jump more than 8x in ratio in one trial
 CLOSE_ENOUGH = 1.05       # stop when the passing and failing ratios are this close
 AIM_ABOVE_DB = 0.25       # aim this far above the target: trials are noisy by a few tenths of a dB
@@ -68,8 +69,8 @@ def _next_log_ratio(tried, target, best_pass, worst_fail) -> float:
         a, b = sorted(finite, key=lambda t: abs(t[1] - target))[:2]
         if a[0] != b[0]:
             measured = (b[1] - a[1]) / (a[0] - b[0])
-            if measured > 0.3:
-                slope = measured
+            if measured > 0:  # a noisy pair can measure a flat slope: never trust under 1 dB
+                slope = max(measured, MIN_DB_PER_DOUBLING)
     if not math.isfinite(last_psnr):
         step = -MAX_STEP_DOUBLINGS  # no file at that ratio: go much lower
     else:
