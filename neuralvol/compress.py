@@ -256,7 +256,7 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
     network.to("cpu")
     summary.update(device=str(torch_device), seed=int(seed))
     if quantised:
-        return _finish_quantised(network, info, data, summary, budget, record_timings, torch_device)
+        return _finish_quantised(network, info, data, summary, budget, record_timings, torch_device, quantiser)
     with torch.no_grad():
         for p in network.parameters():
             p.copy_(p.to(torch.float16).to(torch.float32))
@@ -288,7 +288,7 @@ def _record_psnr(vol: NeuralVolume, data: np.ndarray, summary: dict, record_timi
 
 
 def _finish_quantised(network: NeuralField, info: VolumeInfo, data: np.ndarray, summary: dict, budget: int,
-                      record_timings: bool, device) -> NeuralVolume:
+                      record_timings: bool, device, trained: BudgetQuantiser | None = None) -> NeuralVolume:
     """Quantise for good with the finest steps whose whole file fits ``budget``; PSNR after that."""
     if budget < CURVE_MIN_BUDGET:
         summary = dict(summary, curve=[])
@@ -302,13 +302,14 @@ def _finish_quantised(network: NeuralField, info: VolumeInfo, data: np.ndarray, 
     reserve = header_length(NeuralVolume(network, info, worst, _worst_case_storage(network.config, "quantised")))
     for _ in range(4):
         network.load_tensors(floats)
-        groups, table_step = quantise_for_good(network, max(1, budget - reserve))
+        groups, table_step = quantise_for_good(network, max(1, budget - reserve), trained)
         vol = NeuralVolume(network, info, {}, storage=storage_entry(groups, table_step))
         _record_psnr(vol, data, summary, record_timings, device)
         _fit_header_into_budget(vol, budget, strict=False)
         if vol.nbytes <= budget:
             return vol
         reserve += vol.nbytes - budget  # the coder is adaptive: take the excess off and retry
+        trained = None
     raise InputError(f"could not fit the file into {budget} bytes; ask for a lower ratio or a larger size")
 
 

@@ -61,16 +61,24 @@ class BudgetQuantiser:
         return quantised_weights(field, self._steps)
 
 
-def quantise_for_good(field: NeuralField, budget: int) -> tuple[list[Group], float]:
-    """Plan the final steps and load the decoded values into ``field`` (what a reader will get)."""
-    quantiser = BudgetQuantiser(budget)
-    groups = quantiser.plan(field)
+def quantise_for_good(field: NeuralField, budget: int, trained: BudgetQuantiser | None = None
+                      ) -> tuple[list[Group], float]:
+    """Fix the final steps and load the decoded values into ``field`` (what a reader will get).
+
+    The steps quantisation-aware training last used (``trained``) are kept when they still
+    fit: the weights have settled onto that grid, and a step even 1 % different would
+    round them afresh (measured: 2.5 dB lost on hydrogen at 100:1 without QAT). Otherwise
+    the finest steps that fit are searched again.
+    """
     flat = flat_tensors(field)
+    groups, table_step = None, None
+    if trained is not None and trained.groups is not None:
+        if entropy.coded_size(quantise(trained.groups, flat)) <= budget:
+            groups, table_step = trained.groups, trained.table_step
+    if groups is None:
+        quantiser = BudgetQuantiser(budget)
+        groups, table_step = quantiser.plan(field), quantiser.table_step
     decoded = dequantise(groups, quantise(groups, flat), {k: v.size for k, v in flat.items()})
     field.load_tensors({"encoding": torch.from_numpy(decoded["encoding"]).reshape(field.encoding.table.shape),
                         "mlp": torch.from_numpy(decoded["mlp"])})
-    return groups, float(quantiser.table_step)
-
-
-def coded_bytes(field: NeuralField, groups: list[Group]) -> int:
-    return entropy.coded_size(quantise(groups, flat_tensors(field)))
+    return groups, float(table_step)
