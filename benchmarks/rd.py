@@ -161,7 +161,7 @@ def _row_line(row: dict) -> str:
     win = {True: "**yes**", False: "no"}.get(row.get("win"), "—")
     return (f"| {row['volume']} | {float(row['ratio']):g} | {_fmt(row.get('nv_psnr'), '.2f')} | "
             f"{_fmt(row.get('nv_bits_per_param'), '.2f')} | {_fmt(row.get('nv_seconds'), '.1f')} | "
-            f"{row.get('nv_steps', '—')} | {_fmt(row.get('nv_decode_s'), '.2f')} | "
+            f"{_fmt(row.get('nv_steps'), '.0f')} | {_fmt(row.get('nv_decode_s'), '.2f')} | "
             f"{_fmt(row.get('sz3_psnr'), '.2f')} | {_fmt(row.get('sz3_seconds'), '.1f')} | "
             f"{_fmt(row.get('zfp_psnr'), '.2f')} | {_fmt(row.get('zfp_seconds'), '.1f')} | "
             f"{_fmt(row.get('tthresh_psnr'), '.1f')} | {_fmt(row.get('constant_psnr'), '.2f')} | {win} |")
