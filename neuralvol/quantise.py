@@ -93,26 +93,21 @@ def short_float(value: float) -> float:
     return float(f"{value:.6g}")
 
 
+def _table_peaks(groups: list[Group], flat: dict[str, np.ndarray]) -> list[float]:
+    """Per table group, its largest magnitude over its step factor ``sqrt(n_g / n_max)``."""
+    n_max = max((g.size for g in groups if g.kind == "table"), default=1)
+    return [float(np.max(np.abs(flat[g.tensor][g.start:g.stop]))) / np.sqrt(g.size / n_max)
+            for g in groups if g.kind == "table" and g.size]
+
+
 def finest_table_step(groups: list[Group], flat: dict[str, np.ndarray]) -> float:
     """The smallest global table step whose symbols all fit int16."""
-    n_max = max((g.size for g in groups if g.kind == "table"), default=1)
-    finest = 1e-12
-    for g in groups:
-        if g.kind == "table" and g.size:
-            peak = float(np.max(np.abs(flat[g.tensor][g.start:g.stop])))
-            finest = max(finest, peak / (SYMBOL_LIMIT - 1) / np.sqrt(g.size / n_max))
-    return finest
+    return max([1e-12] + [p / (SYMBOL_LIMIT - 1) for p in _table_peaks(groups, flat)])
 
 
 def coarsest_table_step(groups: list[Group], flat: dict[str, np.ndarray]) -> float:
     """A global table step at which every table symbol is 0."""
-    n_max = max((g.size for g in groups if g.kind == "table"), default=1)
-    coarsest = 1e-12
-    for g in groups:
-        if g.kind == "table" and g.size:
-            peak = float(np.max(np.abs(flat[g.tensor][g.start:g.stop])))
-            coarsest = max(coarsest, 4 * peak / np.sqrt(g.size / n_max))
-    return coarsest
+    return max([1e-12] + [4 * p for p in _table_peaks(groups, flat)])
 
 
 def steps_for_budget(groups: list[Group], flat: dict[str, np.ndarray], budget: int, coded_size,
