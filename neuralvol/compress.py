@@ -293,7 +293,6 @@ def _finish_quantised(network: NeuralField, info: VolumeInfo, data: np.ndarray, 
     if budget < CURVE_MIN_BUDGET:
         summary = dict(summary, curve=[])
     floats = {k: v.clone() for k, v in network.named_tensors().items()}
-    floats["encoding"] = floats["encoding"].reshape(network.encoding.table.shape)
     # The reserve comes from a worst-case summary *with* timings, whatever is recorded, so
     # that the parameters get the same bytes (and decode the same) with and without them.
     worst = _worst_case_training(device, record_timings=True)

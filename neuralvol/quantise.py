@@ -2,10 +2,10 @@
 
 A *group* is a run of one stored tensor that shares a quantisation step: one level of a
 grid encoding's table, one MLP weight matrix (the output bias rides with the last one).
-A parameter ``w`` of a group with step ``s`` and offset ``o`` is stored as the integer
-symbol ``q = round((w - o) / s)`` and decoded as ``o + s * q``; offsets are 0 (tables and
-weights are centred on zero, and a zero offset keeps the many untouched hash entries at
-symbol 0, which the entropy coder then stores almost for free).
+A parameter ``w`` of a group with step ``s`` is stored as the integer symbol
+``q = round(w / s)`` and decoded as ``s * q``. There is no offset: tables and weights are
+centred on zero, and zero staying exact keeps the many untouched hash entries at symbol 0,
+which the entropy coder then stores almost for free.
 
 Step sizes follow the classic high-rate allocation: the error a group adds to the output
 grows with ``s^2`` times its sensitivity, its rate falls with ``n log2 s``, so the best
@@ -36,15 +36,10 @@ class Group:
     stop: int
     kind: str  # "table" or "mlp"
     step: float = 0.0
-    offset: float = 0.0
 
     @property
     def size(self) -> int:
         return self.stop - self.start
-
-    def to_dict(self) -> dict:
-        return {"tensor": self.tensor, "start": self.start, "stop": self.stop, "step": self.step,
-                "offset": self.offset}
 
 
 def parameter_groups(field: NeuralField) -> list[Group]:
@@ -83,7 +78,6 @@ def assign_steps(groups: list[Group], flat: dict[str, np.ndarray], table_step: f
         else:
             peak = float(np.max(np.abs(values))) if values.size else 0.0
             g.step = short_float(peak / (2 ** (mlp_bits - 1) - 1)) if peak > 0 else 1.0
-        g.offset = 0.0
     return groups
 
 
@@ -174,7 +168,7 @@ def quantise(groups: list[Group], flat: dict[str, np.ndarray]) -> np.ndarray:
     parts = []
     for g in groups:
         values = flat[g.tensor][g.start:g.stop].astype(np.float64)
-        q = np.rint((values - g.offset) / g.step) if g.step > 0 else np.zeros_like(values)
+        q = np.rint(values / g.step) if g.step > 0 else np.zeros_like(values)
         parts.append(np.clip(q, -SYMBOL_LIMIT, SYMBOL_LIMIT).astype(np.int32))
     symbols = np.concatenate(parts) if parts else np.zeros(0, np.int32)
     small = symbols.size == 0 or (symbols.min() >= -128 and symbols.max() <= 127)
@@ -182,21 +176,14 @@ def quantise(groups: list[Group], flat: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def dequantise(groups: list[Group], symbols: np.ndarray, sizes: dict[str, int]) -> dict[str, np.ndarray]:
-    """Flat float32 tensors rebuilt from symbols: ``offset + step * q`` per group."""
+    """Flat float32 tensors rebuilt from symbols: ``step * q`` per group."""
     out = {name: np.zeros(n, dtype=np.float32) for name, n in sizes.items()}
     pos = 0
     for g in groups:
         q = symbols[pos:pos + g.size].astype(np.float32)
-        out[g.tensor][g.start:g.stop] = np.float32(g.offset) + np.float32(g.step) * q
+        out[g.tensor][g.start:g.stop] = np.float32(g.step) * q
         pos += g.size
     return out
-
-
-def quantised_copy(field: NeuralField, groups: list[Group]) -> dict[str, np.ndarray]:
-    """The flat tensors as they will decode (quantised then dequantised)."""
-    flat = flat_tensors(field)
-    sizes = {k: v.size for k, v in flat.items()}
-    return dequantise(groups, quantise(groups, flat), sizes)
 
 
 def step_tensors(field: NeuralField, groups: list[Group]) -> list[torch.Tensor]:

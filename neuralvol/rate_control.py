@@ -36,9 +36,9 @@ class BudgetQuantiser:
         self._gap = FIRST_REPLAN_GAP
         self._steps: list[torch.Tensor] | None = None
 
-    def plan(self, field: NeuralField) -> list[Group]:
+    def plan(self, field: NeuralField, flat: dict | None = None) -> list[Group]:
         """Steps for the current weights; InputError when even the coarsest steps do not fit."""
-        flat = flat_tensors(field)
+        flat = flat_tensors(field) if flat is None else flat
         groups = parameter_groups(field)
         for mlp_bits in MLP_BITS_TRIED:
             step = steps_for_budget(groups, flat, self.budget, entropy.coded_size, mlp_bits)
@@ -77,7 +77,7 @@ def quantise_for_good(field: NeuralField, budget: int, trained: BudgetQuantiser 
             groups, table_step = trained.groups, trained.table_step
     if groups is None:
         quantiser = BudgetQuantiser(budget)
-        groups, table_step = quantiser.plan(field), quantiser.table_step
+        groups, table_step = quantiser.plan(field, flat), quantiser.table_step
     decoded = dequantise(groups, quantise(groups, flat), {k: v.size for k, v in flat.items()})
     field.load_tensors({"encoding": torch.from_numpy(decoded["encoding"]).reshape(field.encoding.table.shape),
                         "mlp": torch.from_numpy(decoded["mlp"])})

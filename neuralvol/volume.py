@@ -328,9 +328,9 @@ def volumes_from_bytes(data: bytes, source: str = "file") -> list[NeuralVolume]:
             raise FormatError(f"{source}: model {i} has an invalid network description ({exc})") from None
         network = NeuralField(config)
         storage = entry.get("storage") if isinstance(entry.get("storage"), dict) else {}
+        training = entry.get("training") if isinstance(entry.get("training"), dict) else {}
         if storage.get("precision") == "quantised":
             network.load_tensors(_quantised_tensors(network, storage, arrays, f"{i}/symbols", source))
-            training = entry.get("training") if isinstance(entry.get("training"), dict) else {}
             volumes.append(NeuralVolume(network, info, training, storage=storage))
             continue
         if storage.get("precision", STORAGE_PRECISION) != STORAGE_PRECISION:
@@ -344,7 +344,6 @@ def volumes_from_bytes(data: bytes, source: str = "file") -> list[NeuralVolume]:
                 raise FormatError(f"{source}: section {key!r} has shape {arrays[key].shape}, the network needs {shape}")
             tensors[name] = torch.from_numpy(arrays[key].astype(np.float32))
         network.load_tensors(tensors)
-        training = entry.get("training") if isinstance(entry.get("training"), dict) else {}
         volumes.append(NeuralVolume(network, info, training))
     if len(volumes) == 1:
         volumes[0]._nbytes = len(data)
