@@ -25,6 +25,9 @@ LADDER = (
     (0, 4, 1, 2, 8, 1),
 )
 
+# Budgets of fewer parameters get one dense level and a linear read-out (see linear_grid).
+LINEAR_GRID_BELOW = 73
+
 
 def _with_table(base: ModelConfig, table_size: int) -> ModelConfig:
     enc = base.encoding
@@ -51,8 +54,28 @@ def fit_table_size(base: ModelConfig, max_params: int) -> ModelConfig | None:
     return _with_table(base, lo * 8)
 
 
+def linear_grid(dims: tuple[int, int, int], max_params: int) -> ModelConfig | None:
+    """The largest single dense level read out linearly (no hidden layer): trilinear
+    interpolation of an ``r^3`` grid, ``r^3 + 2`` parameters. None below ``r = 2``."""
+    best = None
+    for r in range(2, max(2, max(dims)) + 1):
+        config = ModelConfig(HashGridConfig(1, 1, _round8(r ** 3), r, r), 1, 0)
+        if config.n_params > max_params:
+            break
+        best = config
+    return best
+
+
+def _round8(n: int) -> int:
+    return (n + 7) // 8 * 8
+
+
 def choose_architecture(dims: tuple[int, int, int], max_params: int) -> ModelConfig:
     """The network for a volume of ``dims`` (x, y, z) with at most ``max_params`` parameters."""
+    if max_params < LINEAR_GRID_BELOW:
+        config = linear_grid(dims, max_params)
+        if config is not None:
+            return config
     finest = max(2, min(max(dims), max(16, round(2.0 * max_params ** (1.0 / 3.0)))))
     for threshold, levels, features, base_res, width, layers in LADDER:
         if max_params < threshold:

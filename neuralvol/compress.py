@@ -21,6 +21,9 @@ DEFAULT_RATIO = 100.0
 DEFAULT_TIME_BUDGET = 60.0
 STORED_BYTES_PER_PARAM = 2  # float16
 HEADER_MARGIN = 64          # slack for header fields whose length is only known after fitting
+# ... but at most this share of a small budget: compact (version 3) headers are sized from
+# a worst case, so little slack is needed, and on a 100-byte file every byte counts.
+HEADER_MARGIN_SHARE = 1 / 16
 PRECISIONS = ("quantised", "float16")
 # Quantised storage: the network is sized for this many coded bits per parameter; rate
 # control then sets the quantisation steps so the coded parameters fill the budget.
@@ -30,6 +33,9 @@ PRECISIONS = ("quantised", "float16")
 TARGET_BITS_PER_PARAM = 5.5
 # The last part of the fit trains through the quantiser (straight-through estimator).
 QAT_FRACTION = 0.25
+# Bytes the coded parameters get less during quantisation-aware training than at the end
+# (the final coding may choose other segments for the adaptive coder).
+QAT_HEADER_SLACK = 2
 # Below this many bytes the fitting curve (~80 header bytes) is left out of quantised
 # files: there it would cost over 1 % of the parameters' bytes.
 CURVE_MIN_BUDGET = 8 * 1024
@@ -93,11 +99,13 @@ def byte_budget(native_bytes: int, n_voxels: int, ratio=None, bpv=None, size=Non
     return budget
 
 
-def _worst_case_training(device: torch.device, record_timings: bool) -> dict:
-    """A training summary at least as long as any real one (sizes the header reserve)."""
+def _worst_case_training(device: torch.device, record_timings: bool, seed: int = 2 ** 31,
+                         steps: int = 12345678) -> dict:
+    """A training summary at least as long as any real one (sizes the header reserve);
+    ``seed`` and ``steps`` may be given when they are known."""
     curve = [[12345.67, 1234567, 123.45]] * 9
-    return {"psnr": 123.4567, "steps": 12345678, "seconds": 123456.789 if record_timings else None,
-            "stopped": "time_budget", "device": str(device), "seed": 2 ** 31, "curve": curve, "exact": False}
+    return {"psnr": 123.4567, "steps": int(steps), "seconds": 123456.789 if record_timings else None,
+            "stopped": "time_budget", "device": str(device), "seed": int(seed), "curve": curve, "exact": False}
 
 
 def _worst_case_storage(config: ModelConfig, precision: str) -> dict | None:
@@ -108,14 +116,32 @@ def _worst_case_storage(config: ModelConfig, precision: str) -> dict | None:
             "mlp_steps": [1.23457e-05] * n_mlp}
 
 
+def header_margin(budget: int) -> int:
+    return min(HEADER_MARGIN, max(4, int(budget * HEADER_MARGIN_SHARE)))
+
+
 def header_length(vol: NeuralVolume) -> int:
     """Bytes of the file before the first section (preamble + stored header)."""
-    data = to_bytes([vol])
-    return container.PREAMBLE.size + container.PREAMBLE.unpack_from(data, 0)[3]
+    return container.header_size(to_bytes([vol]))
 
 
 def _header_bytes(info: VolumeInfo, config: ModelConfig, training: dict, precision: str = "float16") -> int:
-    return header_length(NeuralVolume(NeuralField(config), info, training, _worst_case_storage(config, precision)))
+    # all-zero parameters: the coded section's metadata comes out as rate control assumes
+    # (entropy.coded_size), whatever the weights
+    network = NeuralField(config)
+    with torch.no_grad():
+        for p in network.parameters():
+            p.zero_()
+    return header_length(NeuralVolume(network, info, training, _worst_case_storage(config, precision)))
+
+
+def _smallest_network(encoding: str, dims) -> ModelConfig:
+    for n_params in (10, 100, 1000, 10_000):
+        try:
+            return choose_architecture_for(encoding, dims, n_params)
+        except InputError:
+            continue
+    return choose_architecture_for(encoding, dims, 100_000)
 
 
 def plan_architecture(info: VolumeInfo, budget: int, training: dict, encoding: str = "hashgrid",
@@ -128,15 +154,15 @@ def plan_architecture(info: VolumeInfo, budget: int, training: dict, encoding: s
     bits = 16.0 if precision == "float16" else TARGET_BITS_PER_PARAM
     if precision != "float16" and choose_architecture_for(encoding, info.dims, 10_000).encoding.n_params == 0:
         bits = 8.0  # MLP-only networks: every parameter is an 8-bit MLP weight
-    overhead = _header_bytes(info, choose_architecture_for(encoding, info.dims, 10_000), training,
-                             precision) + HEADER_MARGIN
-    for _ in range(3):
+    # from the smallest network's header up: a larger network's header is never shorter
+    overhead = _header_bytes(info, _smallest_network(encoding, info.dims), training, precision) + header_margin(budget)
+    for _ in range(5):
         max_params = int((budget - overhead) * 8 // bits)
         if max_params <= 0:
             raise InputError(f"the size budget of {budget} bytes is smaller than the file header "
                              f"(~{overhead} bytes); ask for a lower ratio or a larger size")
         config = choose_architecture_for(encoding, info.dims, max_params)
-        needed = _header_bytes(info, config, training, precision) + HEADER_MARGIN
+        needed = _header_bytes(info, config, training, precision) + header_margin(budget)
         if needed <= overhead:
             return config
         overhead = needed
@@ -203,7 +229,7 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
                                  record_timings=record_timings, encoding=encoding, grad_weight=grad_weight,
                                  precision=precision)
     budget = byte_budget(data.nbytes, data.size, ratio, bpv, size)
-    worst = _worst_case_training(torch_device, record_timings)
+    worst = _worst_case_training(torch_device, record_timings, seed)
     meta_init = None
     if init is not None:
         from .meta import load_init
@@ -236,8 +262,10 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
     quantised = precision == "quantised"
     quantiser = None
     if quantised:
-        timed = _worst_case_training(torch_device, record_timings=True)  # same budget either way
-        reserve = _header_bytes(info, config, dict(timed, curve=[]), precision) + HEADER_MARGIN
+        timed = _worst_case_training(torch_device, record_timings=True, seed=seed)  # same budget either way
+        # The final header is no longer (it has the same fields, the real step count), so
+        # the steps QAT trains on can be kept when quantising for good.
+        reserve = _header_bytes(info, config, dict(timed, curve=[]), precision) + QAT_HEADER_SLACK
         quantiser = BudgetQuantiser(max(1, budget - reserve))
     network = meta_init.network(seed) if meta_init is not None else NeuralField(config, seed=seed)
     torch.manual_seed(int(seed))
@@ -295,10 +323,10 @@ def _finish_quantised(network: NeuralField, info: VolumeInfo, data: np.ndarray, 
     floats = {k: v.clone() for k, v in network.named_tensors().items()}
     # The reserve comes from a worst-case summary *with* timings, whatever is recorded, so
     # that the parameters get the same bytes (and decode the same) with and without them.
-    worst = _worst_case_training(device, record_timings=True)
+    worst = _worst_case_training(device, record_timings=True, seed=summary["seed"], steps=summary["steps"])
     if not summary.get("curve"):
         worst["curve"] = []
-    reserve = header_length(NeuralVolume(network, info, worst, _worst_case_storage(network.config, "quantised")))
+    reserve = _header_bytes(info, network.config, worst, "quantised")
     for _ in range(4):
         network.load_tensors(floats)
         groups, table_step = quantise_for_good(network, max(1, budget - reserve), trained)

@@ -1,8 +1,12 @@
 """The `.nvc` container: magic, version, a JSON header, then CRC-checked binary sections.
 
+Version 3 is the compact form of a one-model file: magic, version, the binary header of
+:mod:`neuralvol.compact_header`, the coded symbols, and one CRC32 over all of it.
+
 The byte layout is documented in ``docs/FORMAT.md``. Reading never executes anything from
-the file: the header is JSON, sections are raw little-endian arrays of a whitelisted dtype.
-Every failure to read is a one-line :class:`FormatError` that names what is wrong.
+the file: the header is JSON (or fixed binary fields), sections are raw little-endian
+arrays of a whitelisted dtype or entropy-coded symbols. Every failure to read is a
+one-line :class:`FormatError` that names what is wrong.
 """
 from __future__ import annotations
 
@@ -18,15 +22,20 @@ from pathlib import Path
 
 import numpy as np
 
-from . import entropy
+from . import compact_header, entropy
 from .errors import FormatError, InputError
 
 MAGIC = b"\x89NVC\r\n\x1a\n"
 # Version 1: raw sections only. Version 2 adds entropy-coded sections (a "coding" entry in
 # the section table). Writers use the lowest version that holds what they write, so
 # float16 files stay readable by version-1 readers; readers read every version up to this.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 CODED_SECTIONS_VERSION = 2
+# Version 3: one model with one coded section, its header in fixed binary fields (~40
+# bytes instead of ~150), used whenever it can hold the header exactly.
+COMPACT_VERSION = 3
+VERSION_FIELD = struct.Struct("<H")
+CRC_FIELD = struct.Struct("<I")
 FLAG_HEADER_ZLIB = 0x1
 # Version 2: the header is raw DEFLATE primed with HEADER_DICTIONARY, which holds the keys
 # and typical values of a header, so a small file's header costs ~150 bytes, not ~600.
@@ -56,6 +65,7 @@ class Section:
     name: str
     array: np.ndarray
     coded: bool = False  # entropy-code the (int8/int16 symbol) array, see neuralvol.entropy
+    segmentations: tuple = ()  # runs of like statistics the coder may use (see entropy.encode)
 
 
 def version_for(sections: list[Section]) -> int:
@@ -63,8 +73,11 @@ def version_for(sections: list[Section]) -> int:
     return CODED_SECTIONS_VERSION if any(s.coded for s in sections) else 1
 
 
-def encode(header: dict, sections: list[Section]) -> bytes:
-    """Serialise a header (without its ``sections`` table) and the sections to bytes."""
+def encode(header: dict, sections: list[Section], compact: bool = True) -> bytes:
+    """Serialise a header (without its ``sections`` table) and the sections to bytes.
+
+    One coded section is written as a compact version-3 file when ``compact`` and its
+    header fits the compact fields; otherwise versions 1/2 (JSON header)."""
     table = []
     payload = []
     offset = 0
@@ -74,13 +87,18 @@ def encode(header: dict, sections: list[Section]) -> bytes:
             raise ValueError(f"section {s.name!r}: dtype {dtype_name} cannot be stored")
         entry = {"name": s.name, "dtype": dtype_name, "shape": list(s.array.shape)}
         if s.coded:
-            data, entry["coding"] = entropy.encode(s.array.reshape(-1))
+            data, entry["coding"] = entropy.encode(s.array.reshape(-1), s.segmentations)
         else:
             data = np.ascontiguousarray(s.array, dtype=np.dtype(SECTION_DTYPES[dtype_name])).tobytes()
         entry.update({"offset": offset, "nbytes": len(data), "crc32": zlib.crc32(data)})
         table.append(entry)
         payload.append(data)
         offset += len(data)
+    if compact and len(sections) == 1 and sections[0].coded:
+        body = compact_header.pack(header, table[0])
+        if body is not None:
+            head = MAGIC + VERSION_FIELD.pack(COMPACT_VERSION) + body + payload[0]
+            return head + CRC_FIELD.pack(zlib.crc32(head))
     full = dict(header)
     full["sections"] = table
     text = json.dumps(full, separators=(",", ":"), sort_keys=False, allow_nan=False).encode("utf-8")
@@ -90,8 +108,40 @@ def encode(header: dict, sections: list[Section]) -> bytes:
     return preamble + stored + b"".join(payload)
 
 
+def _is_compact(data: bytes) -> bool:
+    return (len(data) >= len(MAGIC) + VERSION_FIELD.size and data.startswith(MAGIC)
+            and VERSION_FIELD.unpack_from(data, len(MAGIC))[0] == COMPACT_VERSION)
+
+
+def _split_compact(data: bytes, source: str) -> tuple[dict, dict, int, int]:
+    """(header, section entry, payload start, payload stop) of a verified version-3 file."""
+    start = len(MAGIC) + VERSION_FIELD.size
+    if len(data) < start + CRC_FIELD.size:
+        raise FormatError(f"{source}: truncated .nvc file ({len(data)} bytes)")
+    stop = len(data) - CRC_FIELD.size
+    if zlib.crc32(data[:stop]) != CRC_FIELD.unpack_from(data, stop)[0]:
+        raise FormatError(f"{source}: corrupted or truncated .nvc file (CRC32 mismatch)")
+    header, section, used = compact_header.unpack(data[start:stop], source)
+    payload = data[start + used:stop]
+    section.update(offset=0, nbytes=len(payload), crc32=zlib.crc32(payload))
+    header["sections"] = [section]
+    return header, section, start + used, stop
+
+
+def header_size(data: bytes) -> int:
+    """Bytes of a container that are not section payload (preamble, header, CRC)."""
+    if _is_compact(data):
+        _, _, lo, hi = _split_compact(data, "file")
+        return len(data) - (hi - lo)
+    return PREAMBLE.size + PREAMBLE.unpack_from(data, 0)[3]
+
+
 def decode(data: bytes, source: str = "file") -> tuple[dict, dict[str, np.ndarray]]:
     """Parse and verify container bytes; returns (header, {section name: array})."""
+    if _is_compact(data):
+        header, section, lo, hi = _split_compact(data, source)
+        name = section["name"]
+        return header, {name: entropy.decode(data[lo:hi], section["coding"], source, name)}
     if len(data) < PREAMBLE.size:
         if not data.startswith(MAGIC[: len(data)]) or len(data) == 0:
             raise FormatError(f"{source}: not a neuralvol .nvc file (too short to hold a header)")

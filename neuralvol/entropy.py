@@ -1,4 +1,11 @@
-"""Lossless coding of quantised symbols: raw LZMA1 tuned for memoryless integer symbols.
+"""Lossless coding of quantised symbols: the smaller of two coders, named in the metadata.
+
+* ``adaptive-binary-kt`` (:mod:`neuralvol.adaptive_coding`): context-adaptive binary
+  arithmetic coding, within ~1 % of the order-0 entropy from the first symbols on, so it
+  wins on small files; run in Python, so only files of up to 65536 symbols use it. The
+  symbols are split into segments (the writer tries one per stored tensor kind and one per
+  quantisation group), each with its own statistics.
+* ``lzma1-raw-lc0-4k``: raw LZMA1 tuned for memoryless integer symbols, for the rest.
 
 Measured on fitted hash grids (headsq 100:1, ``/tmp`` experiments recorded in
 docs/FORMAT.md): LZMA's adaptive binary range coder with no literal context (lc=0) and a
@@ -15,10 +22,20 @@ import lzma
 
 import numpy as np
 
+from . import adaptive_coding
 from .errors import FormatError
 
-# The coder's name fixes every option (nothing a file says can change what is allocated).
+# A coder's name fixes every option (nothing a file says can change what is allocated).
 CODER = "lzma1-raw-lc0-4k"
+ADAPTIVE_CODER = "adaptive-binary-kt"
+CODERS = (CODER, ADAPTIVE_CODER)  # index = the code a compact (version 3) header stores
+# Rate control's allowance for the adaptive coder's flush (its output is within two bytes
+# of the estimate) and for each stored segment length.
+ADAPTIVE_SLACK_BYTES = 2
+SEGMENT_BYTES = 2
+# Header reserves are measured on all-zero symbols, which code as two segments (table and
+# MLP), so rate control charges only the segments beyond those.
+RESERVED_SEGMENTS = 2
 # lc=0: no literal context (symbols are nearly independent); pb=lp=0: no position context;
 # a 4 KiB dictionary (the minimum) because repeats of long runs are rare.
 LZMA_OPTIONS = {"lc": 0, "lp": 0, "pb": 0, "dict_size": 4096}
@@ -47,19 +64,53 @@ def _from_planes(raw: bytes, dtype: np.dtype, count: int) -> np.ndarray:
     return ((zig >> 1) ^ -(zig & 1)).astype(np.int16)
 
 
-def encode(symbols: np.ndarray) -> tuple[bytes, dict]:
-    """(coded bytes, metadata for the section table) of an int8/int16 symbol vector."""
+def _lzma(symbols: np.ndarray) -> bytes:
+    return lzma.compress(_planes(symbols), format=lzma.FORMAT_RAW, filters=_filters(LZMA_OPTIONS))
+
+
+def _best_segments(symbols: np.ndarray, segmentations) -> tuple[float, list[int]] | None:
+    """(estimated bytes with the segment list, segments) of the best adaptive coding, if allowed."""
+    if symbols.size > adaptive_coding.MAX_SYMBOLS:
+        return None
+    options = [list(s) for s in segmentations] or [[int(symbols.size)]]
+    return min((adaptive_coding.estimated_bits(symbols, seg) / 8 + SEGMENT_BYTES * len(seg), seg)
+               for seg in options)
+
+
+def encode(symbols: np.ndarray, segmentations=(), coders=CODERS) -> tuple[bytes, dict]:
+    """(coded bytes, metadata for the section table) of an int8/int16 symbol vector.
+
+    ``segmentations`` are the ways of splitting the symbols into runs of like statistics
+    that the adaptive coder may use (default: one run); the smallest coding among
+    ``coders`` is kept.
+    """
     name = str(symbols.dtype)
     if name not in SYMBOL_DTYPES:
         raise ValueError(f"symbols must be int8 or int16, not {name}")
-    coded = lzma.compress(_planes(symbols), format=lzma.FORMAT_RAW, filters=_filters(LZMA_OPTIONS))
+    if not set(coders) <= set(CODERS) or not coders:
+        raise ValueError(f"coders must be among {CODERS}, got {coders}")
     meta = {"coder": CODER, "symbols": name, "count": int(symbols.size)}
+    coded = _lzma(symbols) if CODER in coders else None
+    adaptive = _best_segments(symbols, segmentations) if ADAPTIVE_CODER in coders else None
+    if coded is None and adaptive is None:
+        raise ValueError(f"{symbols.size} symbols are too many for the adaptive coder alone")
+    if adaptive is not None and (coded is None or adaptive[0] < len(coded) + SEGMENT_BYTES):
+        segments = adaptive[1]
+        candidate = adaptive_coding.encode(symbols, segments)
+        if coded is None or len(candidate) + SEGMENT_BYTES * len(segments) < len(coded):
+            coded, meta = candidate, dict(meta, coder=ADAPTIVE_CODER, segments=segments)
     return coded, meta
 
 
-def coded_size(symbols: np.ndarray) -> int:
-    """Bytes :func:`encode` would produce (used by rate control)."""
-    return len(encode(symbols)[0])
+def coded_size(symbols: np.ndarray, segmentations=()) -> int:
+    """About the bytes :func:`encode` would produce, never less (used by rate control): the
+    adaptive coder's size is estimated, LZMA's is exact."""
+    size = len(_lzma(symbols))
+    adaptive = _best_segments(symbols, segmentations)
+    if adaptive is not None:
+        extra = SEGMENT_BYTES * max(0, len(adaptive[1]) - RESERVED_SEGMENTS)
+        size = min(size, int(np.ceil(adaptive[0] - SEGMENT_BYTES * len(adaptive[1]))) + extra + ADAPTIVE_SLACK_BYTES)
+    return size
 
 
 def decode(coded: bytes, meta: dict, source: str = "file", name: str = "section") -> np.ndarray:
@@ -68,11 +119,13 @@ def decode(coded: bytes, meta: dict, source: str = "file", name: str = "section"
         coder, dtype_name, count = meta["coder"], meta["symbols"], int(meta["count"])
     except (KeyError, TypeError, ValueError):
         raise FormatError(f"{source}: section {name!r} has malformed coding metadata") from None
-    if coder != CODER:
+    if coder not in CODERS:
         raise FormatError(f"{source}: section {name!r} uses unknown coder {coder!r}; upgrade neuralvol to read it")
     if dtype_name not in SYMBOL_DTYPES or count < 0:
         raise FormatError(f"{source}: section {name!r} has invalid symbol type {dtype_name!r} or count {count}")
     dtype = np.dtype(SYMBOL_DTYPES[dtype_name])
+    if coder == ADAPTIVE_CODER:
+        return _decode_adaptive(coded, meta, dtype, count, f"{source}: section {name!r}")
     expected = count * dtype.itemsize
     try:
         decoder = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_filters(LZMA_OPTIONS))
@@ -82,3 +135,18 @@ def decode(coded: bytes, meta: dict, source: str = "file", name: str = "section"
     if len(raw) != expected:
         raise FormatError(f"{source}: section {name!r} decodes to {len(raw)} bytes, {expected} expected")
     return _from_planes(raw, dtype, count)
+
+
+def _decode_adaptive(coded: bytes, meta: dict, dtype: np.dtype, count: int, where: str) -> np.ndarray:
+    segments = meta.get("segments")
+    if (not isinstance(segments, list) or not all(isinstance(n, int) and n >= 0 for n in segments)
+            or sum(segments) != count):
+        raise FormatError(f"{where} has invalid segments for its {count} symbols")
+    if count > adaptive_coding.MAX_SYMBOLS:
+        raise FormatError(f"{where} claims {count} adaptively coded symbols, more than the "
+                          f"{adaptive_coding.MAX_SYMBOLS} the coder allows")
+    symbols = adaptive_coding.decode(coded, segments, count)
+    info = np.iinfo(dtype)
+    if symbols.size and (symbols.min() < info.min or symbols.max() > info.max):
+        raise FormatError(f"{where} decodes to symbols outside {dtype.name}")
+    return symbols.astype(dtype)

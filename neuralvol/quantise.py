@@ -116,7 +116,7 @@ def steps_for_budget(groups: list[Group], flat: dict[str, np.ndarray], budget: i
 
     def size_at(step):
         assign_steps(groups, flat, step, mlp_bits)
-        return coded_size(quantise(groups, flat))
+        return coded_size(quantise(groups, flat), segmentations(groups))
 
     if size_at(fine) <= budget:
         return fine
@@ -134,6 +134,13 @@ def steps_for_budget(groups: list[Group], flat: dict[str, np.ndarray], budget: i
             break
     assign_steps(groups, flat, coarse, mlp_bits)
     return coarse
+
+
+def segmentations(groups: list[Group]) -> list[list[int]]:
+    """Ways to split the symbols into runs of like statistics for the entropy coder: one
+    run per tensor kind (table, MLP), and one per group."""
+    by_kind = [sum(g.size for g in groups if g.kind == kind) for kind in ("table", "mlp")]
+    return [[n for n in by_kind if n], [g.size for g in groups if g.size]]
 
 
 def storage_entry(groups: list[Group], table_step: float) -> dict:

@@ -14,7 +14,7 @@ from . import entropy
 from .errors import InputError
 from .model import NeuralField
 from .quantise import (Group, dequantise, flat_tensors, parameter_groups, quantise, quantised_weights,
-                       step_tensors, steps_for_budget)
+                       segmentations, step_tensors, steps_for_budget)
 
 # MLP weights are kept at 8 bits unless the budget is too small to hold them so.
 MLP_BITS_TRIED = (8, 6, 4)
@@ -73,7 +73,7 @@ def quantise_for_good(field: NeuralField, budget: int, trained: BudgetQuantiser 
     flat = flat_tensors(field)
     groups, table_step = None, None
     if trained is not None and trained.groups is not None:
-        if entropy.coded_size(quantise(trained.groups, flat)) <= budget:
+        if entropy.coded_size(quantise(trained.groups, flat), segmentations(trained.groups)) <= budget:
             groups, table_step = trained.groups, trained.table_step
     if groups is None:
         quantiser = BudgetQuantiser(budget)

@@ -249,19 +249,22 @@ def model_entry(vol: NeuralVolume) -> dict:
     return entry
 
 
-def to_bytes(volumes: Sequence[NeuralVolume]) -> bytes:
+def to_bytes(volumes: Sequence[NeuralVolume], compact: bool = True) -> bytes:
+    """The `.nvc` bytes of ``volumes``; ``compact=False`` keeps a single quantised model
+    in format version 2 (JSON header) instead of the compact version 3."""
     sections = []
     for i, vol in enumerate(volumes):
         if vol.storage is not None:
             groups = quantise.groups_from_storage(vol.network, vol.storage)
             symbols = quantise.quantise(groups, quantise.flat_tensors(vol.network))
-            sections.append(container.Section(f"{i}/symbols", symbols, coded=True))
+            sections.append(container.Section(f"{i}/symbols", symbols, coded=True,
+                                              segmentations=tuple(quantise.segmentations(groups))))
             continue
         for name, tensor in vol.network.named_tensors().items():
             sections.append(container.Section(f"{i}/{name}", tensor.detach().cpu().numpy().astype(np.float16)))
     header = {"format": "neuralvol", "version": container.version_for(sections),
               "library": f"neuralvol {LIBRARY_VERSION}", "models": [model_entry(v) for v in volumes]}
-    return container.encode(header, sections)
+    return container.encode(header, sections, compact)
 
 
 def save_models(path: str | os.PathLike, volumes: Sequence[NeuralVolume]) -> None:

@@ -9,11 +9,12 @@ import pytest
 
 import neuralvol as nv
 from neuralvol import container
+from neuralvol.volume import to_bytes
 
 
 def test_header_records_everything_needed_to_decode(crop_file, headsq_crop):
     header = nv.read_header(crop_file)
-    assert header["format"] == "neuralvol" and header["version"] == 2
+    assert header["format"] == "neuralvol" and header["version"] == 3
     assert header["library"].startswith("neuralvol ")
     (model,) = header["models"]
     assert model["dims"] == [40, 36, 30]
@@ -66,8 +67,9 @@ def test_every_truncation_is_detected(crop_file, tmp_path):
             nv.open(bad)
 
 
-def test_foreign_newer_and_padded_files(crop_file, tmp_path):
-    data = crop_file.read_bytes()
+@pytest.mark.parametrize("compact", [True, False])
+def test_foreign_newer_and_padded_files(crop_volume, tmp_path, compact):
+    data = to_bytes([crop_volume], compact=compact)
     foreign = tmp_path / "foreign.nvc"
     foreign.write_bytes(b"\x93NUMPY" + b"\0" * 100)
     with pytest.raises(nv.FormatError, match="not a neuralvol .nvc file"):
@@ -78,7 +80,7 @@ def test_foreign_newer_and_padded_files(crop_file, tmp_path):
         nv.open(newer)
     padded = tmp_path / "padded.nvc"
     padded.write_bytes(data + b"\0\0")
-    with pytest.raises(nv.FormatError, match="trailing bytes"):
+    with pytest.raises(nv.FormatError, match="CRC32 mismatch" if compact else "trailing bytes"):
         nv.open(padded)
 
 
@@ -99,9 +101,9 @@ def _rewrite_header(data: bytes, edit) -> bytes:
     (lambda h: h["sections"][0].update(dtype="O"), "unsupported dtype"),
     (lambda h: h.update(models=[]), "no models"),
 ])
-def test_well_formed_but_inconsistent_headers_are_rejected(crop_file, tmp_path, edit, message):
+def test_well_formed_but_inconsistent_headers_are_rejected(crop_volume, tmp_path, edit, message):
     bad = tmp_path / "bad.nvc"
-    bad.write_bytes(_rewrite_header(crop_file.read_bytes(), edit))
+    bad.write_bytes(_rewrite_header(to_bytes([crop_volume], compact=False), edit))
     with pytest.raises(nv.FormatError, match=message):
         nv.open(bad)
 

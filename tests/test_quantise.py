@@ -21,16 +21,16 @@ def quantised_crop(headsq_crop):
     return nv.compress(headsq_crop, ratio=40, steps=300, seed=2)
 
 
-def test_quantised_file_is_version_2_and_decodes_to_what_was_measured(quantised_crop, headsq_crop, tmp_path):
+def test_quantised_file_is_compact_and_decodes_to_what_was_measured(quantised_crop, headsq_crop, tmp_path):
     vol = quantised_crop
     assert vol.storage["precision"] == "quantised"
     assert vol.nbytes <= headsq_crop.nbytes // 40
     path = tmp_path / "q.nvc"
     vol.save(path)
     header = nv.read_header(path)
-    assert header["version"] == 2 and path.read_bytes()[8] == 2
+    assert header["version"] == 3 and path.read_bytes()[8] == 3
     (section,) = header["sections"]
-    assert section["name"] == "0/symbols" and section["coding"]["coder"] == entropy.CODER
+    assert section["name"] == "0/symbols" and section["coding"]["coder"] in entropy.CODERS
     back = nv.open(path)
     decoded = back.decode()
     np.testing.assert_array_equal(decoded, vol.decode())
@@ -64,21 +64,65 @@ def test_version_1_files_still_decode(headsq_crop):
     assert psnr(headsq_crop, vol.decode()) == pytest.approx(vol.training["psnr"], abs=1e-3)
 
 
+def _empirical_entropy_bytes(symbols: np.ndarray) -> float:
+    _, counts = np.unique(symbols, return_counts=True)
+    return float(-(counts * np.log2(counts / counts.sum())).sum() / 8)
+
+
+def _laplace_bits(scale: float) -> float:
+    """Entropy in bits of a Laplace variable of ``scale`` rounded to integers."""
+    k = np.abs(np.arange(-2000, 2001))
+    p = np.where(k == 0, 1 - np.exp(-0.5 / scale), 0.5 * (np.exp(-(k - 0.5) / scale) - np.exp(-(k + 0.5) / scale)))
+    p = p[p > 0]
+    return float(-(p * np.log2(p)).sum())
+
+
+@pytest.mark.parametrize("coder", entropy.CODERS)
 @pytest.mark.parametrize("dtype,scale", [(np.int8, 3.0), (np.int16, 900.0)])
-def test_entropy_coder_round_trips_and_compresses(dtype, scale):
+def test_entropy_coder_round_trips_and_compresses(dtype, scale, coder):
     rng = np.random.default_rng(0)
     limit = np.iinfo(dtype).max
     symbols = np.clip(np.rint(rng.laplace(0, scale, 20000)), -limit, limit).astype(dtype)
-    coded, meta = entropy.encode(symbols)
+    coded, meta = entropy.encode(symbols, coders=(coder,))
+    assert meta["coder"] == coder
     np.testing.assert_array_equal(entropy.decode(coded, meta), symbols)
-    _, counts = np.unique(symbols, return_counts=True)
-    p = counts / counts.sum()
-    entropy_bytes = -(counts * np.log2(p)).sum() / 8
-    assert len(coded) < 1.15 * entropy_bytes + 64  # close to the empirical entropy
+    assert len(coded) < 1.15 * _empirical_entropy_bytes(symbols) + 64  # close to the empirical entropy
+
+
+def test_adaptive_coder_wins_on_small_files_and_round_trips_segments():
+    rng = np.random.default_rng(1)
+    # 300 symbols in two runs of different spread, like a small table and its MLP
+    symbols = np.r_[np.rint(rng.laplace(0, 2.0, 200)), np.rint(rng.laplace(0, 40.0, 100))].astype(np.int8)
+    lzma_only, _ = entropy.encode(symbols, coders=(entropy.CODER,))
+    coded, meta = entropy.encode(symbols, segmentations=([300], [200, 100]))
+    assert meta["coder"] == entropy.ADAPTIVE_CODER and meta["segments"] == [200, 100]
+    np.testing.assert_array_equal(entropy.decode(coded, meta), symbols)
+    assert len(coded) < 0.85 * len(lzma_only)
+    # near the source's entropy (a histogram of 100 samples would be no fair yardstick)
+    assert len(coded) < 1.05 * (200 * _laplace_bits(2.0) + 100 * _laplace_bits(40.0)) / 8 + 8
+    # rate control's size is never below what is written, and close to it
+    assert len(coded) <= entropy.coded_size(symbols, ([300], [200, 100])) <= len(coded) + 8
+    # extremes and empty runs survive
+    edge = np.array([0, 32767, -32767, 1, -1, 0, 0, 255, -256], dtype=np.int16)
+    coded, meta = entropy.encode(edge, segmentations=([0, 9, 0],), coders=(entropy.ADAPTIVE_CODER,))
+    np.testing.assert_array_equal(entropy.decode(coded, meta), edge)
+    coded, meta = entropy.encode(np.zeros(0, np.int8), coders=(entropy.ADAPTIVE_CODER,))
+    assert entropy.decode(coded, meta).size == 0
+
+
+def test_adaptive_coder_rejects_bad_metadata():
+    coded, meta = entropy.encode(np.arange(-50, 50, dtype=np.int8), coders=(entropy.ADAPTIVE_CODER,))
+    with pytest.raises(nv.FormatError, match="invalid segments for its 100 symbols"):
+        entropy.decode(coded, dict(meta, segments=[50, 49]))
+    with pytest.raises(nv.FormatError, match="invalid segments"):
+        entropy.decode(coded, dict(meta, segments="all"))
+    big = 10 ** 9
+    with pytest.raises(nv.FormatError, match="more than the 65536 the coder allows"):
+        entropy.decode(coded, dict(meta, count=big, segments=[big]))
 
 
 def test_entropy_coder_rejects_bad_metadata():
-    coded, meta = entropy.encode(np.arange(-50, 50, dtype=np.int8))
+    coded, meta = entropy.encode(np.arange(-50, 50, dtype=np.int8), coders=(entropy.CODER,))
     with pytest.raises(nv.FormatError, match="unknown coder 'zstd'; upgrade neuralvol"):
         entropy.decode(coded, dict(meta, coder="zstd"))
     with pytest.raises(nv.FormatError, match="decodes to 100 bytes, 200 expected"):
@@ -88,7 +132,7 @@ def test_entropy_coder_rejects_bad_metadata():
 
 
 def test_coded_section_with_forged_count_is_a_format_error(quantised_crop):
-    data = to_bytes([quantised_crop])
+    data = to_bytes([quantised_crop], compact=False)
     header, _ = container.decode(data)
     header["sections"][0]["coding"]["count"] += 1
     sections_payload = data[container.PREAMBLE.size + container.PREAMBLE.unpack_from(data, 0)[3]:]
@@ -104,11 +148,11 @@ def test_rate_control_fits_the_budget_and_uses_it(quantised_crop):
     for budget in (800, 1500, 2500):
         groups = quantise.parameter_groups(field)
         step = quantise.steps_for_budget(groups, flat, budget, entropy.coded_size)
-        size = entropy.coded_size(quantise.quantise(groups, flat))
+        size = entropy.coded_size(quantise.quantise(groups, flat), quantise.segmentations(groups))
         assert size <= budget
         # a 10 % finer step no longer fits: the budget is (nearly) used, not wasted
         quantise.assign_steps(groups, flat, step / 1.1)
-        assert entropy.coded_size(quantise.quantise(groups, flat)) > budget * 0.97
+        assert entropy.coded_size(quantise.quantise(groups, flat), quantise.segmentations(groups)) > budget * 0.97
     # with room to spare the steps stop at the finest that int16 symbols allow
     groups = quantise.parameter_groups(field)
     step = quantise.steps_for_budget(groups, flat, 10 ** 6, entropy.coded_size)

@@ -139,7 +139,7 @@ def test_write_all_time_steps_makes_a_series(tmp_path):
 
 def test_precision_property_picks_the_storage(tmp_path):
     img = image_from_array(small_array()[:16, :16, :16], "density")
-    for precision, version in (("quantised", 2), ("float16", 1)):
+    for precision, version in (("quantised", 3), ("float16", 1)):
         path = tmp_path / f"{precision}.nvc"
         w, ok = write(img, path, TargetRatio=10, Precision=precision)
         assert ok == 1 and w.GetPrecision() == precision

@@ -1,0 +1,106 @@
+"""Compact one-model files (format version 3): tiny budgets, exact headers, corruption."""
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import neuralvol as nv
+from neuralvol import compact_header, container
+from neuralvol.metrics import psnr
+from neuralvol.volume import model_entry, to_bytes
+
+V2_FILE = Path(__file__).parent / "data" / "format_v2_headsq_crop.nvc"
+
+
+@pytest.fixture(scope="module")
+def tiny(head_mr):
+    """The MR head at 800:1: a 156-byte budget."""
+    return nv.compress(head_mr, ratio=800, steps=300, seed=0, record_timings=False)
+
+
+def test_800_to_1_fits_and_beats_the_constant_volume(tiny, head_mr, tmp_path):
+    assert tiny.nbytes <= head_mr.nbytes // 800
+    tiny.save(tmp_path / "t.nvc")
+    data = (tmp_path / "t.nvc").read_bytes()
+    assert data[:8] == container.MAGIC and struct.unpack_from("<H", data, 8)[0] == 3
+    back = nv.open(tmp_path / "t.nvc")
+    decoded = back.decode()
+    constant = psnr(head_mr, np.full(head_mr.shape, head_mr.mean()))
+    assert psnr(head_mr, decoded) > constant + 2.0
+    assert psnr(head_mr, decoded) == pytest.approx(back.training["psnr"], abs=1e-3)
+    # opening and saving again gives the same bytes
+    back.save(tmp_path / "again.nvc")
+    assert (tmp_path / "again.nvc").read_bytes() == data
+
+
+def test_compact_header_says_exactly_what_version_2_says(crop_volume, tmp_path):
+    # crop_volume has spacing, origin and an array name: the optional fields
+    vol = nv.compress(np.zeros((4, 5, 6), np.float32) + np.arange(6), spacing=(0.5, 0.25, 2.0),
+                      origin=(-1.5, 0.0, 1e-3), array_name="pressure", ratio=2, steps=20, time=0.125)
+    for v in (vol, crop_volume):
+        compact = to_bytes([v])
+        assert struct.unpack_from("<H", compact, 8)[0] == 3
+        header, arrays = container.decode(compact)
+        assert header["models"][0] == model_entry(v)
+        v.save(tmp_path / "v.nvc")
+        back = nv.open(tmp_path / "v.nvc")
+        assert (back.spacing, back.origin, back.array_name, back.time) == (v.spacing, v.origin, v.array_name, v.time)
+        np.testing.assert_array_equal(back.decode(), v.decode())
+    # the compact header is far shorter than the JSON one
+    for v in (vol, crop_volume):
+        compact, json_header = to_bytes([v]), to_bytes([v], compact=False)
+        assert container.header_size(compact) <= container.header_size(json_header) - 80
+        assert len(json_header) - len(compact) == container.header_size(json_header) - container.header_size(compact)
+
+
+def test_what_the_compact_header_cannot_say_is_written_as_version_2(tiny, crop_volume, tmp_path):
+    tiny.training["note"] = "hand-edited"  # an unknown key: kept, in a version-2 file
+    try:
+        tiny.save(tmp_path / "n.nvc")
+    finally:
+        del tiny.training["note"]
+    assert nv.read_header(tmp_path / "n.nvc")["version"] == 2
+    assert nv.open(tmp_path / "n.nvc").training["note"] == "hand-edited"
+    nv.save_models(tmp_path / "two.nvc", [tiny, crop_volume])  # several models
+    assert nv.read_header(tmp_path / "two.nvc")["version"] == 2
+    np.testing.assert_array_equal(nv.open(tmp_path / "two.nvc", model=1).decode(), crop_volume.decode())
+
+
+@pytest.mark.parametrize("value", [0.0, 255.0, -3.5, 0.1, 1.23457e-05, 123.4567, 1e-300, 1.7976931348623157e308,
+                                   float(np.float32(0.3)), 2.0 ** 60, 7, None])
+def test_compact_numbers_are_exact(value):
+    writer = compact_header._Writer()
+    writer.num(value)
+    reader = compact_header._Reader(bytes(writer.out), "test")
+    back = reader.num()
+    assert back == value and reader.pos == len(writer.out)
+    if value in (0.0, 255.0, 0.1, -3.5):
+        assert len(writer.out) <= 3  # short decimals stay short
+
+
+def test_corrupt_or_truncated_compact_file_is_a_format_error(tiny, tmp_path):
+    data = to_bytes([tiny])
+    for cut in range(len(data)):
+        (tmp_path / "cut.nvc").write_bytes(data[:cut])
+        with pytest.raises(nv.FormatError):
+            nv.open(tmp_path / "cut.nvc")
+    for i in (9, 12, len(data) // 2, len(data) - 6, len(data) - 1):
+        bad = bytearray(data)
+        bad[i] ^= 0x10
+        (tmp_path / "bad.nvc").write_bytes(bytes(bad))
+        with pytest.raises(nv.FormatError, match="corrupted|newer neuralvol|unsupported"):
+            nv.open(tmp_path / "bad.nvc")
+    # a well-formed CRC over nonsense fields: still a one-line FormatError, not a crash
+    head = container.MAGIC + struct.pack("<H", 3) + b"\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"
+    with pytest.raises(nv.FormatError, match="corrupted .nvc header"):
+        container.decode(head + struct.pack("<I", zlib.crc32(head)))
+
+
+def test_version_2_file_still_decodes(headsq_crop):
+    header = nv.read_header(V2_FILE)
+    assert header["version"] == 2 and V2_FILE.read_bytes()[8] == 2
+    vol = nv.open(V2_FILE)
+    assert vol.array_name == "density" and vol.spacing == (3.2, 3.2, 1.5) and vol.storage["precision"] == "quantised"
+    assert psnr(headsq_crop, vol.decode()) == pytest.approx(vol.training["psnr"], abs=1e-3)
