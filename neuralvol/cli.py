@@ -88,7 +88,7 @@ def cmd_meta_train(args) -> int:
             print(f"outer step {done}/{total}, {secs:.0f} s", file=sys.stderr)
     init = meta_train(arrays, args.preset, outer_steps=args.outer_steps, inner_steps=args.inner_steps,
                       outer_lr=args.outer_lr, time_budget=args.time_budget, seed=args.seed, names=names,
-                      progress=progress)
+                      learn_table=args.learn_table, progress=progress)
     init.save(args.output)
     if not args.quiet:
         t = init.training
@@ -242,8 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--preset", default="small", help="network preset the init is for (default small)")
     m.add_argument("-o", "--output", required=True, help="the .nvinit file to write")
     m.add_argument("--outer-steps", type=int, default=1000)
-    m.add_argument("--inner-steps", type=int, default=16)
+    m.add_argument("--inner-steps", type=int, default=150,
+                   help="Adam steps per task (default 150: as many as the fits the init is for)")
     m.add_argument("--outer-lr", type=float, default=1.0, help="Reptile step size, annealed linearly to 0")
+    m.add_argument("--learn-table", action="store_true",
+                   help="meta-learn the encoding's table too (default: the MLP only; the table starts near zero)")
     m.add_argument("--time-budget", type=float, help="seconds of meta-training at most")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")

@@ -35,6 +35,16 @@ def test_800_to_1_fits_and_beats_the_constant_volume(tiny, head_mr, tmp_path):
     assert (tmp_path / "again.nvc").read_bytes() == data
 
 
+def test_a_100_byte_budget_gets_a_linear_grid_that_beats_the_constant(head_mr):
+    vol = nv.compress(head_mr, size=100, steps=300, seed=0)
+    assert vol.nbytes <= 100
+    assert vol.config.mlp_hidden_layers == 0 and vol.config.encoding.n_levels == 1
+    constant = psnr(head_mr, np.full(head_mr.shape, head_mr.mean()))
+    assert vol.training["psnr"] > constant + 0.5
+    with pytest.raises(nv.InputError, match="smaller than the file header"):
+        nv.compress(head_mr, size=40, steps=1)
+
+
 def test_compact_header_says_exactly_what_version_2_says(crop_volume, tmp_path):
     # crop_volume has spacing, origin and an array name: the optional fields
     vol = nv.compress(np.zeros((4, 5, 6), np.float32) + np.arange(6), spacing=(0.5, 0.25, 2.0),
