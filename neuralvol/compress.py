@@ -121,7 +121,7 @@ def header_margin(budget: int) -> int:
 
 
 def header_length(vol: NeuralVolume) -> int:
-    """Bytes of the file before the first section (preamble + stored header)."""
+    """Bytes of ``vol``'s file that are not coded parameters (preamble, header, CRC)."""
     return container.header_size(to_bytes([vol]))
 
 

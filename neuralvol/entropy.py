@@ -28,7 +28,7 @@ from .errors import FormatError
 # A coder's name fixes every option (nothing a file says can change what is allocated).
 CODER = "lzma1-raw-lc0-4k"
 ADAPTIVE_CODER = "adaptive-binary-kt"
-CODERS = (CODER, ADAPTIVE_CODER)  # index = the code a compact (version 3) header stores
+CODERS = (CODER, ADAPTIVE_CODER)
 # Rate control's allowance for the adaptive coder's flush (its output is within two bytes
 # of the estimate) and for each stored segment length.
 ADAPTIVE_SLACK_BYTES = 2

@@ -114,3 +114,8 @@ def test_version_2_file_still_decodes(headsq_crop):
     vol = nv.open(V2_FILE)
     assert vol.array_name == "density" and vol.spacing == (3.2, 3.2, 1.5) and vol.storage["precision"] == "quantised"
     assert psnr(headsq_crop, vol.decode()) == pytest.approx(vol.training["psnr"], abs=1e-3)
+
+
+def test_compact_tables_name_every_coder():
+    from neuralvol import entropy
+    assert compact_header.CODERS[:len(entropy.CODERS)] == entropy.CODERS
