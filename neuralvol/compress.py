@@ -22,8 +22,9 @@ DEFAULT_TIME_BUDGET = 60.0
 STORED_BYTES_PER_PARAM = 2  # float16
 HEADER_MARGIN = 64          # slack for header fields whose length is only known after fitting
 # ... but at most this share of a small budget: compact (version 3) headers are sized from
-# a worst case, so little slack is needed, and on a 100-byte file every byte counts.
-HEADER_MARGIN_SHARE = 1 / 16
+# a worst case, so little slack is needed, and on a 100-byte file every byte counts (a
+# larger real header is caught after fitting: the coded parameters then get less room).
+HEADER_MARGIN_SHARE = 1 / 32
 PRECISIONS = ("quantised", "float16")
 # Quantised storage: the network is sized for this many coded bits per parameter; rate
 # control then sets the quantisation steps so the coded parameters fill the budget.
@@ -100,11 +101,12 @@ def byte_budget(native_bytes: int, n_voxels: int, ratio=None, bpv=None, size=Non
 
 
 def _worst_case_training(device: torch.device, record_timings: bool, seed: int = 2 ** 31,
-                         steps: int = 12345678) -> dict:
-    """A training summary at least as long as any real one (sizes the header reserve);
-    ``seed`` and ``steps`` may be given when they are known."""
+                         steps: int = 2 ** 21 - 1) -> dict:
+    """A training summary as long as any real one up to 99.9999 dB and 2M steps (sizes the
+    header reserve; a longer real header is caught when the file is finished); ``seed``
+    and ``steps`` may be given when they are known."""
     curve = [[12345.67, 1234567, 123.45]] * 9
-    return {"psnr": 123.4567, "steps": int(steps), "seconds": 123456.789 if record_timings else None,
+    return {"psnr": 99.9999, "steps": int(steps), "seconds": 123456.789 if record_timings else None,
             "stopped": "time_budget", "device": str(device), "seed": int(seed), "curve": curve, "exact": False}
 
 
@@ -117,7 +119,7 @@ def _worst_case_storage(config: ModelConfig, precision: str) -> dict | None:
 
 
 def header_margin(budget: int) -> int:
-    return min(HEADER_MARGIN, max(4, int(budget * HEADER_MARGIN_SHARE)))
+    return min(HEADER_MARGIN, max(2, int(budget * HEADER_MARGIN_SHARE)))
 
 
 def header_length(vol: NeuralVolume) -> int:
