@@ -38,7 +38,8 @@ MANTISSA = BUCKETS + MAX_BUCKET + 1
 CONTEXTS_PER_SEGMENT = MANTISSA + MAX_BUCKET * (MAX_BUCKET + 1) // 2
 
 
-def _mantissa_context(bucket: int, position: int) -> int:
+def _mantissa_context(bucket, position):
+    """Context of mantissa bit ``position`` in ``bucket`` (ints or integer arrays)."""
     return MANTISSA + bucket * (bucket - 1) // 2 + position
 
 
@@ -74,7 +75,7 @@ def _decisions(symbols: np.ndarray, segments: list[int]) -> tuple[np.ndarray, np
     rep = np.repeat(np.arange(nz.size), bucket)
     pos = np.arange(rep.size) - np.repeat(np.cumsum(bucket) - bucket, bucket)
     b = bucket[rep]
-    ctx.append(base[nz][rep] + MANTISSA + b * (b - 1) // 2 + pos)
+    ctx.append(base[nz][rep] + _mantissa_context(b, pos))
     bits.append(((m[rep] >> (b - 1 - pos)) & 1).astype(bool))
     return np.concatenate(ctx), np.concatenate(bits)
 

@@ -69,12 +69,13 @@ def _lzma(symbols: np.ndarray) -> bytes:
 
 
 def _best_segments(symbols: np.ndarray, segmentations) -> tuple[float, list[int]] | None:
-    """(estimated bytes with the segment list, segments) of the best adaptive coding, if allowed."""
+    """(estimated coded bytes, segments) of the best adaptive coding, if the coder may take
+    the symbols; segmentations are compared with their stored lengths counted in."""
     if symbols.size > adaptive_coding.MAX_SYMBOLS:
         return None
     options = [list(s) for s in segmentations] or [[int(symbols.size)]]
-    return min((adaptive_coding.estimated_bits(symbols, seg) / 8 + SEGMENT_BYTES * len(seg), seg)
-               for seg in options)
+    estimates = [(adaptive_coding.estimated_bits(symbols, seg) / 8, seg) for seg in options]
+    return min(estimates, key=lambda e: e[0] + SEGMENT_BYTES * len(e[1]))
 
 
 def encode(symbols: np.ndarray, segmentations=(), coders=CODERS) -> tuple[bytes, dict]:
@@ -94,7 +95,8 @@ def encode(symbols: np.ndarray, segmentations=(), coders=CODERS) -> tuple[bytes,
     adaptive = _best_segments(symbols, segmentations) if ADAPTIVE_CODER in coders else None
     if coded is None and adaptive is None:
         raise ValueError(f"{symbols.size} symbols are too many for the adaptive coder alone")
-    if adaptive is not None and (coded is None or adaptive[0] < len(coded) + SEGMENT_BYTES):
+    if adaptive is not None and (coded is None or adaptive[0] + SEGMENT_BYTES * len(adaptive[1])
+                                 < len(coded) + SEGMENT_BYTES):
         segments = adaptive[1]
         candidate = adaptive_coding.encode(symbols, segments)
         if coded is None or len(candidate) + SEGMENT_BYTES * len(segments) < len(coded):
@@ -109,7 +111,7 @@ def coded_size(symbols: np.ndarray, segmentations=()) -> int:
     adaptive = _best_segments(symbols, segmentations)
     if adaptive is not None:
         extra = SEGMENT_BYTES * max(0, len(adaptive[1]) - RESERVED_SEGMENTS)
-        size = min(size, int(np.ceil(adaptive[0] - SEGMENT_BYTES * len(adaptive[1]))) + extra + ADAPTIVE_SLACK_BYTES)
+        size = min(size, int(np.ceil(adaptive[0])) + extra + ADAPTIVE_SLACK_BYTES)
     return size
 
 
