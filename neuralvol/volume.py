@@ -18,8 +18,8 @@ from . import container, quantise
 from .errors import FormatError, InputError
 from .evaluate import evaluate_grid, evaluate_points, unit_axis
 from .model import ModelConfig, NeuralField
+from .version import LIBRARY_VERSION
 
-LIBRARY_VERSION = "0.3.0"
 STORAGE_PRECISION = "float16"
 VALUE_DTYPES = ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
                 "float16", "float32", "float64")
