@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nvtk_helpers import REPO, SHARED_DATA, series_nvc, small_nvc
+from nvc_files import REPO, SHARED_DATA, series_nvc, small_nvc
 
 PLUGIN = REPO / "plugin" / "neuralvol_paraview.py"
 SCRIPTS = REPO / "tests" / "paraview"

@@ -1,0 +1,43 @@
+"""The package's lazy public names (PEP 562): ``import neuralvol`` imports no torch, and
+every name of ``__all__`` resolves to the codec's object on first use."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import neuralvol as nv
+from neuralvol.version import LIBRARY_VERSION
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_python(code):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def test_import_and_version_import_no_torch():
+    out = run_python("import sys, neuralvol; v = neuralvol.__version__; "
+                     "print(v, 'torch' in sys.modules)")
+    assert out == f"{LIBRARY_VERSION} False"
+
+
+def test_public_names_resolve_and_are_listed():
+    import neuralvol.volume as volume
+    assert nv.open is volume.open and nv.NeuralVolume is volume.NeuralVolume
+    assert nv.save_models is volume.save_models and nv.read_header is volume.read_header
+    assert set(nv.__all__) <= set(dir(nv))
+    for name in nv.__all__:
+        assert getattr(nv, name) is not None, name
+
+
+def test_compress_stays_the_function_after_its_submodule_is_imported():
+    # Importing neuralvol.compress sets the submodule as an attribute of the package,
+    # which would shadow the lazily resolved function of the same name.
+    out = run_python("import sys, neuralvol.compress, neuralvol as nv; print(type(nv.compress).__name__, "
+                     "nv.compress is sys.modules['neuralvol.compress'].compress)")
+    assert out == "function True"
