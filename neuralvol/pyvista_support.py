@@ -40,7 +40,7 @@ from . import open as _open_nvc
 from . import open_all as _open_all
 from .compress import compress as _compress
 from .errors import InputError
-from .volume import NeuralVolume, _check_dims, _check_region
+from .volume import NeuralVolume, validate_dims, validate_region
 
 __all__ = ["NVCReader", "compress_image", "to_image", "register"]
 
@@ -58,7 +58,7 @@ def _image_from_volume(vol: NeuralVolume, dims=None, region=None, scale=None, dt
     dims = _resolve_dims(vol, dims, scale)
     grid_dims = vol.dims if dims is None else dims
     if region is not None:
-        region = _check_region(region, grid_dims)
+        region = validate_region(region, grid_dims)
     values = vol.decode(dims=dims, region=region, dtype=dtype, progress=progress)
     spacing = vol.grid_spacing(grid_dims)
     origin = list(vol.origin)
@@ -228,7 +228,7 @@ class NVCReader(BaseReader, TimeReader):
 
     @dims.setter
     def dims(self, value) -> None:
-        self.reader.dims = None if value is None else _check_dims(value)
+        self.reader.dims = None if value is None else validate_dims(value)
 
     @property
     def scale(self) -> float | None:

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import neuralvol as nv
 from neuralvol.version import LIBRARY_VERSION
 
@@ -41,3 +43,20 @@ def test_compress_stays_the_function_after_its_submodule_is_imported():
     out = run_python("import sys, neuralvol.compress, neuralvol as nv; print(type(nv.compress).__name__, "
                      "nv.compress is sys.modules['neuralvol.compress'].compress)")
     assert out == "function True"
+
+
+def test_public_validators_name_the_problem():
+    from neuralvol.volume import validate_dims, validate_region
+    assert validate_dims([4.0, 5, 6]) == (4, 5, 6)
+    assert validate_region(range(6), (10, 10, 10)) == (0, 1, 2, 3, 4, 5)
+    for bad, message in (((4, 0, 6), "dims must be three positive integers (x, y, z), got (4, 0, 6)"),
+                         ((4, 5), "dims must be three positive integers (x, y, z), got (4, 5)"),
+                         ("abc", "dims must be three positive integers (x, y, z), got 'abc'")):
+        with pytest.raises(nv.InputError) as err:
+            validate_dims(bad)
+        assert str(err.value) == message
+    with pytest.raises(nv.InputError) as err:
+        validate_region((0, 5, 0, 5, 3, 10), (10, 10, 10))
+    assert str(err.value) == "region z-range 3..10 is outside 0..9 of the decoded grid"
+    with pytest.raises(nv.InputError, match="region must be six integers x0 x1 y0 y1 z0 z1, got 4"):
+        validate_region((0, 1, 0, 1), (10, 10, 10))
