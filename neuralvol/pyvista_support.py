@@ -33,7 +33,7 @@ try:
     import pyvista as pv
     from pyvista.core.utilities.reader import BaseReader, BaseVTKReader, TimeReader
 except ImportError as _exc:  # pragma: no cover - depends on the environment
-    raise ImportError("neuralvol.pyvista_support needs pyvista >= 0.48 and vtk: "
+    raise ImportError("neuralvol.pyvista_support needs pyvista >= 0.49 and vtk: "
                       "pip install 'neuralvol[pyvista]' (or pip install pyvista)") from _exc
 
 from . import open as _open_nvc
@@ -320,9 +320,10 @@ def register() -> None:
     """Register :class:`NVCReader` for ``.nvc`` with pyvista by hand.
 
     Only needed where neuralvol is not installed as a distribution (the entry point
-    does it otherwise); harmless when the reader is already registered.
+    does it otherwise); does nothing when pyvista already reads ``.nvc`` with it. Goes
+    through pyvista's public registry only, and without ``override`` (that is for
+    replacing a reader pyvista ships; it has none for ``.nvc``).
     """
-    from pyvista.core.utilities import reader_registry
-    if reader_registry._get_ext_reader_class(EXTENSION) is NVCReader:
+    if any(r.extension == EXTENSION and r.handler is NVCReader for r in pv.registered_readers()):
         return
-    pv.register_reader(EXTENSION, NVCReader, override=True)
+    pv.register_reader(EXTENSION, NVCReader)
