@@ -12,9 +12,9 @@ evaluates the network, so any resolution, region or set of points can be decoded
 This package imports only numpy and torch; VTK is imported lazily, by the volume-file
 readers and by :mod:`neuralvol.vtk_algorithms`.
 
-``import neuralvol`` itself imports neither: the codec's names are module attributes
-resolved on first use (PEP 562), so the VTK layer can import the package and report a
-missing torch as a readable error when a file is actually read.
+``import neuralvol`` itself imports neither torch nor numpy: the codec's names are module
+attributes resolved on first use (PEP 562), so the VTK layer can import the package and
+report a missing torch as a readable error when a file is actually read.
 """
 import importlib as _importlib
 import sys as _sys

@@ -40,8 +40,8 @@ try:
     from neuralvol import vtk_algorithms as _alg
 except ImportError as _exc:
     raise ImportError(
-        f"the neuralvol plugin needs neuralvol, torch and numpy<2 in ParaView's Python "
-        f"({_exc}). Start ParaView with PV_VENV=/path/to/.venv-paraview and "
+        f"the neuralvol plugin needs neuralvol and numpy<2 in ParaView's Python, and torch "
+        f"to read files ({_exc}). Start ParaView with PV_VENV=/path/to/.venv-paraview and "
         f"PYTHONPATH=/path/to/neuralvol/plugin/shim (see docs/PARAVIEW.md).") from _exc
 
 paraview_plugin_name = "neuralvol"

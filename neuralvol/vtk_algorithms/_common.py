@@ -40,9 +40,9 @@ def modified_callback(algorithm):
     """An observer callback that calls ``algorithm.Modified()`` through a weak reference.
 
     For a ``vtkDataArraySelection`` the algorithm owns: a callback holding ``algorithm``
-    itself would tie the two into a cycle through VTK's C++ observer list, freed only by
-    a full garbage collection if at all (ParaView's PythonAlgorithmExamples use the same
-    weakref factory)."""
+    itself would tie the two into a cycle through VTK's C++ observer list (with VTK 9.7
+    such a reader survived ``del`` until ``gc.collect()``); ParaView's
+    PythonAlgorithmExamples use the same weakref factory."""
     import weakref
     ref = weakref.ref(algorithm)
 
