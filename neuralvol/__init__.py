@@ -11,12 +11,54 @@ evaluates the network, so any resolution, region or set of points can be decoded
 
 This package imports only numpy and torch; VTK is imported lazily, by the volume-file
 readers and by :mod:`neuralvol.vtk_algorithms`.
+
+``import neuralvol`` itself imports neither torch nor numpy: the codec's names are module
+attributes resolved on first use (PEP 562), so the VTK layer can import the package and
+report a missing torch as a readable error when a file is actually read.
 """
-from .compress import compress
+import importlib as _importlib
+import sys as _sys
+import types as _types
+
 from .errors import FitCancelled, FormatError, InputError, NeuralVolError
-from .fitting import FitProgress
-from .volume import LIBRARY_VERSION as __version__
-from .volume import NeuralVolume, open, open_all, read_header, save_models
+from .version import LIBRARY_VERSION as __version__
 
 __all__ = ["compress", "open", "open_all", "save_models", "read_header", "NeuralVolume", "FitProgress",
            "NeuralVolError", "InputError", "FormatError", "FitCancelled", "__version__"]
+
+#: public name -> the submodule defining it, imported (with torch) on first access
+_LAZY = {
+    "compress": ".compress",
+    "FitProgress": ".fitting",
+    "NeuralVolume": ".volume",
+    "open": ".volume",
+    "open_all": ".volume",
+    "read_header": ".volume",
+    "save_models": ".volume",
+}
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(_LAZY[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(_types.ModuleType):
+    """Keeps ``neuralvol.compress`` the function: importing the submodule of the same
+    name makes the import system set it as an attribute here, which would otherwise
+    shadow the lazily resolved function."""
+
+    def __setattr__(self, name, value):
+        if name in _LAZY and isinstance(value, _types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+_sys.modules[__name__].__class__ = _Package

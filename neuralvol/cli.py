@@ -201,7 +201,7 @@ def cmd_report(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="neuralvol", description="Neural compression of volumetric data (.nvc files).")
-    from .volume import LIBRARY_VERSION
+    from .version import LIBRARY_VERSION
     parser.add_argument("--version", action="version", version=f"neuralvol {LIBRARY_VERSION}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 

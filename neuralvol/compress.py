@@ -188,23 +188,83 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
              record_timings: bool = True, config: ModelConfig | None = None,
              encoding: str = "hashgrid", grad_weight: float = 0.0, preset: str | None = None,
              init=None, precision: str = "quantised") -> NeuralVolume:
-    """Fit a network to ``array`` ([z, y, x]) and return the compressed volume.
+    """Fit a network to ``array`` and return the compressed volume.
 
     The whole `.nvc` file is at most ``native bytes / ratio`` (or ``bpv`` bits per voxel,
     or ``size`` bytes; default ratio 100). Fitting stops after ``steps``, ``time_budget``
     seconds (default 60 when neither is given) or when the PSNR reaches ``psnr`` dB.
-    ``progress`` receives :class:`FitProgress` and may return ``False`` to cancel.
-    ``encoding`` picks the input encoding (``hashgrid``, ``frequency``, ``triangle_wave``,
-    ``dense_grid``, ``identity``); every kind is sized to the same byte budget.
-    ``grad_weight`` > 0 adds a loss on finite-difference gradients (see :func:`fitting.fit`).
-    ``record_timings=False`` leaves wall-clock times out of the file, so that a fixed
-    ``seed`` and ``steps`` give byte-identical files.
-    ``precision`` is ``quantised`` (default: entropy-coded integer parameters, sized to fill
-    the budget, trained through the quantiser at the end) or ``float16`` (format version 1).
-    ``preset`` (a name from :mod:`neuralvol.presets`) fixes the network instead of sizing it to
-    the budget; ``init`` (a `.nvinit` path or :class:`neuralvol.meta.MetaInit`) starts fitting
-    from a meta-learned initialisation and implies its preset. With either, the file is as large
-    as the preset makes it; an explicit ratio/bpv/size it would exceed is an error.
+
+    Parameters
+    ----------
+    array : array_like, shape [z, y, x]
+        A volume of integers or finite floats, one component (a 2D ``[y, x]`` or 1D
+        array is taken as one slice or one row).
+    spacing, origin : 3 floats, default (1, 1, 1) and (0, 0, 0)
+        Physical placement of the grid, x, y, z; spacings must be positive.
+    array_name : str, default "values"
+        Name of the field (the point-data array name in VTK, pyvista and ParaView).
+    ratio, bpv, size : float, float, int, optional
+        The byte budget of the whole file, at most one of them: compression ratio over
+        the array's bytes, bits per voxel, or bytes.
+    time_budget : float, optional
+        Seconds of fitting (default 60 when ``steps`` is not given either).
+    steps : int, optional
+        Optimiser steps; with a fixed ``seed`` and ``record_timings=False`` they make
+        byte-identical files.
+    psnr : float, optional
+        Target PSNR (dB). With no budget, no ``preset``, ``init`` or ``config``: the
+        smallest file reaching it (trial fits at searched ratios share the time budget);
+        otherwise fitting stops early once it is reached.
+    seed : int, default 0
+        Seeds the network's initialisation and the sampling of training points.
+    device : str, default "auto"
+        "auto" (CUDA if torch sees a GPU), "cpu" or "cuda".
+    progress : callable, optional
+        Receives a :class:`FitProgress` now and then; returning ``False`` cancels.
+    time : float, optional
+        Time value stored with the model (a time step of a series file).
+    record_timings : bool, default True
+        ``False`` leaves wall-clock times out of the file, so that a fixed ``seed`` and
+        ``steps`` give byte-identical files.
+    config : ModelConfig, optional
+        An explicit network instead of one sized to the budget.
+    encoding : str, default "hashgrid"
+        The input encoding: "hashgrid", "frequency", "triangle_wave", "dense_grid" or
+        "identity"; every kind is sized to the same byte budget.
+    grad_weight : float, default 0
+        Weight (>= 0) of a loss on finite-difference gradients (see :func:`fitting.fit`).
+    preset : str, optional
+        A network from :mod:`neuralvol.presets` instead of one sized to the budget; the
+        file is then as large as the preset makes it.
+    init : str, os.PathLike or neuralvol.meta.MetaInit, optional
+        A meta-learned initialisation (a `.nvinit` file) to start fitting from; implies
+        its preset.
+    precision : str, default "quantised"
+        "quantised" (entropy-coded integer parameters, sized to fill the budget, trained
+        through the quantiser at the end) or "float16" (format version 1).
+
+    Returns
+    -------
+    NeuralVolume
+        Not yet written: call :meth:`NeuralVolume.save` (or :func:`save_models`).
+
+    Raises
+    ------
+    InputError
+        If the array is empty, not numeric, not finite or has more than three
+        dimensions, an option is out of range or
+        contradicts another (two budgets, an unknown encoding, preset, precision or
+        device, "cuda" without a GPU), or the budget is too small for the file's header,
+        or smaller than ``preset``/``init`` needs.
+    FormatError
+        If ``init`` is not a valid `.nvinit` file.
+    FitCancelled
+        If ``progress`` returned ``False``.
+
+    Examples
+    --------
+    >>> vol = nv.compress(ct, spacing=(3.2, 3.2, 1.5), ratio=100, time_budget=60)  # doctest: +SKIP
+    >>> vol.save("head.nvc")                                                      # doctest: +SKIP
     """
     data = validate_array(array)
     spacing = _vec3(spacing, "spacing", positive=True)

@@ -24,7 +24,7 @@ from .errors import FormatError, InputError
 from .fitting import fit
 from .model import ModelConfig, NeuralField
 from .presets import PRESETS, preset_config
-from .volume import LIBRARY_VERSION
+from .version import LIBRARY_VERSION
 
 INIT_FORMAT = "neuralvol-init"
 INIT_VERSION = 1

@@ -33,14 +33,14 @@ try:
     import pyvista as pv
     from pyvista.core.utilities.reader import BaseReader, BaseVTKReader, TimeReader
 except ImportError as _exc:  # pragma: no cover - depends on the environment
-    raise ImportError("neuralvol.pyvista_support needs pyvista >= 0.48 and vtk: "
+    raise ImportError("neuralvol.pyvista_support needs pyvista >= 0.49 and vtk: "
                       "pip install 'neuralvol[pyvista]' (or pip install pyvista)") from _exc
 
 from . import open as _open_nvc
 from . import open_all as _open_all
 from .compress import compress as _compress
 from .errors import InputError
-from .volume import NeuralVolume, _check_dims, _check_region
+from .volume import NeuralVolume, validate_dims, validate_region
 
 __all__ = ["NVCReader", "compress_image", "to_image", "register"]
 
@@ -58,7 +58,7 @@ def _image_from_volume(vol: NeuralVolume, dims=None, region=None, scale=None, dt
     dims = _resolve_dims(vol, dims, scale)
     grid_dims = vol.dims if dims is None else dims
     if region is not None:
-        region = _check_region(region, grid_dims)
+        region = validate_region(region, grid_dims)
     values = vol.decode(dims=dims, region=region, dtype=dtype, progress=progress)
     spacing = vol.grid_spacing(grid_dims)
     origin = list(vol.origin)
@@ -228,7 +228,7 @@ class NVCReader(BaseReader, TimeReader):
 
     @dims.setter
     def dims(self, value) -> None:
-        self.reader.dims = None if value is None else _check_dims(value)
+        self.reader.dims = None if value is None else validate_dims(value)
 
     @property
     def scale(self) -> float | None:
@@ -320,9 +320,10 @@ def register() -> None:
     """Register :class:`NVCReader` for ``.nvc`` with pyvista by hand.
 
     Only needed where neuralvol is not installed as a distribution (the entry point
-    does it otherwise); harmless when the reader is already registered.
+    does it otherwise); does nothing when pyvista already reads ``.nvc`` with it. Goes
+    through pyvista's public registry only, and without ``override`` (that is for
+    replacing a reader pyvista ships; it has none for ``.nvc``).
     """
-    from pyvista.core.utilities import reader_registry
-    if reader_registry._get_ext_reader_class(EXTENSION) is NVCReader:
+    if any(r.extension == EXTENSION and r.handler is NVCReader for r in pv.registered_readers()):
         return
-    pv.register_reader(EXTENSION, NVCReader, override=True)
+    pv.register_reader(EXTENSION, NVCReader)

@@ -18,8 +18,8 @@ from . import container, quantise
 from .errors import FormatError, InputError
 from .evaluate import evaluate_grid, evaluate_points, unit_axis
 from .model import ModelConfig, NeuralField
+from .version import LIBRARY_VERSION
 
-LIBRARY_VERSION = "0.3.0"
 STORAGE_PRECISION = "float16"
 VALUE_DTYPES = ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
                 "float16", "float32", "float64")
@@ -44,7 +44,25 @@ class VolumeInfo:
         return int(np.prod(self.dims)) * np.dtype(self.dtype).itemsize
 
 
-def _check_region(region, dims) -> tuple[int, int, int, int, int, int]:
+def validate_region(region, dims) -> tuple[int, int, int, int, int, int]:
+    """Check an inclusive index extent against a grid.
+
+    Parameters
+    ----------
+    region : sequence of 6 ints
+        ``x0, x1, y0, y1, z0, z1``, inclusive, with ``0 <= lo <= hi < n`` on each axis.
+    dims : sequence of 3 ints
+        The grid (x, y, z) the region indexes, already valid (see :func:`validate_dims`).
+
+    Returns
+    -------
+    tuple of 6 ints
+
+    Raises
+    ------
+    InputError
+        If ``region`` is not six integers, or a range is empty or outside the grid.
+    """
     try:
         r = tuple(int(v) for v in region)
     except (TypeError, ValueError):
@@ -58,7 +76,23 @@ def _check_region(region, dims) -> tuple[int, int, int, int, int, int]:
     return r
 
 
-def _check_dims(dims) -> tuple[int, int, int]:
+def validate_dims(dims) -> tuple[int, int, int]:
+    """Check a grid resolution.
+
+    Parameters
+    ----------
+    dims : sequence of 3 ints
+        Points per axis, x, y, z, each >= 1.
+
+    Returns
+    -------
+    tuple of 3 ints
+
+    Raises
+    ------
+    InputError
+        If ``dims`` is not three positive integers.
+    """
     try:
         d = tuple(int(v) for v in dims)
     except (TypeError, ValueError):
@@ -143,11 +177,11 @@ class NeuralVolume:
             if not float(scale) > 0:
                 raise InputError(f"scale must be positive, got {scale}")
             return scaled_dims(self.dims, float(scale))
-        return self.dims if dims is None else _check_dims(dims)
+        return self.dims if dims is None else validate_dims(dims)
 
     def grid_spacing(self, dims: Sequence[int]) -> tuple[float, float, float]:
         """Spacing of a ``dims`` grid spanning the same physical bounds."""
-        dims = _check_dims(dims)
+        dims = validate_dims(dims)
         return tuple(s * (n - 1) / (m - 1) if m > 1 and n > 1 else s
                      for s, n, m in zip(self.spacing, self.dims, dims))
 
@@ -159,14 +193,40 @@ class NeuralVolume:
     def decode(self, dims: Sequence[int] | None = None, region: Sequence[int] | None = None,
                dtype=None, device: str = "cpu",
                progress: Callable[[float], None] | None = None) -> np.ndarray:
-        """Decode to a ``[z, y, x]`` array.
+        """Decode the network on a grid over the original physical bounds.
 
-        dims: grid resolution (x, y, z) over the original physical bounds (default: original).
-        region: inclusive index extent ``x0 x1 y0 y1 z0 z1`` of that grid (default: all).
-        dtype: output dtype (default: the original's; integers are rounded and clipped).
+        Parameters
+        ----------
+        dims : sequence of 3 ints, optional
+            Grid resolution (x, y, z) spanning the original bounds (default: the original
+            dims); see :meth:`output_dims` for a scale factor instead.
+        region : sequence of 6 ints, optional
+            Inclusive index extent ``x0, x1, y0, y1, z0, z1`` of that grid; only it is
+            evaluated (default: the whole grid).
+        dtype : numpy dtype, optional
+            Output dtype (default: the original's; integers are rounded and clipped).
+        device : str, default "cpu"
+            Torch device to evaluate on ("cpu", "cuda").
+        progress : callable, optional
+            Called with the fraction done, 0..1, as the grid is evaluated.
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape ``[z, y, x]`` of the region (or the grid).
+
+        Raises
+        ------
+        InputError
+            If ``dims`` is not three positive integers or ``region`` is not a valid
+            extent of that grid.
+
+        Examples
+        --------
+        >>> vol.decode(dims=(128, 128, 186), region=(0, 63, 0, 127, 90, 90))  # doctest: +SKIP
         """
-        dims = self.dims if dims is None else _check_dims(dims)
-        region = (0, dims[0] - 1, 0, dims[1] - 1, 0, dims[2] - 1) if region is None else _check_region(region, dims)
+        dims = self.dims if dims is None else validate_dims(dims)
+        region = (0, dims[0] - 1, 0, dims[1] - 1, 0, dims[2] - 1) if region is None else validate_region(region, dims)
         out_dtype = self.dtype if dtype is None else np.dtype(dtype)
         axes = [unit_axis(n, region[2 * a], region[2 * a + 1]) for a, n in enumerate(dims)]
         offset, scale = self._normalisation()
@@ -178,7 +238,29 @@ class NeuralVolume:
         return cast_to_dtype(offset + scale * out.astype(np.float64), out_dtype)
 
     def sample(self, points, device: str = "cpu") -> np.ndarray:
-        """Values at physical points ``(N, 3)`` (x, y, z); NaN outside the volume's bounds."""
+        """Evaluate the field at arbitrary physical points.
+
+        Parameters
+        ----------
+        points : array_like, shape (N, 3)
+            Physical coordinates x, y, z (the volume's spacing and origin apply).
+        device : str, default "cpu"
+            Torch device to evaluate on.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``N`` float64 values, NaN for points outside the volume's bounds (or not finite).
+
+        Raises
+        ------
+        InputError
+            If ``points`` does not have shape ``(N, 3)``.
+
+        Examples
+        --------
+        >>> vol.sample([[10.0, -5.0, 2.5], [50.0, 40.0, 30.0]])  # doctest: +SKIP
+        """
         pts = np.asarray(points, dtype=np.float64)
         if pts.ndim != 2 or pts.shape[1] != 3:
             raise InputError(f"points must have shape (N, 3), got {pts.shape}")
@@ -211,7 +293,18 @@ class NeuralVolume:
 
     # -- files ------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
-        """Write this volume to an `.nvc` file atomically (temp file + rename)."""
+        """Write this volume alone to an `.nvc` file, atomically (temp file + rename).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write (replaced if it exists).
+
+        Raises
+        ------
+        InputError
+            If the folder does not exist, ``path`` is a folder, or it cannot be written.
+        """
         save_models(path, [self])
 
 
@@ -268,7 +361,25 @@ def to_bytes(volumes: Sequence[NeuralVolume], compact: bool = True) -> bytes:
 
 
 def save_models(path: str | os.PathLike, volumes: Sequence[NeuralVolume]) -> None:
-    """Write several volumes (time steps, fields, bricks) into one `.nvc` file, atomically."""
+    """Write several volumes (time steps, fields, bricks) into one `.nvc` file, atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write (replaced if it exists; a temporary file is renamed onto it).
+    volumes : sequence of NeuralVolume
+        Stored in this order; :func:`open_all` returns them in the same order.
+
+    Raises
+    ------
+    InputError
+        If ``volumes`` is empty, the folder does not exist, ``path`` is a folder, or it
+        cannot be written.
+
+    Examples
+    --------
+    >>> nv.save_models("series.nvc", [nv.compress(a, time=t) for t, a in steps])  # doctest: +SKIP
+    """
     if not volumes:
         raise InputError("save_models needs at least one volume")
     container.write_atomic(path, to_bytes(list(volumes)))
@@ -371,12 +482,56 @@ def _quantised_tensors(network: NeuralField, storage: dict, arrays: dict, key: s
 
 
 def open_all(path: str | os.PathLike) -> list[NeuralVolume]:
-    """Every model in an `.nvc` file (one per time step, field or brick)."""
+    """Read every model of an `.nvc` file (one per time step, field or brick).
+
+    Reading parses the header and arrays only; no code from the file is executed.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        An `.nvc` file (any format version this library reads).
+
+    Returns
+    -------
+    list of NeuralVolume
+        In the order they were saved.
+
+    Raises
+    ------
+    InputError
+        If the file does not exist, is a folder or cannot be read.
+    FormatError
+        If it is not an `.nvc` file, is truncated or corrupted (CRC mismatch), comes from
+        a newer version, or its header describes an invalid model.
+    """
     return volumes_from_bytes(container.read_bytes(path), source=os.fspath(path))
 
 
 def open(path: str | os.PathLike, model: int = 0) -> NeuralVolume:  # noqa: A001 - mirrors builtins.open on purpose
-    """The ``model``-th volume of an `.nvc` file (the first by default)."""
+    """Read one model of an `.nvc` file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        An `.nvc` file.
+    model : int, default 0
+        Index of the model (negative counts from the end).
+
+    Returns
+    -------
+    NeuralVolume
+
+    Raises
+    ------
+    InputError
+        If the file cannot be read, or it holds no model ``model``.
+    FormatError
+        If the file is not a valid `.nvc` file (see :func:`open_all`).
+
+    Examples
+    --------
+    >>> nv.open("head.nvc").decode(region=(10, 40, 0, 63, 20, 50))  # doctest: +SKIP
+    """
     volumes = open_all(path)
     if not -len(volumes) <= model < len(volumes):
         raise InputError(f"{os.fspath(path)!r} holds {len(volumes)} model(s); model {model} does not exist")
@@ -384,6 +539,25 @@ def open(path: str | os.PathLike, model: int = 0) -> NeuralVolume:  # noqa: A001
 
 
 def read_header(path: str | os.PathLike) -> dict:
-    """The verified JSON header of an `.nvc` file (sections checked too)."""
+    """Read the header of an `.nvc` file without building the networks.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        An `.nvc` file.
+
+    Returns
+    -------
+    dict
+        The header (``format``, ``version``, ``library``, ``models`` entries; see
+        docs/FORMAT.md), after verifying its checksum and decoding the sections.
+
+    Raises
+    ------
+    InputError
+        If the file does not exist, is a folder or cannot be read.
+    FormatError
+        If it is not an `.nvc` file, or is truncated or corrupted.
+    """
     header, _ = container.decode(container.read_bytes(path), os.fspath(path))
     return header

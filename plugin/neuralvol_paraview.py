@@ -27,22 +27,25 @@ if not hasattr(inspect, "getargspec"):
 from paraview.util.vtkAlgorithm import smdomain, smhint, smproperty, smproxy  # noqa: E402
 
 try:
-    import neuralvol  # noqa: F401
+    import neuralvol
 except ImportError:
     # a checkout: the package sits beside plugin/
     _root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     if os.path.isdir(os.path.join(_root, "neuralvol")) and _root not in sys.path:
         sys.path.insert(0, _root)
+# Importing neuralvol and its VTK layer needs numpy only; torch is imported when a file
+# is read, and its absence is then a readable error in ParaView's Output Messages.
 try:
+    import neuralvol
     from neuralvol import vtk_algorithms as _alg
 except ImportError as _exc:
     raise ImportError(
-        f"the neuralvol plugin needs neuralvol, torch and numpy<2 in ParaView's Python "
-        f"({_exc}). Start ParaView with PV_VENV=/path/to/.venv-paraview and "
+        f"the neuralvol plugin needs neuralvol and numpy<2 in ParaView's Python, and torch "
+        f"to read files ({_exc}). Start ParaView with PV_VENV=/path/to/.venv-paraview and "
         f"PYTHONPATH=/path/to/neuralvol/plugin/shim (see docs/PARAVIEW.md).") from _exc
 
 paraview_plugin_name = "neuralvol"
-paraview_plugin_version = getattr(neuralvol, "__version__", "0")
+paraview_plugin_version = neuralvol.__version__
 
 _NVC = dict(extensions="nvc", file_description="neuralvol neural volume (*.nvc)")
 

@@ -49,19 +49,3 @@ def crop_file(crop_volume, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("nvc") / "crop.nvc"
     crop_volume.save(path)
     return path
-
-
-@pytest.fixture(autouse=True)
-def plain_vtk_output_window(request):
-    """Importing pyvista routes every VTK message to Python logging, process-wide; the
-    VTK-layer tests read VTK's own messages on stderr, so they get a plain output window."""
-    if not request.module.__name__.startswith("test_vtk_"):
-        yield
-        return
-    from vtkmodules.vtkCommonCore import vtkOutputWindow
-    previous = vtkOutputWindow.GetInstance()
-    vtkOutputWindow.SetInstance(vtkOutputWindow())
-    try:
-        yield
-    finally:
-        vtkOutputWindow.SetInstance(previous)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nvtk_helpers import REPO, SHARED_DATA, series_nvc, small_nvc
+from nvc_files import REPO, SHARED_DATA, series_nvc, small_nvc
 
 PLUGIN = REPO / "plugin" / "neuralvol_paraview.py"
 SCRIPTS = REPO / "tests" / "paraview"
@@ -71,6 +71,21 @@ def test_pvpython(pvpython_checks, check):
     rc, text = pvpython_checks
     if f"PASS {check}" not in text:
         pytest.fail(f"pvpython check {check} did not pass:\n{text[-6000:]}")
+
+
+def test_plugin_from_a_checkout_in_a_python_without_neuralvol_or_torch():
+    """No PV_VENV: ParaView's own Python has neither neuralvol nor torch. The plugin finds
+    the package beside plugin/ (its sys.path fallback) and loads; reading a file is then
+    the VTK layer's one-line missing-dependency error, not a traceback."""
+    env = pv_env()
+    del env["PV_VENV"]
+    proc, text = run([PVPYTHON, SCRIPTS / "pv_checkout_fallback.py", PLUGIN, small_nvc()], env=env)
+    assert "NO NEURALVOL BEFORE THE PLUGIN" in text, text[-4000:]  # else no fallback ran
+    assert f"LOADED True {REPO / 'neuralvol' / '__init__.py'} " in text, text[-4000:]
+    assert "TORCH IMPORTED False" in text, text[-4000:]
+    assert ("NeuralVolumeReader (vtkPythonAlgorithm): neuralvol cannot be imported in this "
+            "Python (No module named 'torch'); inside ParaView set PV_VENV") in text, text[-4000:]
+    assert "Traceback" not in text and "DONE" in text, text[-4000:]
 
 
 def test_auto_load_through_pv_plugin_path(tmp_path):

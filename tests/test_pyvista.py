@@ -28,6 +28,34 @@ def test_registered_through_the_entry_point():
     assert regs[".nvc"].reader_class
 
 
+def test_register_by_hand_without_the_entry_point(crop_file):
+    # A fresh Python in which pyvista finds no neuralvol entry point (as when neuralvol is
+    # only on sys.path, not installed): register() makes pv.read and pv.get_reader work,
+    # as a plain (not override) registration, and a second call warns nothing.
+    code = (
+        "import sys, warnings, importlib.metadata as md\n"
+        "real = md.entry_points\n"
+        "def without_nvc(**kw):\n"
+        "    eps = real(**kw)\n"
+        "    if kw.get('group') != 'pyvista.readers':\n"
+        "        return eps\n"
+        "    return md.EntryPoints(ep for ep in eps if ep.name != '.nvc')\n"
+        "md.entry_points = without_nvc\n"
+        "import numpy as np, pyvista as pv, neuralvol as nv, neuralvol.pyvista_support as pvs\n"
+        "print('BEFORE', [r.extension for r in pv.registered_readers() if r.extension == '.nvc'])\n"
+        "warnings.simplefilter('error')\n"
+        "pvs.register(); pvs.register()\n"
+        "reg = [r for r in pv.registered_readers() if r.extension == '.nvc']\n"
+        "print('AFTER', len(reg), reg[0].handler is pvs.NVCReader, reg[0].reader_class, reg[0].override)\n"
+        "image = pv.read(sys.argv[1])\n"
+        "same = np.array_equal(image.point_data['density'].reshape(image.dimensions[::-1]), nv.open(sys.argv[1]).decode())\n"
+        "print('READ', type(pv.get_reader(sys.argv[1])).__name__, image.dimensions, same)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(crop_file)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["BEFORE []", "AFTER 1 True True False",
+                                        "READ NVCReader (40, 36, 30) True"]
+
+
 def test_pv_read_matches_decode(crop_file, crop_volume):
     image = pv.read(crop_file)
     assert isinstance(image, pv.ImageData)

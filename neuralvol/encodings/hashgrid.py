@@ -14,8 +14,9 @@ Reproduces ``include/tiny-cuda-nn/encodings/grid.h`` (HashGrid, 3D, linear inter
 
 The tables are stored feature-major (``[F, N]``) and gathered with one 1-D
 ``index_select`` per feature; the backward pass is one 1-D ``index_add_`` per feature.
-On CPU this is 5-10x faster than autograd through ``F.embedding`` (see
-``../shared/docs/PERFORMANCE_NOTES.md``).
+On CPU this is 5-10x faster than autograd through ``F.embedding``, whose backward
+(``embedding_dense_backward``) took ~650 ms of a step: 1.0-2.0 s -> 0.19-0.21 s per
+training step at batch 2^16, L=16, F=2 (torch 2.13, 2 CPU cores).
 """
 from __future__ import annotations
 

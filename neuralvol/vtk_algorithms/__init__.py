@@ -6,6 +6,8 @@ subclasses that run with the pip ``vtk`` wheel and inside ParaView's own VTK.
 - ``NeuralVolumeProbe``: the neural field sampled at any dataset's points
 
 ``import neuralvol`` never imports this subpackage (nor VTK); import it explicitly.
+Importing it imports no torch: the codec is imported (``_common.import_core``) when a
+file is first read or written, and a missing torch is then a VTK error message.
 """
 from .probe import NeuralVolumeProbe
 from .reader import NeuralVolumeReader, output_dims

@@ -15,9 +15,13 @@ EXPECTED_ERRORS = (OSError, ValueError, ImportError)
 
 
 def import_core():
-    """Return the ``neuralvol`` core module, or raise ImportError with a fix-it hint."""
+    """Return the ``neuralvol`` package with its codec (and torch) imported, or raise
+    ImportError with a fix-it hint. ``import neuralvol`` alone succeeds without torch
+    (its codec names are lazy), so the codec modules are imported here explicitly."""
     try:
         import neuralvol
+        import neuralvol.compress  # noqa: F401 - the writer's fit, and torch
+        import neuralvol.volume  # noqa: F401 - open_all, decode
     except ImportError as exc:  # torch or numpy missing from this interpreter
         raise ImportError(
             f"neuralvol cannot be imported in this Python ({exc}); inside ParaView set "
@@ -28,11 +32,26 @@ def import_core():
 
 def expected_errors():
     """The exception types reported as a VTK error message rather than a traceback."""
-    try:
-        nv = import_core()
-        return EXPECTED_ERRORS + (nv.NeuralVolError,)
-    except ImportError:
-        return EXPECTED_ERRORS
+    from ..errors import NeuralVolError  # torch-free
+    return EXPECTED_ERRORS + (NeuralVolError,)
+
+
+def modified_callback(algorithm):
+    """An observer callback that calls ``algorithm.Modified()`` through a weak reference.
+
+    For a ``vtkDataArraySelection`` the algorithm owns: a callback holding ``algorithm``
+    itself would tie the two into a cycle through VTK's C++ observer list (with VTK 9.7
+    such a reader survived ``del`` until ``gc.collect()``); ParaView's
+    PythonAlgorithmExamples use the same weakref factory."""
+    import weakref
+    ref = weakref.ref(algorithm)
+
+    def mark_modified(*_event):
+        target = ref()
+        if target is not None:
+            target.Modified()
+
+    return mark_modified
 
 
 def report_error(algorithm, message: str) -> None:

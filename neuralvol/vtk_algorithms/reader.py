@@ -12,6 +12,7 @@ of another resolution over the same physical bounds.
 from __future__ import annotations
 
 import os
+from collections import deque
 
 import numpy as np
 from vtkmodules.util.vtkAlgorithm import VTKPythonAlgorithmBase
@@ -23,11 +24,13 @@ from vtkmodules.vtkCommonExecutionModel import (
     vtkStreamingDemandDrivenPipeline as SDDP,
 )
 
-from ..volume import scaled_dims
 from . import _common
 
 #: points decoded per call: the unit of progress reports and of abort checks
 DECODE_CHUNK_POINTS = 1 << 21
+#: decode calls kept in ``decode_log`` (the most recent): enough for a test or a user to
+#: see what the last executions decoded, bounded for a reader that lives for a session
+DECODE_LOG_LENGTH = 256
 
 
 def output_dims(native_dims, scale=1.0, dims=None) -> tuple[int, int, int]:
@@ -38,7 +41,7 @@ def output_dims(native_dims, scale=1.0, dims=None) -> tuple[int, int, int]:
         return tuple(int(d) for d in dims)
     if scale is None or scale <= 0:
         raise ValueError(f"resolution scale must be > 0, got {scale}")
-    return scaled_dims(native_dims, float(scale))
+    return _common.import_core().volume.scaled_dims(native_dims, float(scale))
 
 
 class NeuralVolumeReader(_common.NvcFileMixin, VTKPythonAlgorithmBase):
@@ -68,11 +71,12 @@ class NeuralVolumeReader(_common.NvcFileMixin, VTKPythonAlgorithmBase):
         self._times = []
         self._grid = None            # (dims, spacing, origin) of the output grid
         self._arrays = vtkDataArraySelection()
-        self._arrays.AddObserver("ModifiedEvent", lambda *a: self.Modified())
+        self._arrays.AddObserver("ModifiedEvent", _common.modified_callback(self))
         self.last_error = None
         self.last_decoded_extent = None
         self.decoded_points = 0      # points decoded by the last execution
-        self.decode_log = []         # (model index, grid dims, region) per decode call
+        # (model index, grid dims, region) per decode call, the latest DECODE_LOG_LENGTH
+        self.decode_log = deque(maxlen=DECODE_LOG_LENGTH)
 
     # ---------------------------------------------------------------- properties
     def SetResolutionScale(self, scale):

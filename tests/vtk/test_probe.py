@@ -6,7 +6,8 @@ pytest.importorskip("vtkmodules.vtkCommonDataModel")
 
 import neuralvol as nv  # noqa: E402
 from neuralvol.vtk_algorithms import NeuralVolumeProbe  # noqa: E402
-from nvtk_helpers import point_array, small_nvc  # noqa: E402
+from nvc_files import small_nvc  # noqa: E402
+from vtk_images import point_array  # noqa: E402
 from vtkmodules.util import numpy_support  # noqa: E402
 from vtkmodules.vtkCommonCore import vtkPoints  # noqa: E402
 from vtkmodules.vtkCommonDataModel import vtkImageData, vtkPolyData  # noqa: E402

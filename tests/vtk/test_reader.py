@@ -1,12 +1,16 @@
 """NeuralVolumeReader under plain Python + the pip vtk wheel."""
+import gc
+import weakref
+
 import numpy as np
 import pytest
 
 pytest.importorskip("vtkmodules.vtkCommonDataModel")
 
 import neuralvol as nv  # noqa: E402
-from neuralvol.vtk_algorithms import NeuralVolumeReader  # noqa: E402
-from nvtk_helpers import ORIGIN, SPACING, image_values, series_nvc, small_nvc  # noqa: E402
+from neuralvol.vtk_algorithms import NeuralVolumeReader, reader as reader_module  # noqa: E402
+from nvc_files import ORIGIN, SPACING, series_nvc, small_nvc  # noqa: E402
+from vtk_images import image_values  # noqa: E402
 from vtkmodules.vtkImagingCore import vtkExtractVOI  # noqa: E402
 from vtkmodules.vtkCommonExecutionModel import vtkStreamingDemandDrivenPipeline as SDDP  # noqa: E402
 
@@ -146,6 +150,33 @@ def test_fields_as_arrays():
     out = r.GetOutputDataObject(0)
     assert out.GetPointData().GetArray("first") is None
     assert out.GetPointData().GetArray("second") is not None
+
+
+def test_reader_is_freed_when_dropped():
+    """The array selection's observer holds the reader weakly, so no reference cycle keeps
+    it alive: ``del`` frees it with the garbage collector off (a lambda capturing ``self``
+    kept it until ``gc.collect()`` on VTK 9.7)."""
+    r = make_reader(series_nvc(as_arrays=True))
+    r.Update()
+    r.GetArraySelection().DisableArray("first")  # the observer still re-executes it
+    r.Update()
+    assert r.GetOutputDataObject(0).GetPointData().GetArray("first") is None
+    ref = weakref.ref(r)
+    gc.disable()
+    try:
+        del r
+        assert ref() is None
+    finally:
+        gc.enable()
+
+
+def test_decode_log_keeps_only_the_latest_calls(monkeypatch):
+    monkeypatch.setattr(reader_module, "DECODE_LOG_LENGTH", 5)
+    monkeypatch.setattr(reader_module, "DECODE_CHUNK_POINTS", 48 * 32)  # one z-slice a call
+    r = make_reader()
+    r.Update()
+    assert r.GetNumberOfDecodedPoints() == 48 * 32 * 40  # 40 decode calls
+    assert [region[4:] for _, _, region in r.decode_log] == [(z, z) for z in range(35, 40)]
 
 
 @pytest.mark.parametrize("content", [b"", b"not a neural volume at all" * 10, "truncate"])

@@ -6,7 +6,8 @@ pytest.importorskip("vtkmodules.vtkCommonDataModel")
 
 import neuralvol as nv  # noqa: E402
 from neuralvol.vtk_algorithms import NeuralVolumeReader, NeuralVolumeWriter  # noqa: E402
-from nvtk_helpers import image_from_array, image_values, series_nvc, small_array  # noqa: E402
+from nvc_files import series_nvc, small_array  # noqa: E402
+from vtk_images import image_from_array, image_values  # noqa: E402
 
 
 def write(image, path, **props):
