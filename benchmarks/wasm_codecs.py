@@ -18,11 +18,12 @@ rate. TTHRESH: its ``psnr`` and ``rmse`` modes never go below a floor (headsq_qu
 bytes at 16.7 dB for any target under 10 dB, just over the 100:1 budget of 7618), while its
 ``eps`` mode (relative Frobenius error) reaches 762 bytes at eps 0.5, with the same PSNR as
 the psnr mode at equal size above the floor (21178 bytes 25.77 dB against 19738 bytes 25.51
-dB). Above eps 0.75-0.9 it falls back to a floor again (head_mr_small: 562 bytes at 0.7,
-7098 at 0.8; headsq_quarter: 7634 at 0.9), so the search stays in eps = 10^-t, t in
-[-log10 0.7, 7]: the size grows with t, about linearly in log bytes, so a
-regula falsi on ``log(bytes)`` over t, sharing every encode across a volume's budgets (an
-encode of 256^3 voxels takes tens of seconds).
+dB). Above some eps, 0.45-0.9 by volume, it falls back to a floor of ~7.4 kB again
+(viscous_fingers_t99: 7410 bytes at 0.5-0.7, 426 at 0.4; neghip: 7474 at 0.7, 450 at 0.6;
+head_mr_small: 562 at 0.7, 7098 at 0.8). So eps = 10^-t is first scanned at 0.7-0.3 and
+the search keeps to t at or above the smallest stream's: there the size grows with t, about
+linearly in log bytes, so a regula falsi on ``log(bytes)`` over t, sharing every encode
+across a volume's budgets (an encode of 256^3 voxels takes tens of seconds).
 """
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ import numpy as np
 
 SPERR_STEPS = 12          # bisection steps after the first guess: 2^-12 of the rate
 TTHRESH_MAX_ENCODES = 8   # per budget, after the encodes shared with earlier budgets
-TTHRESH_T_RANGE = (-math.log10(0.7), 7.0)   # eps = 10^-t, see above
+TTHRESH_TOP_SCAN = (0.7, 0.6, 0.5, 0.4, 0.3)   # eps scanned for the floor's edge, see above
+TTHRESH_T_MAX = 7.0
 CLOSE_ENOUGH = 0.98       # a fitting stream this close to the budget ends TTHRESH's search
 
 
@@ -143,14 +145,15 @@ class TthreshSearch:
 
     def search(self, budget: int):
         """The largest t whose stream fits ``budget``: (eps, blob, decode, encode) or None."""
-        low, high = TTHRESH_T_RANGE
+        low = min((round(-math.log10(eps), 5) for eps in TTHRESH_TOP_SCAN), key=self.size)
+        high = TTHRESH_T_MAX
         if self.size(low) > budget:
             return None
         encodes = 0
         while encodes < TTHRESH_MAX_ENCODES:
-            fits = [t for t in self.tried if len(self.tried[t]) <= budget]
-            overs = [t for t in self.tried if len(self.tried[t]) > budget]
+            fits = [t for t in self.tried if t >= low and len(self.tried[t]) <= budget]
             lo = max(fits)
+            overs = [t for t in self.tried if t > lo and len(self.tried[t]) > budget]
             if len(self.tried[lo]) >= CLOSE_ENOUGH * budget:
                 break
             if not overs:
@@ -167,7 +170,7 @@ class TthreshSearch:
                 nxt = min(max(nxt, lo + 0.1 * (hi - lo)), hi - 0.1 * (hi - lo))
             self.size(nxt)
             encodes += 1
-        target = max(t for t in self.tried if len(self.tried[t]) <= budget)
+        target = max(t for t in self.tried if t >= low and len(self.tried[t]) <= budget)
         return 10.0 ** -target, self.tried[target], lambda blob: _decode(self.codec(target), blob, self.data), \
             lambda: _encode(self.codec(target), self.data)
 
