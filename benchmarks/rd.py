@@ -269,9 +269,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--volumes", nargs="*", help="names in ../shared/data/volumes (default: all)")
     parser.add_argument("--ratios", nargs="*", type=float, default=[100, 200, 400, 800])
-    parser.add_argument("--time-budget", type=float, default=60.0, help="neuralvol fitting seconds per volume and ratio")
+    parser.add_argument("--time-budget", type=float, default=60.0, help="seconds per neuralvol compress call (volume and ratio), all of it")
     parser.add_argument("--large-time-budget", type=float, default=300.0,
-                        help=f"fitting seconds for volumes over {LARGE_VOXELS} voxels (256^3)")
+                        help=f"compress seconds for volumes over {LARGE_VOXELS} voxels (256^3)")
     parser.add_argument("--from-csv", nargs="*", type=Path,
                         help="print the table and summary of earlier runs' CSV files instead of running")
     parser.add_argument("--seed", type=int, default=0)
