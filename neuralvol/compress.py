@@ -11,7 +11,7 @@ import torch
 from . import container
 from .architecture import choose_architecture_for
 from .errors import InputError
-from .fitting import FitProgress, fit, resolve_device
+from .fitting import FitProgress, fit, import_optimiser_machinery, resolve_device
 from .metrics import psnr
 from .model import ModelConfig, NeuralField
 from .quantise import storage_entry
@@ -212,6 +212,7 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
     from a meta-learned initialisation and implies its preset. With either, the file is as large
     as the preset makes it; an explicit ratio/bpv/size it would exceed is an error.
     """
+    import_optimiser_machinery()   # once per process, outside the budget (see there)
     started = perf_counter()
     data = validate_array(array)
     spacing = _vec3(spacing, "spacing", positive=True)

@@ -54,6 +54,14 @@ class FitProgress:
     step: int
 
 
+def import_optimiser_machinery() -> None:
+    """Import what a process's first torch optimiser imports (torch._dynamo), once.
+
+    That takes 1.5-6 s on 2 loaded cores, once per process: :func:`neuralvol.compress` does
+    it before starting its clock, so a short budget (the notebook's 2 s) is not spent on it."""
+    import torch._dynamo  # noqa: F401
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
     name = str(device or "auto")
     if name == "auto":
@@ -149,7 +157,6 @@ def _fit(field: NeuralField, target: np.ndarray, *, steps: int | None, time_budg
     n_voxels = target_t.numel()
     batch = min(batch_size, max(1, n_voxels))
     generator = torch.Generator(device=device).manual_seed(int(seed) + 1)
-    # (the first Adam in a process imports torch._dynamo: 1.5-3.5 s, counted in the budget)
     optimiser = torch.optim.Adam(field.parameters(), lr=learning_rate, betas=(0.9, 0.99), eps=1e-15)
 
     last_report = -math.inf

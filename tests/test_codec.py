@@ -204,8 +204,8 @@ def test_time_budget_bounds_the_whole_call(headsq):
     Before the finishing work was measured at run time, a 10 s budget on this volume took
     13.2 s (the first Adam's torch._dynamo import, 1.2-2 s of final decode), and this test's
     4 s took 10-11 s; now 9.4-10.2 s and 3.6-4.1 s.
-    The constant absorbs a loaded 2-core machine's jitter. The process's first optimiser
-    imports torch._dynamo (1.5-6 s here, counted in that call's budget), so it is paid first."""
+    The constant absorbs a loaded 2-core machine's jitter. The process's first compress
+    imports torch._dynamo (1.5-6 s here) before its clock starts, so it is paid first."""
     nv.compress(headsq[:8, :8, :8], ratio=2, steps=1)
     budget = 4.0
     start = time.perf_counter()
