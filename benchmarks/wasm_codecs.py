@@ -20,9 +20,10 @@ bytes at 16.7 dB for any target under 10 dB, just over the 100:1 budget of 7618)
 the psnr mode at equal size above the floor (21178 bytes 25.77 dB against 19738 bytes 25.51
 dB). Above some eps, 0.45-0.9 by volume, it falls back to a floor of ~7.4 kB again
 (viscous_fingers_t99: 7410 bytes at 0.5-0.7, 426 at 0.4; neghip: 7474 at 0.7, 450 at 0.6;
-head_mr_small: 562 at 0.7, 7098 at 0.8). So eps = 10^-t is first scanned at 0.7-0.3 and
-the search keeps to t at or above the smallest stream's: there the size grows with t, about
-linearly in log bytes, so a regula falsi on ``log(bytes)`` over t, sharing every encode
+head_mr_small: 562 at 0.7, 7098 at 0.8; marschner_lobb_64 is on it at 0.3-0.7). So
+eps = 10^-t walks down from 0.7 until a stream fits (the floor, where it fits, or the first
+point past it), and the search keeps to t at or above that one: there the size grows with
+t, about linearly in log bytes, so a regula falsi on ``log(bytes)`` over t, sharing every encode
 across a volume's budgets (an encode of 256^3 voxels takes tens of seconds).
 """
 from __future__ import annotations
@@ -40,7 +41,7 @@ import numpy as np
 
 SPERR_STEPS = 12          # bisection steps after the first guess: 2^-12 of the rate
 TTHRESH_MAX_ENCODES = 8   # per budget, after the encodes shared with earlier budgets
-TTHRESH_TOP_SCAN = (0.7, 0.6, 0.5, 0.4, 0.3)   # eps scanned for the floor's edge, see above
+TTHRESH_WALK = (0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.15, 0.1, 0.07, 0.05, 0.03, 0.02, 0.01)   # eps, see above
 TTHRESH_T_MAX = 7.0
 CLOSE_ENOUGH = 0.98       # a fitting stream this close to the budget ends TTHRESH's search
 
@@ -145,10 +146,18 @@ class TthreshSearch:
 
     def search(self, budget: int):
         """The largest t whose stream fits ``budget``: (eps, blob, decode, encode) or None."""
-        low = min((round(-math.log10(eps), 5) for eps in TTHRESH_TOP_SCAN), key=self.size)
-        high = TTHRESH_T_MAX
-        if self.size(low) > budget:
+        low, sizes = None, []
+        for eps in TTHRESH_WALK:
+            t = round(-math.log10(eps), 5)
+            sizes.append(self.size(t))
+            if sizes[-1] <= budget:
+                low = t
+                break
+            if len(sizes) >= 3 and sizes[0] > sizes[-3] < sizes[-2] < sizes[-1]:
+                return None   # past the floor and growing: smaller eps only grow further
+        if low is None:
             return None
+        high = TTHRESH_T_MAX
         encodes = 0
         while encodes < TTHRESH_MAX_ENCODES:
             fits = [t for t in self.tried if t >= low and len(self.tried[t]) <= budget]
