@@ -149,6 +149,9 @@ def run_wasm_codecs(original: np.ndarray, budgets: list[int], codecs: list[str])
             out[codec] = {}
             for r in rows:
                 fields = {f"{codec}_bytes": r["bytes"], f"{codec}_seconds": r["search_s"], f"{codec}_psnr": None}
+                if r.get("error"):
+                    print(f"{codec} at {r['budget']} bytes failed: {r['error']}", file=sys.stderr)
+                    fields[f"{codec}_error"] = r["error"]
                 if r["bytes"] is not None:
                     decoded = np.load(tmp / r["decoded"], allow_pickle=False).astype(np.float64)
                     fields.update({f"{codec}_psnr": psnr(original, cast_to_dtype(decoded, original.dtype)),

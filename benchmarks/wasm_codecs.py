@@ -192,20 +192,26 @@ def measure(volume: np.ndarray, budgets: list[int], codecs: list[str], out: Path
         rows = []
         for budget in budgets:
             start = time.perf_counter()
-            found = sperr_search(data, budget) if name == "sperr" else searches[name].search(budget)
-            search_s = time.perf_counter() - start
-            if found is None:
-                rows.append({"budget": budget, "setting": None, "bytes": None, "search_s": search_s})
+            try:   # the wasm runtime can fail (walnut_ct's TTHRESH decode did): one cell, not the run
+                found = sperr_search(data, budget) if name == "sperr" else searches[name].search(budget)
+                search_s = time.perf_counter() - start
+                if found is None:
+                    rows.append({"budget": budget, "setting": None, "bytes": None, "search_s": search_s})
+                    continue
+                setting, blob, decode, encode = found
+                start = time.perf_counter()
+                again = encode()          # one encode at the chosen setting, timed alone
+                encode_s = time.perf_counter() - start
+                if again != blob:
+                    raise RuntimeError(f"{name} is not deterministic at setting {setting}")
+                start = time.perf_counter()
+                decoded = decode(blob)
+                decode_s = time.perf_counter() - start
+            except Exception as exc:
+                rows.append({"budget": budget, "setting": None, "bytes": None, "search_s": None,
+                             "error": f"{type(exc).__name__}: {exc}"})
+                print(f"{name} budget {budget}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
                 continue
-            setting, blob, decode, encode = found
-            start = time.perf_counter()
-            again = encode()          # one encode at the chosen setting, timed alone
-            encode_s = time.perf_counter() - start
-            if again != blob:
-                raise RuntimeError(f"{name} is not deterministic at setting {setting}")
-            start = time.perf_counter()
-            decoded = decode(blob)
-            decode_s = time.perf_counter() - start
             path = out / f"{name}_{budget}.npy"
             np.save(path, decoded)
             rows.append({"budget": budget, "setting": setting, "bytes": len(blob), "encode_s": encode_s,
