@@ -1,5 +1,6 @@
 """Compressing real volumes: quality floors, size guarantee, decoding anywhere, edge cases."""
 import math
+import time
 
 import numpy as np
 import pytest
@@ -197,10 +198,22 @@ def test_psnr_target_stops_early(headsq_crop):
     assert vol.training["psnr"] >= 22.0 - 0.2  # measured after rounding to the stored dtype
 
 
-def test_time_budget_bounds_fitting(headsq_crop):
-    vol = nv.compress(headsq_crop, ratio=10, time_budget=1.0)
+def test_time_budget_bounds_the_whole_call(headsq):
+    """Planning, fitting, rate control and the final PSNR decode all end within budget + 5 %.
+
+    Before the finishing work was measured at run time, a 10 s budget on this volume took
+    13.2 s (the first Adam's torch._dynamo import, 1.2-2 s of final decode), and this test's
+    4 s took 10-11 s; now 9.4-10.2 s and 3.6-4.1 s.
+    The constant absorbs a loaded 2-core machine's jitter. The process's first compress
+    imports torch._dynamo (1.5-6 s here) before its clock starts, so it is paid first."""
+    nv.compress(headsq[:8, :8, :8], ratio=2, steps=1)
+    budget = 4.0
+    start = time.perf_counter()
+    vol = nv.compress(headsq, ratio=100, time_budget=budget, seed=0)
+    elapsed = time.perf_counter() - start
     assert vol.training["stopped"] == "time_budget"
-    assert vol.training["seconds"] < 3.0
+    assert vol.training["seconds"] < budget - 0.5   # the fit left room for the decode
+    assert elapsed <= budget * 1.05 + 1.0, f"compress took {elapsed:.2f} s for a {budget} s budget"
 
 
 def test_cuda_path_matches_cpu(headsq_crop):
