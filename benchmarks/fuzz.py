@@ -142,9 +142,9 @@ def _set(tree, path, value):
 
 
 def _rewrite(rng: random.Random, tree, typed: bool) -> None:
-    leaves = _leaves(tree)[1:]
-    focused = [leaf for leaf in leaves if any(k in FOCUS for k in leaf[0] if isinstance(k, str))]
     for _ in range(rng.choice((1, 1, 1, 2, 3))):
+        leaves = _leaves(tree)[1:]
+        focused = [leaf for leaf in leaves if any(k in FOCUS for k in leaf[0] if isinstance(k, str))]
         path, old = rng.choice(focused if focused and rng.random() < 0.8 else leaves)
         if not typed and rng.random() < 0.08 and isinstance(path[-1], str):
             node = tree

@@ -48,7 +48,6 @@ MAX_MODELS = 2 ** 16
 # A coded section claiming more symbols than 2^14 times its bytes cannot hold them.
 MAX_LZMA_EXPANSION = 2 ** 14
 LZMA_CODER = "lzma1-raw-lc0-4k"
-SYMBOL_BYTES = {"int8": 1, "int16": 2}
 
 
 def _fail(source: str, where: str, what: str) -> None:
@@ -77,17 +76,21 @@ def check_sections(table: list, payload_bytes: int, source: str) -> None:
         if not isinstance(entry, dict):
             _fail(source, "the section table", f"has a non-object entry {str(entry)[:40]}")
         where = f"section {str(entry.get('name'))[:40]!r}"
+        if not isinstance(entry.get("name"), str) or not isinstance(entry.get("dtype"), str):
+            _fail(source, where, "has a name or dtype that is not a string")
+        for key in ("offset", "nbytes", "crc32"):
+            _bounded_int(entry.get(key), 0, 2 ** 64, source, where, key)
         count = _count(entry.get("shape"))
         if count is None:
             _fail(source, where, f"has an invalid shape {str(entry.get('shape'))[:40]}")
         if count > MAX_PARAMETERS:
             _fail(source, where, f"claims {count} elements, more than the limit of {MAX_PARAMETERS}")
-        nbytes = entry.get("nbytes")
-        if isinstance(nbytes, int) and not 0 <= nbytes <= payload_bytes:
+        nbytes = entry["nbytes"]
+        if nbytes > payload_bytes:
             _fail(source, where, f"claims {nbytes} bytes, the file holds {payload_bytes} after its header")
         coding = entry.get("coding")
-        if isinstance(coding, dict) and coding.get("coder") == LZMA_CODER and isinstance(nbytes, int):
-            raw = count * SYMBOL_BYTES.get(coding.get("symbols"), 1)
+        if isinstance(coding, dict) and coding.get("coder") == LZMA_CODER:
+            raw = count * (2 if coding.get("symbols") == "int16" else 1)
             if raw > MAX_LZMA_EXPANSION * max(nbytes, 1):
                 _fail(source, where, f"claims {count} symbols in {nbytes} coded bytes, more than LZMA can "
                                      f"expand to ({MAX_LZMA_EXPANSION}:1)")
@@ -100,7 +103,7 @@ def check_config(d: dict, source: str, where: str) -> ModelConfig:
     if not isinstance(encoding, dict) or not isinstance(network, dict):
         _fail(source, where, "lacks an encoding or network description")
     kind = encoding.get("type")
-    if kind not in ENCODINGS:
+    if not isinstance(kind, str) or kind not in ENCODINGS:
         _fail(source, where, f"has unknown encoding type {str(kind)[:40]!r}; known: {', '.join(sorted(ENCODINGS))}")
     fields = ENCODINGS[kind][0].__dataclass_fields__
     for name in fields:
@@ -125,6 +128,11 @@ def _check_model(entry: dict, index: int, sections: dict, source: str) -> int:
         _bounded_int(n, 1, MAX_DIM, source, where, f"dims {axis}")
     if math.prod(dims) > MAX_VOXELS:
         _fail(source, where, f"has dims {dims}: {math.prod(dims)} voxels, more than the limit of {MAX_VOXELS}")
+    value_range = entry.get("value_range")
+    if (isinstance(value_range, list) and len(value_range) == 2
+            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in value_range)
+            and not math.isfinite(float(value_range[1]) - float(value_range[0]))):
+        _fail(source, where, f"has a value_range {value_range} whose span overflows float64")
     extent = entry.get("extent")
     if extent is not None and not (isinstance(extent, list) and len(extent) == 6
                                    and all(isinstance(v, int) and not isinstance(v, bool) for v in extent)
