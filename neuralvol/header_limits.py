@@ -122,19 +122,22 @@ def check_config(d: dict, source: str, where: str) -> ModelConfig:
 def _check_model(entry: dict, index: int, sections: dict, source: str) -> int:
     where = f"model {index}"
     dims = entry.get("dims")
-    if not isinstance(dims, list) or len(dims) != 3:
-        _fail(source, where, f"has invalid dims {str(dims)[:60]} (three positive integers x, y, z)")
-    for axis, n in zip("xyz", dims):
-        _bounded_int(n, 1, MAX_DIM, source, where, f"dims {axis}")
-    if math.prod(dims) > MAX_VOXELS:
-        _fail(source, where, f"has dims {dims}: {math.prod(dims)} voxels, more than the limit of {MAX_VOXELS}")
+    # Missing or mistyped dims are reported by the schema reader (neuralvol.volume); only
+    # their size matters here, and only a decode allocates by them.
+    if isinstance(dims, list) and len(dims) == 3 and all(isinstance(n, int) for n in dims):
+        for axis, n in zip("xyz", dims):
+            _bounded_int(n, 1, MAX_DIM, source, where, f"dims {axis}")
+        if math.prod(dims) > MAX_VOXELS:
+            _fail(source, where, f"has dims {dims}: {math.prod(dims)} voxels, more than the limit of {MAX_VOXELS}")
+    else:
+        dims = None
     value_range = entry.get("value_range")
     if (isinstance(value_range, list) and len(value_range) == 2
             and all(isinstance(v, (int, float)) and math.isfinite(v) for v in value_range)
             and not math.isfinite(float(value_range[1]) - float(value_range[0]))):
         _fail(source, where, f"has a value_range {value_range} whose span overflows float64")
     extent = entry.get("extent")
-    if extent is not None and not (isinstance(extent, list) and len(extent) == 6
+    if extent is not None and dims is not None and not (isinstance(extent, list) and len(extent) == 6
                                    and all(isinstance(v, int) and not isinstance(v, bool) for v in extent)
                                    and all(extent[2 * a + 1] - extent[2 * a] + 1 == dims[a] for a in range(3))):
         _fail(source, where, f"has an extent {str(extent)[:60]} that does not span its dims {dims}")
@@ -147,7 +150,7 @@ def _check_model(entry: dict, index: int, sections: dict, source: str) -> int:
     for name, needed in held.items():
         if name in sections and _count(sections[name].get("shape")) != needed:
             _fail(source, f"section {name!r}", f"holds {_count(sections[name].get('shape'))} values, "
-                                               f"model {index} needs {needed}")
+                                               f"the network needs {needed}")
     return config.n_params
 
 
