@@ -39,7 +39,7 @@ V1_FILE = REPO / "tests" / "data" / "format_v1_headsq_crop.nvc"
 V2_FILE = REPO / "tests" / "data" / "format_v2_headsq_crop.nvc"
 KINDS = ("flip", "truncate", "payload", "field")
 
-HUGE = (10 ** 6, 10 ** 7, 2 ** 31, 2 ** 32 + 8, 10 ** 12, 2 ** 40 + 1, 2 ** 53, 2 ** 62, 2 ** 63, 2 ** 64, 10 ** 30)
+HUGE = (10 ** 6, 10 ** 7, 2 ** 31, 2 ** 32 + 8, 10 ** 12, 2 ** 40 + 1, 2 ** 53, 2 ** 62, 2 ** 63, 2 ** 64, 10 ** 30, 10 ** 4000)
 SMALL = (0, 1, -1, -2, -(2 ** 31), -(2 ** 63))
 ODD = ("x", "", None, True, False, [], {}, [1, 2], {"a": 1}, 1.5, -0.0, 1e308, float("nan"), float("inf"),
        float("-inf"), "16", [10 ** 6] * 3)

@@ -54,11 +54,24 @@ def _fail(source: str, where: str, what: str) -> None:
     raise FormatError(f"{source}: {where} {what}")
 
 
+def _size(n: int) -> str:
+    """An integer for a message: exact up to 2^64, else its power of two (Python refuses to
+    print integers of over 4300 digits, and a shape's product can have more)."""
+    return str(n) if abs(n) <= 2 ** 64 else f"about {'-' if n < 0 else ''}2^{abs(n).bit_length() - 1}"
+
+
+def _finite(v) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:  # an integer beyond float64
+        return False
+
+
 def _bounded_int(value, lo: int, hi: int, source: str, where: str, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         _fail(source, where, f"has a non-integer {name!r} ({str(value)[:40]})")
     if not lo <= value <= hi:
-        _fail(source, where, f"has {name} {value}, outside {lo}..{hi}")
+        _fail(source, where, f"has {name} {_size(value)}, outside {lo}..{hi}")
     return value
 
 
@@ -84,7 +97,7 @@ def check_sections(table: list, payload_bytes: int, source: str) -> None:
         if count is None:
             _fail(source, where, f"has an invalid shape {str(entry.get('shape'))[:40]}")
         if count > MAX_PARAMETERS:
-            _fail(source, where, f"claims {count} elements, more than the limit of {MAX_PARAMETERS}")
+            _fail(source, where, f"claims {_size(count)} elements, more than the limit of {MAX_PARAMETERS}")
         nbytes = entry["nbytes"]
         if nbytes > payload_bytes:
             _fail(source, where, f"claims {nbytes} bytes, the file holds {payload_bytes} after its header")
@@ -131,9 +144,13 @@ def _check_model(entry: dict, index: int, sections: dict, source: str) -> int:
             _fail(source, where, f"has dims {dims}: {math.prod(dims)} voxels, more than the limit of {MAX_VOXELS}")
     else:
         dims = None
+    for key in ("spacing", "origin", "value_range", "time"):
+        values = entry.get(key) if isinstance(entry.get(key), list) else [entry.get(key)]
+        if not all(_finite(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)):
+            _fail(source, where, f"has a non-finite {key} (in float64): {str(entry[key])[:60]}")
     value_range = entry.get("value_range")
     if (isinstance(value_range, list) and len(value_range) == 2
-            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in value_range)
+            and all(isinstance(v, (int, float)) for v in value_range)
             and not math.isfinite(float(value_range[1]) - float(value_range[0]))):
         _fail(source, where, f"has a value_range {value_range} whose span overflows float64")
     extent = entry.get("extent")
@@ -143,6 +160,11 @@ def _check_model(entry: dict, index: int, sections: dict, source: str) -> int:
         _fail(source, where, f"has an extent {str(extent)[:60]} that does not span its dims {dims}")
     config = check_config(entry, source, where)
     storage = entry.get("storage")
+    if isinstance(storage, dict):
+        steps = [storage.get("table_step")] + (storage["mlp_steps"] if isinstance(storage.get("mlp_steps"), list)
+                                               else [])
+        if not all(_finite(v) and v > 0 for v in steps if isinstance(v, (int, float)) and not isinstance(v, bool)):
+            _fail(source, where, f"has quantisation steps that are not finite and positive: {str(steps)[:60]}")
     if isinstance(storage, dict) and storage.get("precision") == "quantised":
         held = {f"{index}/symbols": config.n_params}
     else:

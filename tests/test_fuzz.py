@@ -94,9 +94,16 @@ def test_issue_headers_exit_2_with_one_line_fast(case, tmp_path, capsys):
     (lambda m, s: m.update(dims=[0, 36, 30]), "dims x 0, outside 1..2147483647"),
     (lambda m, s: m.update(extent=[0, 39, 0, 35, 5, 30]), "does not span its dims"),
     (lambda m, s: m.update(value_range=[-1e308, 1e308]), "span overflows"),
+    (lambda m, s: m.update(spacing=[1.0, 10 ** 400, 1.0]), "has a non-finite spacing (in float64)"),
+    (lambda m, s: m.update(origin=[0.0, float("nan"), 0.0]), "has a non-finite origin"),
+    (lambda m, s: m.update(time=float("inf")), "has a non-finite time"),
+    (lambda m, s: m["storage"]["mlp_steps"].__setitem__(1, 10 ** 400), "steps that are not finite and positive"),
+    (lambda m, s: m["storage"].update(table_step=0), "steps that are not finite and positive"),
     (lambda m, s: s.update(shape=[10 ** 10]), "claims 10000000000 elements"),
     (lambda m, s: s.update(shape=[10 ** 8], coding=dict(s["coding"], count=10 ** 8)), "more than LZMA can expand"),
-    (lambda m, s: s.update(shape=[2 ** 32] * 3), "claims 79228162514264337593543950336 elements"),
+    (lambda m, s: s.update(shape=[2 ** 32] * 3), "claims about 2^96 elements"),
+    (lambda m, s: s.update(shape=[10 ** 4000] * 3), "claims about 2^39863 elements"),
+    (lambda m, s: m["network"].update(width=-(10 ** 4000)), "MLP width about -2^13287, outside 1..65536"),
     (lambda m, s: s.update(nbytes=float("inf")), "non-integer 'nbytes'"),
     (lambda m, s: s.update(dtype=["int16"]), "name or dtype that is not a string"),
     (lambda m, s: m["encoding"].update(type={"hashgrid": 1}), "unknown encoding type"),
@@ -138,3 +145,17 @@ def test_decode_too_large_for_memory_says_how_to_decode_less(tmp_path, capsys):
     assert main(["decompress", str(path), str(tmp_path / "out.npy"), "--region", "0", "3", "0", "3", "0", "1",
                  "-q"]) == 0
     assert np.load(tmp_path / "out.npy").shape == (2, 4, 4)
+
+
+def test_lying_header_is_a_vtk_error_in_paraview(tmp_path, capfd):
+    pytest.importorskip("vtkmodules.vtkCommonDataModel")
+    from neuralvol.vtk_algorithms import NeuralVolumeReader
+    path = tmp_path / "width.nvc"
+    path.write_bytes(_rewritten(ISSUE_CASES["width"][0]))
+    reader = NeuralVolumeReader()
+    reader.SetFileName(str(path))
+    t0 = time.perf_counter()
+    reader.Update()
+    assert time.perf_counter() - t0 < 0.5
+    text = "".join(capfd.readouterr())
+    assert "Traceback" not in text and "ERROR" in text and ISSUE_CASES["width"][1] in reader.last_error
