@@ -48,6 +48,7 @@ MAX_MODELS = 2 ** 16
 # A coded section claiming more symbols than 2^14 times its bytes cannot hold them.
 MAX_LZMA_EXPANSION = 2 ** 14
 LZMA_CODER = "lzma1-raw-lc0-4k"
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 def _fail(source: str, where: str, what: str) -> None:
@@ -163,8 +164,11 @@ def _check_model(entry: dict, index: int, sections: dict, source: str) -> int:
     if isinstance(storage, dict):
         steps = [storage.get("table_step")] + (storage["mlp_steps"] if isinstance(storage.get("mlp_steps"), list)
                                                else [])
-        if not all(_finite(v) and v > 0 for v in steps if isinstance(v, (int, float)) and not isinstance(v, bool)):
-            _fail(source, where, f"has quantisation steps that are not finite and positive: {str(steps)[:60]}")
+        # Steps scale symbols in float32 (neuralvol.quantise.dequantise): past its range they are inf.
+        if not all(_finite(v) and 0 < v <= FLOAT32_MAX for v in steps
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)):
+            _fail(source, where, f"has quantisation steps outside 0 < step <= {FLOAT32_MAX:.4g} (float32): "
+                                 f"{str(steps)[:60]}")
     if isinstance(storage, dict) and storage.get("precision") == "quantised":
         held = {f"{index}/symbols": config.n_params}
     else:

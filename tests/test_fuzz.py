@@ -97,8 +97,9 @@ def test_issue_headers_exit_2_with_one_line_fast(case, tmp_path, capsys):
     (lambda m, s: m.update(spacing=[1.0, 10 ** 400, 1.0]), "has a non-finite spacing (in float64)"),
     (lambda m, s: m.update(origin=[0.0, float("nan"), 0.0]), "has a non-finite origin"),
     (lambda m, s: m.update(time=float("inf")), "has a non-finite time"),
-    (lambda m, s: m["storage"]["mlp_steps"].__setitem__(1, 10 ** 400), "steps that are not finite and positive"),
-    (lambda m, s: m["storage"].update(table_step=0), "steps that are not finite and positive"),
+    (lambda m, s: m["storage"]["mlp_steps"].__setitem__(1, 10 ** 400), "steps outside 0 < step <= 3.403e+38"),
+    (lambda m, s: m["storage"]["mlp_steps"].__setitem__(1, 1e300), "steps outside 0 < step <= 3.403e+38"),
+    (lambda m, s: m["storage"].update(table_step=0), "steps outside 0 < step"),
     (lambda m, s: s.update(shape=[10 ** 10]), "claims 10000000000 elements"),
     (lambda m, s: s.update(shape=[10 ** 8], coding=dict(s["coding"], count=10 ** 8)), "more than LZMA can expand"),
     (lambda m, s: s.update(shape=[2 ** 32] * 3), "claims about 2^96 elements"),
@@ -124,11 +125,14 @@ def test_header_integers_too_long_or_nested_too_deep_are_format_errors():
             volumes_from_bytes(data, "fuzz")
 
 
-def test_limits_hold_what_the_encoder_writes():
-    # The largest network the encoder's searches can produce (width 4096 for MLP-only
-    # encodings, the biggest preset) sits far inside the limits.
-    assert 4096 < header_limits.MAX_MLP_WIDTH and 16 < header_limits.ENCODING_LIMITS["n_levels"]
-    assert header_limits.MAX_VOXELS >= 4096 ** 3
+def test_limits_hold_the_largest_networks_the_encoder_chooses():
+    from neuralvol.architecture import choose_architecture_for
+    from neuralvol.presets import PRESETS, preset_config
+    configs = [preset_config(name) for name in PRESETS]
+    configs += [choose_architecture_for(kind, (2048, 2048, 2048), 20_000_000)
+                for kind in ("hashgrid", "frequency", "triangle_wave", "identity")]
+    for config in configs:
+        assert header_limits.check_config(config.to_dict(), "test", "model 0").n_params == config.n_params
 
 
 def test_decode_too_large_for_memory_says_how_to_decode_less(tmp_path, capsys):
