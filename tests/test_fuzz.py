@@ -151,7 +151,7 @@ def test_decode_too_large_for_memory_says_how_to_decode_less(tmp_path, capsys):
     assert np.load(tmp_path / "out.npy").shape == (2, 4, 4)
 
 
-def test_lying_header_is_a_vtk_error_in_paraview(tmp_path, capfd):
+def test_lying_header_is_a_vtk_error_in_paraview(tmp_path):
     pytest.importorskip("vtkmodules.vtkCommonDataModel")
     from neuralvol.vtk_algorithms import NeuralVolumeReader
     path = tmp_path / "width.nvc"
@@ -164,6 +164,6 @@ def test_lying_header_is_a_vtk_error_in_paraview(tmp_path, capfd):
     reader.Update()
     assert time.perf_counter() - t0 < 0.5
     # The reader reports the one-line FormatError as its VTK error (ParaView shows it in
-    # its output window); VTK's own executive log that follows is not ours to check.
+    # its output window). Where that text goes (stderr, or Python logging once pyvista has
+    # installed its observer) depends on earlier tests, so the error itself is checked.
     assert reader.last_error == str(err.value) and ISSUE_CASES["width"][1] in reader.last_error
-    assert "ERROR" in "".join(capfd.readouterr())
