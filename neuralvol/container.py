@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import compact_header, entropy
+from . import compact_header, entropy, header_limits
 from .errors import FormatError, InputError
 
 MAGIC = b"\x89NVC\r\n\x1a\n"
@@ -140,6 +140,7 @@ def decode(data: bytes, source: str = "file") -> tuple[dict, dict[str, np.ndarra
     """Parse and verify container bytes; returns (header, {section name: array})."""
     if _is_compact(data):
         header, section, lo, hi = _split_compact(data, source)
+        header_limits.check_header(header, hi - lo, source)
         name = section["name"]
         return header, {name: entropy.decode(data[lo:hi], section["coding"], source, name)}
     if len(data) < PREAMBLE.size:
@@ -157,10 +158,12 @@ def decode(data: bytes, source: str = "file") -> tuple[dict, dict[str, np.ndarra
     try:
         text = unpack_header(stored, flags, source)
         header = json.loads(text.decode("utf-8"))
-    except (zlib.error, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    # ValueError: also Python's 4300-digit limit on integers; RecursionError: deep nesting.
+    except (zlib.error, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise FormatError(f"{source}: corrupted .nvc header ({type(exc).__name__})") from None
     if not isinstance(header, dict) or not isinstance(header.get("sections"), list):
         raise FormatError(f"{source}: malformed .nvc header (no section table)")
+    header_limits.check_header(header, len(data) - start, source)
     arrays: dict[str, np.ndarray] = {}
     end = start
     for entry in header["sections"]:

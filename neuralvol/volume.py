@@ -6,6 +6,7 @@ of it, or at arbitrary points. The header schema (``models`` entries) is documen
 """
 from __future__ import annotations
 
+import builtins
 import math
 import os
 from dataclasses import dataclass
@@ -114,6 +115,36 @@ def cast_to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
         info = np.iinfo(dtype)
         return np.clip(np.rint(values), info.min, info.max).astype(dtype)
     return values.astype(dtype)
+
+
+def available_memory() -> int | None:
+    """Bytes a decode may still take: Linux's MemAvailable, else free physical pages, else None."""
+    try:
+        with builtins.open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+# Per output voxel a decode holds the network's float32 output and its float64 rescaling
+# besides the result itself.
+DECODE_WORK_BYTES = 4 + 8
+
+
+def _check_decode_fits(shape: tuple[int, ...], dtype: np.dtype) -> None:
+    needed = math.prod(shape) * (dtype.itemsize + DECODE_WORK_BYTES)
+    available = available_memory()
+    if available is not None and needed > available:
+        nz, ny, nx = shape
+        raise InputError(f"decoding {nx}x{ny}x{nz} {dtype.name} voxels needs {needed} bytes of memory, "
+                         f"{available} are available: decode a region or a coarser grid "
+                         f"(--region / --scale on the command line, region= / dims= in Python)")
 
 
 class NeuralVolume:
@@ -228,10 +259,11 @@ class NeuralVolume:
         dims = self.dims if dims is None else validate_dims(dims)
         region = (0, dims[0] - 1, 0, dims[1] - 1, 0, dims[2] - 1) if region is None else validate_region(region, dims)
         out_dtype = self.dtype if dtype is None else np.dtype(dtype)
+        shape = tuple(region[2 * a + 1] - region[2 * a] + 1 for a in (2, 1, 0))
+        _check_decode_fits(shape, out_dtype)
         axes = [unit_axis(n, region[2 * a], region[2 * a + 1]) for a, n in enumerate(dims)]
         offset, scale = self._normalisation()
         if scale == 0.0:
-            shape = tuple(region[2 * a + 1] - region[2 * a] + 1 for a in (2, 1, 0))
             return cast_to_dtype(np.full(shape, offset, dtype=np.float64), out_dtype)
         self.network.to(device)
         out = evaluate_grid(self.network, *axes, device=device, progress=progress)
