@@ -68,12 +68,16 @@ class NeuralField(torch.nn.Module):
         self.output_bias = torch.nn.Parameter(torch.zeros(1))
         self.register_buffer("_feature_major", self.encoding.feature_major_order(), persistent=False)
 
-    def mlp(self, features: torch.Tensor) -> torch.Tensor:
+    def mlp(self, features: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """MLP on feature-major encodings ``[F * L, K]`` (batch innermost) -> ``[K]``.
 
         The first layer's columns are stored level-major, as tiny-cuda-nn orders encoded
         features; they are permuted here so the encoding's output needs no transpose.
+        ``dtype=torch.bfloat16`` runs the hidden layers in bfloat16 (oneDNN's AMX kernels
+        on CPUs that have them: 3-5x fp32's GEMM speed here) and the output layer in fp32.
         """
+        if dtype != torch.float32:
+            return self._mlp_low_precision(features, dtype)
         h = features
         for i, w in enumerate(self.weights):
             if i == 0:
@@ -82,6 +86,16 @@ class NeuralField(torch.nn.Module):
             if i < len(self.weights) - 1:
                 h = torch.relu(h)
         return h.squeeze(0) + self.output_bias
+
+    def _mlp_low_precision(self, features: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        # Batch-major F.linear: oneDNN's bf16 path is fastest with the batch as rows; the
+        # transposed view of the feature-major input costs no copy beyond the cast.
+        h = features.t().to(dtype)
+        for i, w in enumerate(self.weights[:-1]):
+            if i == 0:
+                w = w[:, self._feature_major]
+            h = torch.relu_(torch.nn.functional.linear(h, w.to(dtype)))
+        return torch.nn.functional.linear(h.float(), self.weights[-1]).squeeze(1) + self.output_bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.mlp(self.encoding.encode_feature_major(x))

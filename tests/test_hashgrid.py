@@ -108,3 +108,34 @@ def test_gather_backward_accumulates_into_the_table():
     feats = table[:, index.reshape(-1)].reshape(2, 2, 8, 100)
     (feats * weight.unsqueeze(0)).sum().backward()
     assert torch.allclose(fast, table.grad, atol=1e-5)
+
+
+def _grid_inputs(nx, ny, nz, start=(0, 0, 0), stop=None, dims=None):
+    """Per-axis unit coordinates of an index box of a (possibly resampled) grid."""
+    from neuralvol.evaluate import unit_axis
+    dims = dims or (nx, ny, nz)
+    stop = stop or tuple(s + n - 1 for s, n in zip(start, (nx, ny, nz)))
+    return [torch.as_tensor(unit_axis(d, a, b), dtype=torch.float32) for d, a, b in zip(dims, start, stop)]
+
+
+@pytest.mark.parametrize("dims, start, grid_dims", [
+    ((13, 7, 9), (0, 0, 0), None),            # whole grid, odd sizes
+    ((5, 11, 6), (3, 2, 17), (23, 19, 31)),   # sub-extent of a grid
+    ((17, 9, 12), (0, 0, 0), (17, 9, 12)),    # resolution unrelated to any level's lattice
+    ((1, 6, 4), (2, 0, 1), (5, 6, 8)),         # a single x column
+])
+def test_separable_grid_equals_per_voxel_gather(dims, start, grid_dims):
+    # Levels 0-1 dense, 2-5 hashed (with wrap-around into 512 entries).
+    cfg = HashGridConfig(n_levels=6, n_features=2, table_size=512, base_resolution=4, finest_resolution=40)
+    assert cfg.level_is_dense() == [True, True, False, False, False, False]
+    enc = HashGridEncoding(cfg, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        enc.table.normal_()
+    nx, ny, nz = dims
+    ux, uy, uz = _grid_inputs(nx, ny, nz, start, dims=grid_dims)
+    reference = enc.encode_grid((ux[None, None, :], uy[None, :, None], uz[:, None, None]), (nz, ny, nx))
+    grid = enc.separable_grid(ux, uy, uz)
+    assert torch.allclose(grid.features(0, nz), reference, atol=2e-6)
+    # Slabs of planes give the same values as the whole grid at once.
+    slabs = [grid.features(z0, min(nz, z0 + 2)).view(12, -1, ny * nx) for z0 in range(0, nz, 2)]
+    assert torch.allclose(torch.cat(slabs, dim=1).reshape(12, -1), reference, atol=2e-6)

@@ -143,6 +143,87 @@ def _axis_terms(coord: torch.Tensor, scale: float, stride_or_prime: int, hashed:
     return (t0, t1), (1.0 - frac, frac)
 
 
+def _interpolate_along(values: torch.Tensor, dim: int, rel: torch.Tensor, w1: torch.Tensor) -> torch.Tensor:
+    """Linear interpolation of ``values`` along ``dim``: sample ``i`` lies between lattice
+    points ``rel[i]`` and ``rel[i] + 1``, a fraction ``w1[i]`` (broadcastable) of the way."""
+    if dim == values.dim() - 1:
+        # Along the innermost axis a gather through an expanded (copy-free) index is 8x
+        # faster than index_select and 3x faster than advanced indexing (1 thread, measured).
+        shape = (*values.shape[:-1], rel.shape[0])
+        lower = values.gather(dim, rel.expand(shape))
+        upper = values.gather(dim, (rel + 1).expand(shape))
+    else:
+        lower = values.index_select(dim, rel)
+        upper = values.index_select(dim, rel + 1)
+    return torch.lerp(lower, upper, w1)
+
+
+class SeparableGrid:
+    """A hash grid evaluated on the tensor-product grid ``uz x uy x ux``, level by level.
+
+    A level's features on a regular grid are trilinear interpolations of its lattice values,
+    and trilinear interpolation is separable: each level is gathered once on the lattice
+    points the output grid touches (at most ``res_l^3``, far fewer than the output voxels for
+    coarse levels), then interpolated along z, y and x in turn. The values equal
+    :meth:`HashGridEncoding.encode_grid`'s per-voxel gather to float rounding (the same
+    indices and 1-D weights; only the order of the multiply-adds differs).
+    """
+
+    def __init__(self, encoding: "HashGridEncoding", ux: torch.Tensor, uy: torch.Tensor, uz: torch.Tensor):
+        self.encoding = encoding
+        self.shape_xy = (len(uy), len(ux))
+        self.levels = []
+        for level in range(encoding.config.n_levels):
+            per_axis = []
+            for u in (ux, uy, uz):
+                pos = u * encoding._scales[level] + 0.5
+                floor = torch.floor(pos)
+                frac = pos - floor
+                per_axis.append((floor.to(torch.int64), 1.0 - frac, frac))
+            self.levels.append(per_axis)
+
+    def _lattice_terms(self, level: int, cells: torch.Tensor, axis: int):
+        """Lattice coordinates ``lo..hi+1`` spanned by ``cells``, their index terms and ``cells - lo``."""
+        enc = self.encoding
+        res, dense = enc._res[level], enc._dense[level]
+        lo = int(cells.min())
+        lattice = torch.arange(lo, int(cells.max()) + 2, dtype=torch.int64, device=cells.device)
+        if dense:
+            terms = lattice * (1, res, res * res)[axis]
+        else:
+            terms = (lattice * PRIMES[axis]) & UINT32_MASK
+        return terms, cells - lo
+
+    def features(self, z0: int, z1: int, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Feature-major encodings ``[F * L, K]`` of output planes ``z0..z1-1`` (K = planes * ny * nx)."""
+        enc = self.encoding
+        table = enc.table.detach()  # decoding only: no autograd through the in-place writes
+        n_feat, n_levels = enc.config.n_features, enc.config.n_levels
+        ny, nx = self.shape_xy
+        nz = z1 - z0
+        if out is None:
+            out = table.new_empty((n_feat * n_levels, nz * ny * nx))
+        out_levels = out.view(n_feat, n_levels, nz, ny, nx)
+        for level, ((cx, wx0, wx1), (cy, wy0, wy1), (cz, wz0, wz1)) in enumerate(self.levels):
+            cz, wz0, wz1 = cz[z0:z1], wz0[z0:z1], wz1[z0:z1]
+            tx, rx = self._lattice_terms(level, cx, 0)
+            ty, ry = self._lattice_terms(level, cy, 1)
+            tz, rz = self._lattice_terms(level, cz, 2)
+            if enc._dense[level]:
+                index = (tx[None, None, :] + ty[None, :, None]) + tz[:, None, None]
+            else:
+                index = (tx[None, None, :] ^ ty[None, :, None]) ^ tz[:, None, None]
+            index = index.remainder_(enc._sizes[level]).add_(enc._offsets[level])
+            lattice = table.index_select(1, index.reshape(-1)).view(n_feat, *index.shape)
+            # x and y first, on the lattice's few z planes; z last, into the output: along
+            # the outermost axis each output plane is one lerp of two whole lattice planes.
+            values = _interpolate_along(lattice, 3, rx, wx1)
+            values = _interpolate_along(values, 2, ry, wy1.view(-1, 1))
+            for i, (r, w) in enumerate(zip(rz.tolist(), wz1.tolist())):
+                torch.lerp(values[:, r], values[:, r + 1], w, out=out_levels[:, level, i])
+        return out
+
+
 class HashGridEncoding(torch.nn.Module):
     """Encodes points in [0, 1]^3 to ``L * F`` features (level-major, like tiny-cuda-nn)."""
 
@@ -245,6 +326,10 @@ class HashGridEncoding(torch.nn.Module):
         for n in shape:
             k *= n
         return self.features_from_corners(index.reshape(index.shape[0], 8, k), weight.reshape(weight.shape[0], 8, k))
+
+    def separable_grid(self, ux: torch.Tensor, uy: torch.Tensor, uz: torch.Tensor) -> SeparableGrid:
+        """The fast evaluator of the tensor-product grid ``uz x uy x ux`` (1-D coordinate tensors)."""
+        return SeparableGrid(self, ux, uy, uz)
 
     def encode_feature_major(self, x: torch.Tensor) -> torch.Tensor:
         """Encode points ``[N, 3]`` to ``[F * L, N]`` (the fast layout the MLP consumes)."""
