@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 import neuralvol as nv
-from neuralvol.compress import header_length
+from neuralvol.bitstream.budget import header_length
 from neuralvol.metrics import psnr
 from neuralvol.volume import cast_to_dtype
 

@@ -173,7 +173,7 @@ def test_same_seed_same_bytes_on_this_machine(headsq_crop):
     a = nv.compress(headsq_crop, ratio=20, steps=40, seed=7, record_timings=False)
     b = nv.compress(headsq_crop, ratio=20, steps=40, seed=7, record_timings=False)
     c = nv.compress(headsq_crop, ratio=20, steps=40, seed=8, record_timings=False)
-    from neuralvol.volume import to_bytes
+    from neuralvol.bitstream.schema import to_bytes
     assert to_bytes([a]) == to_bytes([b])
     assert to_bytes([a]) != to_bytes([c])
     # with timings recorded, everything but the wall-clock fields is identical

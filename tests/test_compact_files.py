@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import neuralvol as nv
-from neuralvol import compact_header, container
+from neuralvol.bitstream import compact_header, container
 from neuralvol.metrics import psnr
-from neuralvol.volume import model_entry, to_bytes
+from neuralvol.bitstream.schema import model_entry, to_bytes
 
 V2_FILE = Path(__file__).parent / "data" / "format_v2_headsq_crop.nvc"
 
@@ -117,5 +117,5 @@ def test_version_2_file_still_decodes(headsq_crop):
 
 
 def test_compact_tables_name_every_coder():
-    from neuralvol import entropy
+    from neuralvol.bitstream import entropy
     assert compact_header.CODERS[:len(entropy.CODERS)] == entropy.CODERS

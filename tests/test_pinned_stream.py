@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 import neuralvol
-from neuralvol import adaptive_coding, compact_header, compress, container, entropy
-from neuralvol.volume import to_bytes
+from neuralvol import compress
+from neuralvol.bitstream import adaptive_coding, compact_header, entropy
+from neuralvol.bitstream.schema import to_bytes
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).parent.parent

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 import neuralvol as nv
-from neuralvol import container, entropy, quantise
+from neuralvol import quantise
+from neuralvol.bitstream import budget as sizing
+from neuralvol.bitstream import container, entropy
 from neuralvol.metrics import psnr
-from neuralvol.volume import to_bytes
+from neuralvol.bitstream.schema import to_bytes
 
 V1_FILE = Path(__file__).parent / "data" / "format_v1_headsq_crop.nvc"
 
@@ -101,7 +103,7 @@ def test_adaptive_coder_wins_on_small_files_and_round_trips_segments():
     # near the source's entropy (a histogram of 100 samples would be no fair yardstick)
     assert len(coded) < 1.05 * (200 * _laplace_bits(2.0) + 100 * _laplace_bits(40.0)) / 8 + 8
     # rate control's size is never below what is written, and close to it
-    assert len(coded) <= entropy.coded_size(symbols, ([300], [200, 100])) <= len(coded) + 8
+    assert len(coded) <= sizing.coded_size(symbols, ([300], [200, 100])) <= len(coded) + 8
     # extremes and empty runs survive
     edge = np.array([0, 32767, -32767, 1, -1, 0, 0, 255, -256], dtype=np.int16)
     coded, meta = entropy.encode(edge, segmentations=([0, 9, 0],), coders=(entropy.ADAPTIVE_CODER,))
@@ -147,17 +149,17 @@ def test_rate_control_fits_the_budget_and_uses_it(quantised_crop):
     flat = quantise.flat_tensors(field)
     for budget in (800, 1500, 2500):
         groups = quantise.parameter_groups(field)
-        step = quantise.steps_for_budget(groups, flat, budget, entropy.coded_size)
-        size = entropy.coded_size(quantise.quantise(groups, flat), quantise.segmentations(groups))
+        step = sizing.steps_for_budget(groups, flat, budget)
+        size = sizing.coded_size(quantise.quantise(groups, flat), quantise.segmentations(groups))
         assert size <= budget
         # a 10 % finer step no longer fits: the budget is (nearly) used, not wasted
         quantise.assign_steps(groups, flat, step / 1.1)
-        assert entropy.coded_size(quantise.quantise(groups, flat), quantise.segmentations(groups)) > budget * 0.97
+        assert sizing.coded_size(quantise.quantise(groups, flat), quantise.segmentations(groups)) > budget * 0.97
     # with room to spare the steps stop at the finest that int16 symbols allow
     groups = quantise.parameter_groups(field)
-    step = quantise.steps_for_budget(groups, flat, 10 ** 6, entropy.coded_size)
+    step = sizing.steps_for_budget(groups, flat, 10 ** 6)
     assert step == pytest.approx(quantise.finest_table_step(groups, flat), rel=1e-4)
-    assert quantise.steps_for_budget(quantise.parameter_groups(field), flat, 5, entropy.coded_size) is None
+    assert sizing.steps_for_budget(quantise.parameter_groups(field), flat, 5) is None
 
 
 def test_psnr_target_finds_a_small_file_that_reaches_it(headsq_crop):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import struct
 
-from .errors import FormatError
+from ..errors import FormatError
 
 DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 SYMBOL_DTYPES = ("int8", "int16")
