@@ -64,7 +64,7 @@ def cmd_compress(args) -> int:
         psnr = "exact" if t.get("exact") else f"{t.get('psnr'):.2f} dB"
         print(f"{args.output}: {vol.nbytes} bytes, ratio {vol.ratio:.1f}:1, PSNR {psnr}, "
               f"{t.get('steps')} steps, {time.perf_counter() - start:.1f} s on {t.get('device')}")
-        if getattr(vol, "search", None):
+        if vol.search:
             print("searched ratios: " + ", ".join(f"{r:g}:1 -> {p:.2f} dB" for r, p in vol.search))
     t = vol.training
     if args.psnr is not None and not t.get("exact") and (t.get("psnr") or 0) < args.psnr:

@@ -241,6 +241,6 @@ def _fit_header_into_budget(vol: NeuralVolume, budget: int, strict: bool = True)
     while vol.nbytes > budget and vol.training.get("curve"):
         curve = vol.training["curve"]
         vol.training["curve"] = curve[::2] if len(curve) > 1 else []
-        vol._nbytes = None
+        vol.invalidate_size()
     if vol.nbytes > budget and strict:
         raise RuntimeError(f"internal error: file of {vol.nbytes} bytes exceeds the budget of {budget}")

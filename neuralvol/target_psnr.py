@@ -96,6 +96,6 @@ def _choose(tried, target: float) -> NeuralVolume:
     vol = chosen[2]
     vol.training["target_psnr"] = float(target)
     vol.training["target_reached"] = bool(passing)
-    vol._nbytes = None
+    vol.invalidate_size()
     vol.search = [(round(2.0 ** t[0], 2), t[1]) for t in tried]
     return vol

@@ -90,6 +90,9 @@ class NeuralVolume:
         # How the parameters are stored: float16 (None) or quantised (the header's entry,
         # see neuralvol.bitstream.schema); the network already holds the stored values.
         self.storage = storage
+        # The ratios a PSNR-target search tried, as (ratio, PSNR) pairs (None unless searched;
+        # not stored in the file).
+        self.search: list[tuple[float, float]] | None = None
         self._nbytes: int | None = None
 
     # -- metadata ---------------------------------------------------------------------
@@ -121,6 +124,10 @@ class NeuralVolume:
         if self._nbytes is None:
             self._nbytes = len(schema.to_bytes([self]))
         return self._nbytes
+
+    def invalidate_size(self) -> None:
+        """Forget the cached :attr:`nbytes`: call after changing ``training`` or ``storage``."""
+        self._nbytes = None
 
     @property
     def ratio(self) -> float:
