@@ -201,6 +201,9 @@ def cmd_report(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="neuralvol", description="Neural compression of volumetric data (.nvc files).")
+    from .compress import PRECISIONS
+    from .encodings import ENCODING_KINDS
+    from .fitting import DEVICES
     from .volume import LIBRARY_VERSION
     parser.add_argument("--version", action="version", version=f"neuralvol {LIBRARY_VERSION}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -218,15 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="target PSNR (dB): alone, the smallest file that reaches it within the time budget; "
                         "with --ratio/--bpv/--size, stop fitting early once it is reached")
     c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--precision", default="quantised", choices=["quantised", "float16"],
+    c.add_argument("--precision", default="quantised", choices=PRECISIONS,
                    help="quantised: entropy-coded integer weights sized to the budget (default); "
                         "float16: plain half floats (format version 1, readable by older neuralvol)")
     c.add_argument("--encoding", default="hashgrid",
-                   choices=["hashgrid", "frequency", "triangle_wave", "dense_grid", "identity"],
+                   choices=ENCODING_KINDS,
                    help="input encoding (default hashgrid); every kind meets the same size budget")
     c.add_argument("--grad-weight", type=float, default=0.0,
                    help="weight of the finite-difference gradient loss (default 0: off)")
-    c.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    c.add_argument("--device", default="auto", choices=DEVICES)
     c.add_argument("--array", help="point-data array to compress (VTK formats)")
     c.add_argument("--dims", type=int, nargs=3, metavar=("X", "Y", "Z"), help="dimensions of a .raw input")
     c.add_argument("--dtype", help="dtype of a .raw input (e.g. int16, float32)")
@@ -293,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--ratio", type=float, default=100.0)
     e.add_argument("--time-budget", type=float, default=20.0, help="seconds per encoding and volume")
     e.add_argument("--encodings", nargs="+", default=None,
-                   choices=["hashgrid", "frequency", "triangle_wave", "dense_grid", "identity"])
+                   choices=ENCODING_KINDS)
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("-o", "--output", default="study_out", help="folder for the PNGs (default study_out)")
     e.set_defaults(func=cmd_study_encodings)
@@ -303,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ratio", type=float, default=100.0)
     g.add_argument("--time-budget", type=float, default=20.0, help="seconds per weight and volume")
     g.add_argument("--encoding", default="hashgrid",
-                   choices=["hashgrid", "frequency", "triangle_wave", "dense_grid", "identity"])
+                   choices=ENCODING_KINDS)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("-o", "--output", default="study_out", help="folder for the PNGs (default study_out)")
     g.set_defaults(func=cmd_study_gradloss)
@@ -328,7 +331,7 @@ def _echo_err(msg):
 
 def cmd_study_encodings(args) -> int:
     import torch
-    from .architecture import ENCODING_KINDS
+    from .encodings import ENCODING_KINDS
     from .study import run_encodings_study
     torch.set_num_threads(1)
     res = run_encodings_study(args.volumes, ratio=args.ratio, time_budget=args.time_budget,

@@ -46,6 +46,10 @@ class FitProgress:
     step: int
 
 
+# What a caller may ask for: "auto" picks CUDA when torch sees a GPU ("cuda:N" is accepted too).
+DEVICES = ("auto", "cpu", "cuda")
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
     name = str(device or "auto")
     if name == "auto":

@@ -116,6 +116,14 @@ def test_version_2_file_still_decodes(headsq_crop):
     assert psnr(headsq_crop, vol.decode()) == pytest.approx(vol.training["psnr"], abs=1e-3)
 
 
-def test_compact_tables_name_every_coder():
-    from neuralvol.bitstream import entropy
-    assert compact_header.CODERS[:len(entropy.CODERS)] == entropy.CODERS
+def test_compact_wire_tables_are_append_only():
+    """The compact header stores indices into these tables: their order is the format."""
+    assert compact_header.ENCODING_NAMES[:5] == ("hashgrid", "dense_grid", "frequency", "triangle_wave", "identity")
+    assert compact_header.ENCODINGS["hashgrid"] == ("n_levels", "n_features", "table_size", "base_resolution",
+                                                    "finest_resolution")
+    assert compact_header.ENCODINGS["dense_grid"] == ("n_levels", "n_features", "base_resolution",
+                                                      "finest_resolution")
+    assert compact_header.CODERS[:2] == ("lzma1-raw-lc0-4k", "adaptive-binary-kt")
+    assert compact_header.DTYPES[:8] == ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+    assert [k for k, _ in compact_header.TRAINING_KEYS][:10] == [
+        "psnr", "steps", "seconds", "stopped", "device", "seed", "exact", "curve", "target_psnr", "target_reached"]

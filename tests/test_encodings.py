@@ -29,7 +29,8 @@ def fitted(crop):
 
 def test_registry_has_every_kind():
     assert sorted(ENCODINGS) == sorted(KINDS)
-    for kind, (cfg_cls, _mod) in ENCODINGS.items():
+    for kind, registered in ENCODINGS.items():
+        cfg_cls = registered.config
         cfg = cfg_cls()
         assert cfg.kind == kind
         assert encoding_config_from_dict(cfg.to_dict()) == cfg

@@ -14,15 +14,17 @@ from __future__ import annotations
 import re
 import struct
 
+from ..encodings import ENCODINGS as ENCODING_KINDS
+from ..encodings import WIRE_ORDER
 from ..errors import FormatError
+from .entropy import CODERS
 
 DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 SYMBOL_DTYPES = ("int8", "int16")
-CODERS = ("lzma1-raw-lc0-4k", "adaptive-binary-kt")
-ENCODINGS = {"hashgrid": ("n_levels", "n_features", "table_size", "base_resolution", "finest_resolution"),
-             "dense_grid": ("n_levels", "n_features", "base_resolution", "finest_resolution"),
-             "frequency": ("n_frequencies",), "triangle_wave": ("n_frequencies",), "identity": ()}
-ENCODING_NAMES = tuple(ENCODINGS)
+# Coders and encoding kinds are stored by their index in entropy.CODERS and by their wire
+# code (neuralvol.encodings), each followed by the kind's config fields as varints.
+ENCODINGS = {name: ENCODING_KINDS[name].fields for name in WIRE_ORDER}
+ENCODING_NAMES = WIRE_ORDER
 STOPPED = ("time_budget", "steps", "psnr", "constant", "cancelled")
 DEVICES = ("cpu", "cuda")
 # Optional model keys, in presence-mask bit order, with their kinds.

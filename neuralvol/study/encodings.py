@@ -8,7 +8,7 @@ after 10 % and 50 % of the time budget, steps and seconds per step. A PSNR-vs-ti
 """
 from __future__ import annotations
 
-from ..architecture import ENCODING_KINDS
+from ..encodings import ENCODING_KINDS
 from ._common import load, markdown_table, out_dir, pyplot
 
 
