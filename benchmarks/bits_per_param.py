@@ -39,7 +39,7 @@ def main() -> None:
                 budget.TARGET_BITS_PER_PARAM = bits
                 try:
                     vol = nv.compress(data, ratio=ratio, time_budget=args.time_budget, seed=0)
-                    cells.append(f"{vol.training['psnr']:.2f} ({vol.config.n_params}, {vol.training['steps']} st)")
+                    cells.append(f"{vol.training.psnr:.2f} ({vol.config.n_params}, {vol.training.steps} st)")
                 except nv.NeuralVolError as exc:
                     cells.append(f"— ({str(exc)[:30]})")
             print(f"| {name} | {ratio:g} | " + " | ".join(cells) + " |", flush=True)

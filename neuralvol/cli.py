@@ -61,14 +61,14 @@ def cmd_compress(args) -> int:
     vol.save(args.output)
     if not args.quiet:
         t = vol.training
-        psnr = "exact" if t.get("exact") else f"{t.get('psnr'):.2f} dB"
+        psnr = "exact" if t.exact else f"{t.psnr:.2f} dB"
         print(f"{args.output}: {vol.nbytes} bytes, ratio {vol.ratio:.1f}:1, PSNR {psnr}, "
-              f"{t.get('steps')} steps, {time.perf_counter() - start:.1f} s on {t.get('device')}")
+              f"{t.steps} steps, {time.perf_counter() - start:.1f} s on {t.device}")
         if vol.search:
             print("searched ratios: " + ", ".join(f"{r:g}:1 -> {p:.2f} dB" for r, p in vol.search))
     t = vol.training
-    if args.psnr is not None and not t.get("exact") and (t.get("psnr") or 0) < args.psnr:
-        print(f"warning: target PSNR {args.psnr} dB not reached within the budget (best {t.get('psnr'):.2f} dB); "
+    if args.psnr is not None and not t.exact and (t.psnr or 0) < args.psnr:
+        print(f"warning: target PSNR {args.psnr} dB not reached within the budget (best {t.psnr:.2f} dB); "
               f"kept the best file found", file=sys.stderr)
     return 0
 
@@ -134,7 +134,7 @@ def info_dict(path: str) -> dict:
     coded = {e["name"]: e for e in header.get("sections", [])}
     for i, vol in enumerate(volumes):
         cfg = vol.config
-        storage = dict(vol.storage or {"precision": "float16"})
+        storage = vol.storage.to_dict() if vol.storage is not None else {"precision": "float16"}
         section_bytes = sum(e["nbytes"] for name, e in coded.items() if name.split("/")[0] == str(i))
         storage["bits_per_parameter"] = round(8 * section_bytes / max(1, cfg.n_params), 3)
         models.append({
@@ -143,7 +143,7 @@ def info_dict(path: str) -> dict:
             "dtype": vol.dtype.name, "value_range": list(vol.value_range),
             "model": {**cfg.to_dict(), "parameters": cfg.n_params}, "storage": storage,
             "native_bytes": vol.info.native_bytes,
-            "training": {k: v for k, v in vol.training.items() if k != "curve"},
+            "training": {k: v for k, v in vol.training.to_dict().items() if k != "curve"},
         })
     native = sum(m["native_bytes"] for m in models)
     return {"file": path, "bytes": size, "ratio": native / size, "bpv": 8 * size / max(1, sum(

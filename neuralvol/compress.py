@@ -1,6 +1,7 @@
 """Compressing an array: validate, pick the network for the byte budget, fit, measure."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Callable, Sequence
 
@@ -9,6 +10,7 @@ import torch
 
 from .bitstream import budget as sizing
 from .bitstream.budget import BudgetQuantiser, byte_budget, header_bytes, plan_architecture, quantise_for_good
+from .bitstream.records import TrainingSummary, worst_case_training
 from .bitstream.schema import VALUE_DTYPES
 from .errors import InputError
 from .fitting import FitProgress, fit, resolve_device
@@ -61,13 +63,12 @@ def _vec3(value, what: str, positive: bool) -> tuple[float, float, float]:
     return v
 
 
-def _round_training(summary: dict, record_timings: bool) -> dict:
+def _round_training(summary: TrainingSummary, record_timings: bool) -> TrainingSummary:
     def r(v, nd):
         return None if v is None or not math.isfinite(v) else round(float(v), nd)
-    out = dict(summary)
-    out["seconds"] = r(out.get("seconds"), 3) if record_timings else None
-    out["curve"] = [[r(t, 2) if record_timings else None, int(s), r(p, 2)] for t, s, p in out.get("curve", [])]
-    return out
+    return dataclasses.replace(summary, seconds=r(summary.seconds, 3) if record_timings else None,
+                               curve=[[r(t, 2) if record_timings else None, int(s), r(p, 2)]
+                                      for t, s, p in summary.curve])
 
 
 def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence[float] = (0.0, 0.0, 0.0),
@@ -121,7 +122,7 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
                                  record_timings=record_timings, encoding=encoding, grad_weight=grad_weight,
                                  precision=precision)
     budget = byte_budget(data.nbytes, data.size, ratio, bpv, size)
-    worst = sizing.worst_case_training(torch_device, record_timings, seed)
+    worst = worst_case_training(torch_device, record_timings, seed)
     meta_init = None
     if init is not None:
         from .meta import load_init
@@ -140,7 +141,7 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
     if preset is not None:
         # quantised parameters can be coded down to ~1 bit each; float16 ones take 2 bytes
         per_param = sizing.STORED_BYTES_PER_PARAM if precision == "float16" else 1 / 8
-        needed = header_bytes(info, config, dict(worst, curve=[]), precision) + int(config.n_params * per_param)
+        needed = header_bytes(info, config, dataclasses.replace(worst, curve=[]), precision) + int(config.n_params * per_param)
         if explicit_budget and needed > budget:
             raise InputError(f"preset {preset!r} needs about {needed} bytes, more than the requested {budget}; "
                              f"use a smaller preset or a lower ratio")
@@ -150,14 +151,14 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
             config = plan_architecture(info, budget, worst, encoding, precision)
         except InputError:
             # Tight budget: plan without the fitting curve (it is dropped from the file later).
-            config = plan_architecture(info, budget, dict(worst, curve=[]), encoding, precision)
+            config = plan_architecture(info, budget, dataclasses.replace(worst, curve=[]), encoding, precision)
     quantised = precision == "quantised"
     quantiser = None
     if quantised:
-        timed = sizing.worst_case_training(torch_device, record_timings=True, seed=seed)  # same budget either way
+        timed = worst_case_training(torch_device, record_timings=True, seed=seed)  # same budget either way
         # The final header is no longer (it has the same fields, the real step count), so
         # the steps QAT trains on can be kept when quantising for good.
-        reserve = header_bytes(info, config, dict(timed, curve=[]), precision) + sizing.QAT_HEADER_SLACK
+        reserve = header_bytes(info, config, dataclasses.replace(timed, curve=[]), precision) + sizing.QAT_HEADER_SLACK
         quantiser = BudgetQuantiser(max(1, budget - reserve))
     network = meta_init.network(seed) if meta_init is not None else NeuralField(config, seed=seed)
     torch.manual_seed(int(seed))
@@ -169,18 +170,18 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
                       grad_weight=float(grad_weight), quantiser=quantiser,
                       qat_fraction=QAT_FRACTION if quantised else 0.0)
     else:  # constant volume: the normalisation alone reproduces it exactly
-        summary = {"steps": 0, "seconds": 0.0, "stopped": "constant", "curve": []}
+        summary = TrainingSummary(steps=0, seconds=0.0, stopped="constant", curve=[])
         with torch.no_grad():  # the network is unused: zeros cost (almost) nothing to store
             for p in network.parameters():
                 p.zero_()
     network.to("cpu")
-    summary.update(device=str(torch_device), seed=int(seed))
+    summary.device, summary.seed = str(torch_device), int(seed)
     if quantised:
         return _finish_quantised(network, info, data, summary, budget, record_timings, torch_device, quantiser)
     with torch.no_grad():
         for p in network.parameters():
             p.copy_(p.to(torch.float16).to(torch.float32))
-    vol = NeuralVolume(network, info, {})
+    vol = NeuralVolume(network, info)
     _record_psnr(vol, data, summary, record_timings, torch_device)
     _fit_header_into_budget(vol, budget)
     return vol
@@ -201,28 +202,28 @@ def _compress_to_psnr(data: np.ndarray, target: float, time_budget, steps, progr
     return smallest_file_for_psnr(fit_at, target, TRIALS)
 
 
-def _record_psnr(vol: NeuralVolume, data: np.ndarray, summary: dict, record_timings: bool, device) -> None:
+def _record_psnr(vol: NeuralVolume, data: np.ndarray, summary: TrainingSummary, record_timings: bool, device) -> None:
     reached = psnr_of(vol, data, device)
-    summary.update(psnr=None if math.isinf(reached) else round(reached, 4), exact=math.isinf(reached))
+    summary.psnr, summary.exact = None if math.isinf(reached) else round(reached, 4), math.isinf(reached)
     vol.training = _round_training(summary, record_timings)
 
 
-def _finish_quantised(network: NeuralField, info: VolumeInfo, data: np.ndarray, summary: dict, budget: int,
+def _finish_quantised(network: NeuralField, info: VolumeInfo, data: np.ndarray, summary: TrainingSummary, budget: int,
                       record_timings: bool, device, trained: BudgetQuantiser | None = None) -> NeuralVolume:
     """Quantise for good with the finest steps whose whole file fits ``budget``; PSNR after that."""
     if budget < sizing.CURVE_MIN_BUDGET:
-        summary = dict(summary, curve=[])
+        summary = dataclasses.replace(summary, curve=[])
     floats = {k: v.clone() for k, v in network.named_tensors().items()}
     # The reserve comes from a worst-case summary *with* timings, whatever is recorded, so
     # that the parameters get the same bytes (and decode the same) with and without them.
-    worst = sizing.worst_case_training(device, record_timings=True, seed=summary["seed"], steps=summary["steps"])
-    if not summary.get("curve"):
-        worst["curve"] = []
+    worst = worst_case_training(device, record_timings=True, seed=summary.seed, steps=summary.steps)
+    if not summary.curve:
+        worst.curve = []
     reserve = header_bytes(info, network.config, worst, "quantised")
     for _ in range(4):
         network.load_tensors(floats)
         groups, table_step = quantise_for_good(network, max(1, budget - reserve), trained)
-        vol = NeuralVolume(network, info, {}, storage=storage_entry(groups, table_step))
+        vol = NeuralVolume(network, info, storage=storage_entry(groups, table_step))
         _record_psnr(vol, data, summary, record_timings, device)
         _fit_header_into_budget(vol, budget, strict=False)
         if vol.nbytes <= budget:
@@ -238,9 +239,9 @@ def psnr_of(vol: NeuralVolume, original: np.ndarray, device: torch.device | str 
 
 def _fit_header_into_budget(vol: NeuralVolume, budget: int, strict: bool = True) -> None:
     """Thin the fitting curve if the real header came out longer than reserved."""
-    while vol.nbytes > budget and vol.training.get("curve"):
-        curve = vol.training["curve"]
-        vol.training["curve"] = curve[::2] if len(curve) > 1 else []
+    while vol.nbytes > budget and vol.training.curve:
+        curve = vol.training.curve
+        vol.training.curve = curve[::2] if len(curve) > 1 else []
         vol.invalidate_size()
     if vol.nbytes > budget and strict:
         raise RuntimeError(f"internal error: file of {vol.nbytes} bytes exceeds the budget of {budget}")

@@ -16,6 +16,7 @@ from typing import Callable, ContextManager
 import numpy as np
 import torch
 
+from .bitstream.records import TrainingSummary
 from .errors import FitCancelled
 from .evaluate import evaluate_grid, unit_axis
 from .metrics import psnr_from_normalised_mse
@@ -211,7 +212,7 @@ def _fit(field: NeuralField, target: np.ndarray, *, steps: int | None, time_budg
     if progress is not None:
         if progress(FitProgress(1.0, psnr_from_normalised_mse(ema_mse or 0.0), seconds, step)) is False:
             raise FitCancelled("fitting cancelled by the progress callback; nothing was written")
-    return {"steps": step, "seconds": seconds, "stopped": stopped, "curve": curve}
+    return TrainingSummary(steps=step, seconds=seconds, stopped=stopped, curve=curve)
 
 
 def _gradient_loss(field: NeuralField, target_t: torch.Tensor, axes, dims, grad_axes, batch: int,

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .bitstream.records import StorageEntry
 from .model import NeuralField
 
 MLP_BITS = 8
@@ -111,19 +112,15 @@ def segmentations(groups: list[Group]) -> list[list[int]]:
     return [[n for n in by_kind if n], [g.size for g in groups if g.size]]
 
 
-def storage_entry(groups: list[Group], table_step: float) -> dict:
+def storage_entry(groups: list[Group], table_step: float) -> StorageEntry:
     """What the header records so a reader rebuilds every group's step."""
-    return {"precision": "quantised", "allocation": "sqrt_size", "table_step": float(table_step),
-            "mlp_steps": [float(g.step) for g in groups if g.kind == "mlp"]}
+    return StorageEntry(table_step=float(table_step), mlp_steps=[float(g.step) for g in groups if g.kind == "mlp"])
 
 
-def groups_from_storage(field: NeuralField, storage: dict) -> list[Group]:
+def groups_from_storage(field: NeuralField, storage: StorageEntry) -> list[Group]:
     """The groups of ``field`` with the steps a header's ``storage`` entry records."""
     groups = parameter_groups(field)
-    table_step = float(storage["table_step"])
-    mlp_steps = [float(v) for v in storage["mlp_steps"]]
-    if storage.get("allocation") != "sqrt_size":
-        raise ValueError(f"unknown step allocation {storage.get('allocation')!r}")
+    table_step, mlp_steps = storage.table_step, storage.mlp_steps
     mlp_groups = [g for g in groups if g.kind == "mlp"]
     if len(mlp_steps) != len(mlp_groups):
         raise ValueError(f"{len(mlp_steps)} MLP steps for {len(mlp_groups)} MLP layers")

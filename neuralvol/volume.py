@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .bitstream import atomic_io, container, schema
+from .bitstream.records import StorageEntry, TrainingSummary
 from .errors import InputError
 from .evaluate import evaluate_grid, evaluate_points, unit_axis
 from .model import ModelConfig, NeuralField
@@ -82,13 +83,13 @@ class NeuralVolume:
     """One fitted network and the metadata to decode it. Get one from
     :func:`neuralvol.compress` or :func:`neuralvol.open`."""
 
-    def __init__(self, network: NeuralField, info: VolumeInfo, training: dict | None = None,
-                 storage: dict | None = None):
+    def __init__(self, network: NeuralField, info: VolumeInfo, training: TrainingSummary | None = None,
+                 storage: StorageEntry | None = None):
         self.network = network.eval()
         self.info = info
-        self.training = dict(training or {})
+        self.training = training if training is not None else TrainingSummary()
         # How the parameters are stored: float16 (None) or quantised (the header's entry,
-        # see neuralvol.bitstream.schema); the network already holds the stored values.
+        # see neuralvol.bitstream.records); the network already holds the stored values.
         self.storage = storage
         # The ratios a PSNR-target search tried, as (ratio, PSNR) pairs (None unless searched;
         # not stored in the file).
@@ -156,7 +157,7 @@ class NeuralVolume:
 
     def __repr__(self) -> str:
         return (f"<NeuralVolume {self.array_name!r} dims={self.dims} dtype={self.dtype} "
-                f"{self.nbytes} bytes ratio={self.ratio:.1f} psnr={self.training.get('psnr')}>")
+                f"{self.nbytes} bytes ratio={self.ratio:.1f} psnr={self.training.psnr}>")
 
     # -- decoding ---------------------------------------------------------------------
     def decode(self, dims: Sequence[int] | None = None, region: Sequence[int] | None = None,

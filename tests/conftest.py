@@ -65,3 +65,9 @@ def plain_vtk_output_window(request):
         yield
     finally:
         vtkOutputWindow.SetInstance(previous)
+
+
+@pytest.fixture(scope="session")
+def quantised_crop(headsq_crop):
+    """A quantised 40:1 fit of the crop (storage, container and rate-control tests share it)."""
+    return nv.compress(headsq_crop, ratio=40, steps=300, seed=2)

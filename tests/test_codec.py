@@ -12,7 +12,7 @@ def test_ct_head_round_trip_quality_and_size(headsq):
     vol = nv.compress(headsq, spacing=(3.2, 3.2, 1.5), ratio=50, steps=300, seed=0)
     decoded = vol.decode()
     assert decoded.dtype == np.int16 and decoded.shape == headsq.shape
-    assert psnr(headsq, decoded) == pytest.approx(vol.training["psnr"], abs=1e-3)
+    assert psnr(headsq, decoded) == pytest.approx(vol.training.psnr, abs=1e-3)
     assert psnr(headsq, decoded) > 27.0
     assert vol.nbytes <= headsq.nbytes / 50
 
@@ -141,7 +141,7 @@ def test_bad_spacing_is_rejected(headsq_crop):
 def test_constant_volume_is_exact(tmp_path):
     array = np.full((16, 17, 18), 17, dtype=np.uint16)
     vol = nv.compress(array, ratio=2, steps=50)
-    assert vol.training["exact"] and vol.training["psnr"] is None and vol.training["steps"] == 0
+    assert vol.training.exact and vol.training.psnr is None and vol.training.steps == 0
     vol.save(tmp_path / "c.nvc")
     again = nv.open(tmp_path / "c.nvc")
     assert np.array_equal(again.decode(), array)
@@ -192,15 +192,15 @@ def test_progress_callback_reports_and_can_cancel(headsq_crop):
 
 def test_psnr_target_stops_early(headsq_crop):
     vol = nv.compress(headsq_crop, ratio=10, steps=3000, psnr=22.0, seed=0)
-    assert vol.training["stopped"] == "psnr"
-    assert vol.training["steps"] < 3000
-    assert vol.training["psnr"] >= 22.0 - 0.2  # measured after rounding to the stored dtype
+    assert vol.training.stopped == "psnr"
+    assert vol.training.steps < 3000
+    assert vol.training.psnr >= 22.0 - 0.2  # measured after rounding to the stored dtype
 
 
 def test_time_budget_bounds_fitting(headsq_crop):
     vol = nv.compress(headsq_crop, ratio=10, time_budget=1.0)
-    assert vol.training["stopped"] == "time_budget"
-    assert vol.training["seconds"] < 3.0
+    assert vol.training.stopped == "time_budget"
+    assert vol.training.seconds < 3.0
 
 
 def test_cuda_path_matches_cpu(headsq_crop):
@@ -208,7 +208,7 @@ def test_cuda_path_matches_cpu(headsq_crop):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU visible to torch")
     vol = nv.compress(headsq_crop, ratio=10, steps=100, device="cuda")
-    assert vol.training["device"].startswith("cuda")
+    assert vol.training.device.startswith("cuda")
     np.testing.assert_allclose(vol.decode(device="cuda", dtype=np.float32), vol.decode(dtype=np.float32), atol=1e-2)
 
 

@@ -29,7 +29,7 @@ def test_800_to_1_fits_and_beats_the_constant_volume(tiny, head_mr, tmp_path):
     decoded = back.decode()
     constant = psnr(head_mr, np.full(head_mr.shape, head_mr.mean()))
     assert psnr(head_mr, decoded) > constant + 2.0
-    assert psnr(head_mr, decoded) == pytest.approx(back.training["psnr"], abs=1e-3)
+    assert psnr(head_mr, decoded) == pytest.approx(back.training.psnr, abs=1e-3)
     # opening and saving again gives the same bytes
     back.save(tmp_path / "again.nvc")
     assert (tmp_path / "again.nvc").read_bytes() == data
@@ -40,7 +40,7 @@ def test_a_100_byte_budget_gets_a_linear_grid_that_beats_the_constant(head_mr):
     assert vol.nbytes <= 100
     assert vol.config.mlp_hidden_layers == 0 and vol.config.encoding.n_levels == 1
     constant = psnr(head_mr, np.full(head_mr.shape, head_mr.mean()))
-    assert vol.training["psnr"] > constant + 0.5
+    assert vol.training.psnr > constant + 0.5
     with pytest.raises(nv.InputError, match="smaller than the file header"):
         nv.compress(head_mr, size=40, steps=1)
 
@@ -66,13 +66,13 @@ def test_compact_header_says_exactly_what_version_2_says(crop_volume, tmp_path):
 
 
 def test_what_the_compact_header_cannot_say_is_written_as_version_2(tiny, crop_volume, tmp_path):
-    tiny.training["note"] = "hand-edited"  # an unknown key: kept, in a version-2 file
+    tiny.training.extra["note"] = "hand-edited"  # an unknown key: kept, in a version-2 file
     try:
         tiny.save(tmp_path / "n.nvc")
     finally:
-        del tiny.training["note"]
+        del tiny.training.extra["note"]
     assert nv.read_header(tmp_path / "n.nvc")["version"] == 2
-    assert nv.open(tmp_path / "n.nvc").training["note"] == "hand-edited"
+    assert nv.open(tmp_path / "n.nvc").training.extra["note"] == "hand-edited"
     nv.save_models(tmp_path / "two.nvc", [tiny, crop_volume])  # several models
     assert nv.read_header(tmp_path / "two.nvc")["version"] == 2
     np.testing.assert_array_equal(nv.open(tmp_path / "two.nvc", model=1).decode(), crop_volume.decode())
@@ -112,8 +112,8 @@ def test_version_2_file_still_decodes(headsq_crop):
     header = nv.read_header(V2_FILE)
     assert header["version"] == 2 and V2_FILE.read_bytes()[8] == 2
     vol = nv.open(V2_FILE)
-    assert vol.array_name == "density" and vol.spacing == (3.2, 3.2, 1.5) and vol.storage["precision"] == "quantised"
-    assert psnr(headsq_crop, vol.decode()) == pytest.approx(vol.training["psnr"], abs=1e-3)
+    assert vol.array_name == "density" and vol.spacing == (3.2, 3.2, 1.5) and vol.storage.precision == "quantised"
+    assert psnr(headsq_crop, vol.decode()) == pytest.approx(vol.training.psnr, abs=1e-3)
 
 
 def test_compact_wire_tables_are_append_only():

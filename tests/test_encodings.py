@@ -50,7 +50,7 @@ def test_round_trip_budget_and_quality(kind, fitted, crop, tmp_path):
     before = vol.decode()
     after = nv.open(path).decode()
     np.testing.assert_array_equal(before, after)
-    assert vol.training["psnr"] > 14.0, (kind, vol.training["psnr"])
+    assert vol.training.psnr > 14.0, (kind, vol.training.psnr)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -28,6 +28,7 @@ from ..model import ModelConfig, NeuralField
 from ..quantise import (Group, dequantise, flat_tensors, parameter_groups, quantised_weights, segmentations,
                         step_tensors)
 from . import container, entropy, schema
+from .records import StorageEntry, TrainingSummary
 
 DEFAULT_RATIO = 100.0
 STORED_BYTES_PER_PARAM = 2  # float16
@@ -77,22 +78,8 @@ def byte_budget(native_bytes: int, n_voxels: int, ratio=None, bpv=None, size=Non
     return budget
 
 
-def worst_case_training(device: torch.device, record_timings: bool, seed: int = 2 ** 31,
-                         steps: int = 2 ** 21 - 1) -> dict:
-    """A training summary as long as any real one up to 99.9999 dB and 2M steps (sizes the
-    header reserve; a longer real header is caught when the file is finished); ``seed``
-    and ``steps`` may be given when they are known."""
-    curve = [[12345.67, 1234567, 123.45]] * 9
-    return {"psnr": 99.9999, "steps": int(steps), "seconds": 123456.789 if record_timings else None,
-            "stopped": "time_budget", "device": str(device), "seed": int(seed), "curve": curve, "exact": False}
-
-
-def worst_case_storage(config: ModelConfig, precision: str) -> dict | None:
-    if precision == "float16":
-        return None
-    n_mlp = len(config.mlp_shapes())
-    return {"precision": "quantised", "allocation": "sqrt_size", "table_step": 1.23457e-05,
-            "mlp_steps": [1.23457e-05] * n_mlp}
+def worst_case_storage(config: ModelConfig, precision: str) -> StorageEntry | None:
+    return None if precision == "float16" else StorageEntry.worst_case(len(config.mlp_shapes()))
 
 
 def header_margin(budget: int) -> int:
@@ -104,7 +91,8 @@ def header_length(vol: "volume.NeuralVolume") -> int:
     return container.header_size(schema.to_bytes([vol]))
 
 
-def header_bytes(info: "volume.VolumeInfo", config: ModelConfig, training: dict, precision: str = "float16") -> int:
+def header_bytes(info: "volume.VolumeInfo", config: ModelConfig, training: TrainingSummary,
+                 precision: str = "float16") -> int:
     # all-zero parameters: the coded section's metadata comes out as rate control assumes
     # (coded_size), whatever the weights
     network = NeuralField(config)
@@ -123,7 +111,7 @@ def smallest_network(encoding: str, dims) -> ModelConfig:
     return choose_architecture_for(encoding, dims, 100_000)
 
 
-def plan_architecture(info: "volume.VolumeInfo", budget: int, training: dict, encoding: str = "hashgrid",
+def plan_architecture(info: "volume.VolumeInfo", budget: int, training: TrainingSummary, encoding: str = "hashgrid",
                       precision: str = "float16") -> ModelConfig:
     """The largest network of ``encoding`` kind whose whole file fits ``budget`` bytes.
 

@@ -19,6 +19,7 @@ from .. import volume as _volume  # NeuralVolume is built here and sized by to_b
 from ..errors import FormatError
 from ..model import ModelConfig, NeuralField
 from . import container
+from .records import StorageEntry, TrainingSummary
 
 if TYPE_CHECKING:
     from ..volume import NeuralVolume
@@ -48,8 +49,8 @@ def model_entry(vol: NeuralVolume) -> dict:
     if info.extent is not None:
         entry["extent"] = list(info.extent)
     entry.update(vol.config.to_dict())
-    entry["storage"] = vol.storage or {"precision": STORAGE_PRECISION}
-    entry["training"] = vol.training
+    entry["storage"] = vol.storage.to_dict() if vol.storage is not None else {"precision": STORAGE_PRECISION}
+    entry["training"] = vol.training.to_dict()
     if vol.storage is not None:
         # Version-2 files leave out what a reader can infer (bytes count on small files):
         # the normalisation (it follows from value_range) and default spacing, origin, name.
@@ -135,10 +136,14 @@ def volumes_from_bytes(data: bytes, source: str = "file") -> list[NeuralVolume]:
             raise FormatError(f"{source}: model {i} has an invalid network description ({exc})") from None
         network = NeuralField(config)
         storage = entry.get("storage") if isinstance(entry.get("storage"), dict) else {}
-        training = entry.get("training") if isinstance(entry.get("training"), dict) else {}
+        training = TrainingSummary.from_dict(entry["training"] if isinstance(entry.get("training"), dict) else {})
         if storage.get("precision") == "quantised":
-            network.load_tensors(_quantised_tensors(network, storage, arrays, f"{i}/symbols", source))
-            volumes.append(_volume.NeuralVolume(network, info, training, storage=storage))
+            try:
+                stored = StorageEntry.from_dict(storage)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise FormatError(f"{source}: invalid quantisation entry for '{i}/symbols' ({exc})") from None
+            network.load_tensors(_quantised_tensors(network, stored, arrays, f"{i}/symbols", source))
+            volumes.append(_volume.NeuralVolume(network, info, training, storage=stored))
             continue
         if storage.get("precision", STORAGE_PRECISION) != STORAGE_PRECISION:
             raise FormatError(f"{source}: model {i} has unknown storage precision {storage.get('precision')!r}")
@@ -157,7 +162,7 @@ def volumes_from_bytes(data: bytes, source: str = "file") -> list[NeuralVolume]:
     return volumes
 
 
-def _quantised_tensors(network: NeuralField, storage: dict, arrays: dict, key: str, source: str) -> dict:
+def _quantised_tensors(network: NeuralField, storage: StorageEntry, arrays: dict, key: str, source: str) -> dict:
     try:
         groups = quantise.groups_from_storage(network, storage)
     except (KeyError, TypeError, ValueError) as exc:
