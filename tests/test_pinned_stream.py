@@ -37,25 +37,25 @@ GOLDENS = {
     "format_v3_linear_tiny.nvc": ("6e37f1eb83792de89db5d1957b285954ce1776fdba0507ea81302764c9cb7f17", (8, 16, 16),
                                   "8c7e74254f445cbd77c3a91bee177fdbd70f18bae395947fec31f67a3f306e94"),
 }
+
+
+def _v3_model(dims, value_range, grid, width, layers, table_step, mlp_steps, psnr, steps, seed):
+    """A pinned one-model header entry: a hash grid ``grid`` = (L, F, T, N0, Nmax), quantised, timed off."""
+    return {"dtype": "int16", "dims": dims, "value_range": value_range,
+            "encoding": dict(zip(("type", "n_levels", "n_features", "table_size", "base_resolution",
+                                  "finest_resolution"), ("hashgrid", *grid))),
+            "network": {"type": "relu_mlp", "width": width, "hidden_layers": layers, "output_bias": True},
+            "storage": {"precision": "quantised", "allocation": "sqrt_size", "table_step": table_step,
+                        "mlp_steps": mlp_steps},
+            "training": {"psnr": psnr, "steps": steps, "seconds": None, "stopped": "steps", "device": "cpu",
+                         "seed": seed, "exact": False, "curve": []}}
+
+
 V3_MODELS = {
-    "format_v3_headsq_crop.nvc": {
-        "dtype": "int16", "dims": [32, 32, 16], "value_range": [91.0, 2552.0],
-        "encoding": {"type": "hashgrid", "n_levels": 6, "n_features": 2, "table_size": 40, "base_resolution": 4,
-                     "finest_resolution": 18},
-        "network": {"type": "relu_mlp", "width": 8, "hidden_layers": 2, "output_bias": True},
-        "storage": {"precision": "quantised", "allocation": "sqrt_size", "table_step": 0.00179051,
-                    "mlp_steps": [0.00586565, 0.00799346, 0.00574347]},
-        "training": {"psnr": 16.4135, "steps": 60, "seconds": None, "stopped": "steps", "device": "cpu", "seed": 3,
-                     "exact": False, "curve": []}},
-    "format_v3_linear_tiny.nvc": {
-        "dtype": "int16", "dims": [16, 16, 8], "value_range": [111.0, 2209.0],
-        "encoding": {"type": "hashgrid", "n_levels": 1, "n_features": 1, "table_size": 32, "base_resolution": 3,
-                     "finest_resolution": 3},
-        "network": {"type": "relu_mlp", "width": 1, "hidden_layers": 0, "output_bias": True},
-        "storage": {"precision": "quantised", "allocation": "sqrt_size", "table_step": 0.00477878,
-                    "mlp_steps": [0.0186146]},
-        "training": {"psnr": 16.2153, "steps": 40, "seconds": None, "stopped": "steps", "device": "cpu", "seed": 5,
-                     "exact": False, "curve": []}},
+    "format_v3_headsq_crop.nvc": _v3_model([32, 32, 16], [91.0, 2552.0], (6, 2, 40, 4, 18), 8, 2, 0.00179051,
+                                           [0.00586565, 0.00799346, 0.00574347], 16.4135, 60, 3),
+    "format_v3_linear_tiny.nvc": _v3_model([16, 16, 8], [111.0, 2209.0], (1, 1, 32, 3, 3), 1, 0, 0.00477878,
+                                           [0.0186146], 16.2153, 40, 5),
 }
 V3_SECTIONS = {
     "format_v3_headsq_crop.nvc": {"name": "0/symbols", "dtype": "int8", "shape": [649],

@@ -3,7 +3,7 @@
 One home for the sizing of an `.nvc` file:
 
 * :func:`byte_budget` turns a ratio, bits per voxel or size into bytes;
-* header planning: a worst-case training summary and storage entry (:func:`worst_case_training`,
+* header planning: a worst-case training summary and storage entry (:func:`.records.worst_case_training`,
   :func:`worst_case_storage`) size the header before fitting (:func:`header_bytes`), with a
   margin (:func:`header_margin`), and :func:`plan_architecture` picks the largest network
   whose file fits. It lives here, not in compress, because it is a loop over header sizes;

@@ -1,7 +1,7 @@
 """The `.nvc` container: magic, version, a JSON header, then CRC-checked binary sections.
 
 Version 3 is the compact form of a one-model file: magic, version, the binary header of
-:mod:`neuralvol.compact_header`, the coded symbols, and one CRC32 over all of it.
+:mod:`neuralvol.bitstream.compact_header`, the coded symbols, and one CRC32 over all of it.
 
 The byte layout is documented in ``docs/FORMAT.md``. Reading never executes anything from
 the file: the header is JSON (or fixed binary fields), sections are raw little-endian
@@ -59,7 +59,7 @@ SECTION_DTYPES = {"float16": "<f2", "float32": "<f4", "uint8": "u1", "int8": "i1
 class Section:
     name: str
     array: np.ndarray
-    coded: bool = False  # entropy-code the (int8/int16 symbol) array, see neuralvol.entropy
+    coded: bool = False  # entropy-code the (int8/int16 symbol) array, see neuralvol.bitstream.entropy
     segmentations: tuple = ()  # runs of like statistics the coder may use (see entropy.encode)
 
 

@@ -1,6 +1,6 @@
 """Lossless coding of quantised symbols: the smaller of two coders, named in the metadata.
 
-* ``adaptive-binary-kt`` (:mod:`neuralvol.adaptive_coding`): context-adaptive binary
+* ``adaptive-binary-kt`` (:mod:`neuralvol.bitstream.adaptive_coding`): context-adaptive binary
   arithmetic coding, within ~1 % of the order-0 entropy from the first symbols on, so it
   wins on small files; run in Python, so only files of up to 65536 symbols use it. The
   symbols are split into segments (the writer tries one per stored tensor kind and one per
