@@ -9,13 +9,13 @@ coarser weights. Prints one row per (volume, ratio) and one PSNR column per bits
 from __future__ import annotations
 
 import argparse
-import importlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
 import neuralvol as nv
+from neuralvol.bitstream import budget
 
 VOLUMES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "volumes"
 
@@ -29,8 +29,6 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    # neuralvol.compress is also the function's name: fetch the module itself
-    compress_module = importlib.import_module("neuralvol.compress")
     print("| volume | ratio | " + " | ".join(f"{b:g} bits: PSNR (params)" for b in args.bits) + " |")
     print("|---|---|" + "---|" * len(args.bits))
     for name in args.volumes:
@@ -38,10 +36,10 @@ def main() -> None:
         for ratio in args.ratios:
             cells = []
             for bits in args.bits:
-                compress_module.TARGET_BITS_PER_PARAM = bits
+                budget.TARGET_BITS_PER_PARAM = bits
                 try:
                     vol = nv.compress(data, ratio=ratio, time_budget=args.time_budget, seed=0)
-                    cells.append(f"{vol.training['psnr']:.2f} ({vol.config.n_params}, {vol.training['steps']} st)")
+                    cells.append(f"{vol.training.psnr:.2f} ({vol.config.n_params}, {vol.training.steps} st)")
                 except nv.NeuralVolError as exc:
                     cells.append(f"— ({str(exc)[:30]})")
             print(f"| {name} | {ratio:g} | " + " | ".join(cells) + " |", flush=True)

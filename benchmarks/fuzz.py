@@ -32,8 +32,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import neuralvol as nv  # noqa: E402
-from neuralvol import compact_header, container  # noqa: E402
-from neuralvol.volume import volumes_from_bytes  # noqa: E402
+from neuralvol.bitstream import compact_header, container  # noqa: E402
+from neuralvol.bitstream.schema import volumes_from_bytes  # noqa: E402
 
 V1_FILE = REPO / "tests" / "data" / "format_v1_headsq_crop.nvc"
 V2_FILE = REPO / "tests" / "data" / "format_v2_headsq_crop.nvc"

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 import neuralvol as nv
-from neuralvol.compress import header_length
+from neuralvol.bitstream.budget import header_length
 from neuralvol.metrics import psnr
 from neuralvol.volume import cast_to_dtype
 
@@ -171,7 +171,7 @@ def run_neuralvol(original: np.ndarray, ratio: float, time_budget: float, spacin
     start = time.perf_counter()
     decoded = vol.decode()
     decode_s = time.perf_counter() - start
-    return {"psnr": psnr(original, decoded), "bytes": vol.nbytes, "seconds": fit_s, "steps": vol.training["steps"],
+    return {"psnr": psnr(original, decoded), "bytes": vol.nbytes, "seconds": fit_s, "steps": vol.training.steps,
             "decode_s": decode_s, "voxels_per_s": original.size / decode_s,
             "bits_per_param": 8 * (vol.nbytes - header_length(vol)) / vol.config.n_params}
 

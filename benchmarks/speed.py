@@ -52,7 +52,7 @@ def main() -> None:
         t0 = time.perf_counter()
         vol = nv.compress(data, ratio=args.ratio, steps=args.steps, device=args.device, seed=0)
         fit_s = time.perf_counter() - t0
-        steps = vol.training["steps"]
+        steps = vol.training.steps
         vol.decode(device=args.device, dtype=np.float32)  # warm-up
         sync(args.device)
         t0 = time.perf_counter()

@@ -65,7 +65,7 @@ def _save_figure(original, decoded, path, vol) -> None:
             ax.set_yticks([])
             if col != 1:
                 fig.colorbar(im, ax=ax, shrink=0.8)
-    fig.suptitle(f"headsq_quarter, {vol.ratio:.0f}:1 ({vol.nbytes} bytes), PSNR {vol.training['psnr']:.2f} dB")
+    fig.suptitle(f"headsq_quarter, {vol.ratio:.0f}:1 ({vol.nbytes} bytes), PSNR {vol.training.psnr:.2f} dB")
     fig.savefig(path, dpi=80)
     plt.close(fig)
 

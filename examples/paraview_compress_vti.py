@@ -25,4 +25,4 @@ SaveData(out, proxy=src, ArrayName=array, TargetRatio=ratio, TimeBudget=seconds)
 import neuralvol as nv  # noqa: E402  (the core, from PV_VENV)
 vol = nv.open(out)
 print(f"{out}: {vol.array_name} {vol.dims} ratio {vol.ratio:.1f}, "
-      f"PSNR {vol.training.get('psnr', float('nan')):.2f} dB")
+      f"PSNR {vol.training.psnr if vol.training.psnr is not None else float('nan'):.2f} dB")

@@ -12,7 +12,8 @@ necessarily a power of two) is then the largest that keeps the parameter count i
 """
 from __future__ import annotations
 
-from .encodings import DenseGridConfig, FrequencyConfig, HashGridConfig, IdentityConfig, TriangleWaveConfig
+from .encodings import (ENCODING_KINDS, DenseGridConfig, FrequencyConfig, HashGridConfig, IdentityConfig,
+                        TriangleWaveConfig)
 from .errors import InputError
 from .model import ModelConfig
 
@@ -90,7 +91,6 @@ def choose_architecture(dims: tuple[int, int, int], max_params: int) -> ModelCon
                      f"needs; ask for a lower ratio or a larger size")
 
 
-ENCODING_KINDS = ("hashgrid", "frequency", "triangle_wave", "dense_grid", "identity")
 # Parameter-free encodings: the whole budget goes to the MLP (hidden layers, encoding config).
 MLP_ONLY = {"frequency": (3, FrequencyConfig(8)), "triangle_wave": (3, TriangleWaveConfig(12)),
             "identity": (3, IdentityConfig())}

@@ -61,14 +61,14 @@ def cmd_compress(args) -> int:
     vol.save(args.output)
     if not args.quiet:
         t = vol.training
-        psnr = "exact" if t.get("exact") else f"{t.get('psnr'):.2f} dB"
+        psnr = "exact" if t.exact else f"{t.psnr:.2f} dB"
         print(f"{args.output}: {vol.nbytes} bytes, ratio {vol.ratio:.1f}:1, PSNR {psnr}, "
-              f"{t.get('steps')} steps, {time.perf_counter() - start:.1f} s on {t.get('device')}")
-        if getattr(vol, "search", None):
+              f"{t.steps} steps, {time.perf_counter() - start:.1f} s on {t.device}")
+        if vol.search:
             print("searched ratios: " + ", ".join(f"{r:g}:1 -> {p:.2f} dB" for r, p in vol.search))
     t = vol.training
-    if args.psnr is not None and not t.get("exact") and (t.get("psnr") or 0) < args.psnr:
-        print(f"warning: target PSNR {args.psnr} dB not reached within the budget (best {t.get('psnr'):.2f} dB); "
+    if args.psnr is not None and not t.exact and (t.psnr or 0) < args.psnr:
+        print(f"warning: target PSNR {args.psnr} dB not reached within the budget (best {t.psnr:.2f} dB); "
               f"kept the best file found", file=sys.stderr)
     return 0
 
@@ -134,7 +134,7 @@ def info_dict(path: str) -> dict:
     coded = {e["name"]: e for e in header.get("sections", [])}
     for i, vol in enumerate(volumes):
         cfg = vol.config
-        storage = dict(vol.storage or {"precision": "float16"})
+        storage = vol.storage.to_dict() if vol.storage is not None else {"precision": "float16"}
         section_bytes = sum(e["nbytes"] for name, e in coded.items() if name.split("/")[0] == str(i))
         storage["bits_per_parameter"] = round(8 * section_bytes / max(1, cfg.n_params), 3)
         models.append({
@@ -143,7 +143,7 @@ def info_dict(path: str) -> dict:
             "dtype": vol.dtype.name, "value_range": list(vol.value_range),
             "model": {**cfg.to_dict(), "parameters": cfg.n_params}, "storage": storage,
             "native_bytes": vol.info.native_bytes,
-            "training": {k: v for k, v in vol.training.items() if k != "curve"},
+            "training": {k: v for k, v in vol.training.to_dict().items() if k != "curve"},
         })
     native = sum(m["native_bytes"] for m in models)
     return {"file": path, "bytes": size, "ratio": native / size, "bpv": 8 * size / max(1, sum(
@@ -201,6 +201,9 @@ def cmd_report(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="neuralvol", description="Neural compression of volumetric data (.nvc files).")
+    from .compress import PRECISIONS
+    from .encodings import ENCODING_KINDS
+    from .fitting import DEVICES
     from .version import LIBRARY_VERSION
     parser.add_argument("--version", action="version", version=f"neuralvol {LIBRARY_VERSION}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -218,15 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="target PSNR (dB): alone, the smallest file that reaches it within the time budget; "
                         "with --ratio/--bpv/--size, stop fitting early once it is reached")
     c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--precision", default="quantised", choices=["quantised", "float16"],
+    c.add_argument("--precision", default="quantised", choices=PRECISIONS,
                    help="quantised: entropy-coded integer weights sized to the budget (default); "
                         "float16: plain half floats (format version 1, readable by older neuralvol)")
     c.add_argument("--encoding", default="hashgrid",
-                   choices=["hashgrid", "frequency", "triangle_wave", "dense_grid", "identity"],
+                   choices=ENCODING_KINDS,
                    help="input encoding (default hashgrid); every kind meets the same size budget")
     c.add_argument("--grad-weight", type=float, default=0.0,
                    help="weight of the finite-difference gradient loss (default 0: off)")
-    c.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    c.add_argument("--device", default="auto", choices=DEVICES)
     c.add_argument("--array", help="point-data array to compress (VTK formats)")
     c.add_argument("--dims", type=int, nargs=3, metavar=("X", "Y", "Z"), help="dimensions of a .raw input")
     c.add_argument("--dtype", help="dtype of a .raw input (e.g. int16, float32)")
@@ -293,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--ratio", type=float, default=100.0)
     e.add_argument("--time-budget", type=float, default=20.0, help="seconds per encoding and volume")
     e.add_argument("--encodings", nargs="+", default=None,
-                   choices=["hashgrid", "frequency", "triangle_wave", "dense_grid", "identity"])
+                   choices=ENCODING_KINDS)
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("-o", "--output", default="study_out", help="folder for the PNGs (default study_out)")
     e.set_defaults(func=cmd_study_encodings)
@@ -303,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ratio", type=float, default=100.0)
     g.add_argument("--time-budget", type=float, default=20.0, help="seconds per weight and volume")
     g.add_argument("--encoding", default="hashgrid",
-                   choices=["hashgrid", "frequency", "triangle_wave", "dense_grid", "identity"])
+                   choices=ENCODING_KINDS)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("-o", "--output", default="study_out", help="folder for the PNGs (default study_out)")
     g.set_defaults(func=cmd_study_gradloss)
@@ -328,7 +331,7 @@ def _echo_err(msg):
 
 def cmd_study_encodings(args) -> int:
     import torch
-    from .architecture import ENCODING_KINDS
+    from .encodings import ENCODING_KINDS
     from .study import run_encodings_study
     torch.set_num_threads(1)
     res = run_encodings_study(args.volumes, ratio=args.ratio, time_budget=args.time_budget,

@@ -1,6 +1,7 @@
 """Compressing an array: validate, pick the network for the byte budget, fit, measure."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from time import perf_counter   # (compress has a parameter named ``time``)
 from typing import Callable, Sequence
@@ -8,39 +9,21 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from . import container
-from .architecture import choose_architecture_for
+from .bitstream import budget as sizing
+from .bitstream.budget import BudgetQuantiser, byte_budget, header_bytes, plan_architecture, quantise_for_good
+from .bitstream.records import TrainingSummary, worst_case_training
+from .bitstream.schema import VALUE_DTYPES
 from .errors import InputError
 from .fitting import FitProgress, fit, import_optimiser_machinery, resolve_device
 from .metrics import psnr
 from .model import ModelConfig, NeuralField
 from .quantise import storage_entry
-from .rate_control import BudgetQuantiser, quantise_for_good
-from .volume import VALUE_DTYPES, NeuralVolume, VolumeInfo, to_bytes
+from .volume import NeuralVolume, VolumeInfo
 
-DEFAULT_RATIO = 100.0
 DEFAULT_TIME_BUDGET = 60.0
-STORED_BYTES_PER_PARAM = 2  # float16
-HEADER_MARGIN = 64          # slack for header fields whose length is only known after fitting
-# ... but at most this share of a small budget: compact (version 3) headers are sized from
-# a worst case, so little slack is needed, and on a 100-byte file every byte counts (a
-# larger real header is caught after fitting: the coded parameters then get less room).
-HEADER_MARGIN_SHARE = 1 / 32
 PRECISIONS = ("quantised", "float16")
-# Quantised storage: the network is sized for this many coded bits per parameter; rate
-# control then sets the quantisation steps so the coded parameters fill the budget.
-# Measured with benchmarks/bits_per_param.py (30 s fits, 100:1 and 400:1, headsq, hydrogen,
-# viscous fingers): 2.7 and 4 bits lose 1-8 dB; 5.3 wins on headsq and viscous fingers
-# (up to +4 dB over 8 bits), 6.5-8 on hydrogen (+1.4-2.7 dB); 5.5 is the compromise.
-TARGET_BITS_PER_PARAM = 5.5
 # The last part of the fit trains through the quantiser (straight-through estimator).
 QAT_FRACTION = 0.25
-# Bytes the coded parameters get less during quantisation-aware training than at the end
-# (the final coding may choose other segments for the adaptive coder).
-QAT_HEADER_SLACK = 2
-# Below this many bytes the fitting curve (~80 header bytes) is left out of quantised
-# files: there it would cost over 1 % of the parameters' bytes.
-CURVE_MIN_BUDGET = 8 * 1024
 # The time budget covers the whole call. After fitting, quantising for good and writing the
 # file cost about this many codings of the parameters (one is timed before fitting, when the
 # header is sized): measured 16x on headsq_quarter at 100:1 (0.35 s; QAT's steps kept) and
@@ -86,104 +69,12 @@ def _vec3(value, what: str, positive: bool) -> tuple[float, float, float]:
     return v
 
 
-def byte_budget(native_bytes: int, n_voxels: int, ratio=None, bpv=None, size=None) -> int:
-    given = [name for name, v in (("ratio", ratio), ("bpv", bpv), ("size", size)) if v is not None]
-    if len(given) > 1:
-        raise InputError(f"give only one of ratio, bpv or size (got {' and '.join(given)})")
-    if size is not None:
-        budget = int(size)
-    elif bpv is not None:
-        if not bpv > 0:
-            raise InputError(f"bpv must be positive, got {bpv}")
-        budget = int(math.floor(float(bpv) * n_voxels / 8))
-    else:
-        ratio = DEFAULT_RATIO if ratio is None else float(ratio)
-        if not ratio > 0:
-            raise InputError(f"ratio must be positive, got {ratio}")
-        budget = int(math.floor(native_bytes / ratio))
-    if budget <= 0:
-        raise InputError(f"the size budget is {budget} bytes; ask for a lower ratio or a larger size")
-    return budget
-
-
-def _worst_case_training(device: torch.device, record_timings: bool, seed: int = 2 ** 31,
-                         steps: int = 2 ** 21 - 1) -> dict:
-    """A training summary as long as any real one up to 99.9999 dB and 2M steps (sizes the
-    header reserve; a longer real header is caught when the file is finished); ``seed``
-    and ``steps`` may be given when they are known."""
-    curve = [[12345.67, 1234567, 123.45]] * 9
-    return {"psnr": 99.9999, "steps": int(steps), "seconds": 123456.789 if record_timings else None,
-            "stopped": "time_budget", "device": str(device), "seed": int(seed), "curve": curve, "exact": False}
-
-
-def _worst_case_storage(config: ModelConfig, precision: str) -> dict | None:
-    if precision == "float16":
-        return None
-    n_mlp = len(config.mlp_shapes())
-    return {"precision": "quantised", "allocation": "sqrt_size", "table_step": 1.23457e-05,
-            "mlp_steps": [1.23457e-05] * n_mlp}
-
-
-def header_margin(budget: int) -> int:
-    return min(HEADER_MARGIN, max(2, int(budget * HEADER_MARGIN_SHARE)))
-
-
-def header_length(vol: NeuralVolume) -> int:
-    """Bytes of ``vol``'s file that are not coded parameters (preamble, header, CRC)."""
-    return container.header_size(to_bytes([vol]))
-
-
-def _header_bytes(info: VolumeInfo, config: ModelConfig, training: dict, precision: str = "float16") -> int:
-    # all-zero parameters: the coded section's metadata comes out as rate control assumes
-    # (entropy.coded_size), whatever the weights
-    network = NeuralField(config)
-    with torch.no_grad():
-        for p in network.parameters():
-            p.zero_()
-    return header_length(NeuralVolume(network, info, training, _worst_case_storage(config, precision)))
-
-
-def _smallest_network(encoding: str, dims) -> ModelConfig:
-    for n_params in (10, 100, 1000, 10_000):
-        try:
-            return choose_architecture_for(encoding, dims, n_params)
-        except InputError:
-            continue
-    return choose_architecture_for(encoding, dims, 100_000)
-
-
-def plan_architecture(info: VolumeInfo, budget: int, training: dict, encoding: str = "hashgrid",
-                      precision: str = "float16") -> ModelConfig:
-    """The largest network of ``encoding`` kind whose whole file fits ``budget`` bytes.
-
-    Float16 parameters cost 2 bytes each; quantised ones are planned at
-    ``TARGET_BITS_PER_PARAM`` (rate control makes them fit exactly after fitting).
-    """
-    bits = 16.0 if precision == "float16" else TARGET_BITS_PER_PARAM
-    if precision != "float16" and choose_architecture_for(encoding, info.dims, 10_000).encoding.n_params == 0:
-        bits = 8.0  # MLP-only networks: every parameter is an 8-bit MLP weight
-    # from the smallest network's header up: a larger network's header is never shorter
-    overhead = _header_bytes(info, _smallest_network(encoding, info.dims), training, precision) + header_margin(budget)
-    for _ in range(5):
-        max_params = int((budget - overhead) * 8 // bits)
-        if max_params <= 0:
-            raise InputError(f"the size budget of {budget} bytes is smaller than the file header "
-                             f"(~{overhead} bytes); ask for a lower ratio or a larger size")
-        config = choose_architecture_for(encoding, info.dims, max_params)
-        needed = _header_bytes(info, config, training, precision) + header_margin(budget)
-        if needed <= overhead:
-            return config
-        overhead = needed
-    return config
-
-
-def _round_training(summary: dict, record_timings: bool) -> dict:
+def _round_training(summary: TrainingSummary, record_timings: bool) -> TrainingSummary:
     def r(v, nd):
         return None if v is None or not math.isfinite(v) else round(float(v), nd)
-    out = dict(summary)
-    out["seconds"] = r(out.get("seconds"), 3) if record_timings else None
-    out["curve"] = [[r(t, 2) if record_timings else None, int(s), r(p, 2)] for t, s, p in out.get("curve", [])]
-    return out
+    return dataclasses.replace(summary, seconds=r(summary.seconds, 3) if record_timings else None,
+                               curve=[[r(t, 2) if record_timings else None, int(s), r(p, 2)]
+                                      for t, s, p in summary.curve])
 
 
 def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence[float] = (0.0, 0.0, 0.0),
@@ -299,7 +190,7 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
                                  record_timings=record_timings, encoding=encoding, grad_weight=grad_weight,
                                  precision=precision)
     budget = byte_budget(data.nbytes, data.size, ratio, bpv, size)
-    worst = _worst_case_training(torch_device, record_timings, seed)
+    worst = worst_case_training(torch_device, record_timings, seed)
     meta_init = None
     if init is not None:
         from .meta import load_init
@@ -317,27 +208,27 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
         config = preset_config(preset)
     if preset is not None:
         # quantised parameters can be coded down to ~1 bit each; float16 ones take 2 bytes
-        per_param = STORED_BYTES_PER_PARAM if precision == "float16" else 1 / 8
-        needed = _header_bytes(info, config, dict(worst, curve=[]), precision) + int(config.n_params * per_param)
+        per_param = sizing.STORED_BYTES_PER_PARAM if precision == "float16" else 1 / 8
+        needed = header_bytes(info, config, dataclasses.replace(worst, curve=[]), precision) + int(config.n_params * per_param)
         if explicit_budget and needed > budget:
             raise InputError(f"preset {preset!r} needs about {needed} bytes, more than the requested {budget}; "
                              f"use a smaller preset or a lower ratio")
-        budget = max(budget, needed + HEADER_MARGIN + 4096) if not explicit_budget else budget
+        budget = max(budget, needed + sizing.HEADER_MARGIN + 4096) if not explicit_budget else budget
     if config is None:
         try:
             config = plan_architecture(info, budget, worst, encoding, precision)
         except InputError:
             # Tight budget: plan without the fitting curve (it is dropped from the file later).
-            config = plan_architecture(info, budget, dict(worst, curve=[]), encoding, precision)
+            config = plan_architecture(info, budget, dataclasses.replace(worst, curve=[]), encoding, precision)
     quantised = precision == "quantised"
     quantiser = None
     coding_s = 0.0
     if quantised:
-        timed = _worst_case_training(torch_device, record_timings=True, seed=seed)  # same budget either way
+        timed = worst_case_training(torch_device, record_timings=True, seed=seed)  # same budget either way
         # The final header is no longer (it has the same fields, the real step count), so
         # the steps QAT trains on can be kept when quantising for good.
         coding_start = perf_counter()
-        reserve = _header_bytes(info, config, dict(timed, curve=[]), precision) + QAT_HEADER_SLACK
+        reserve = header_bytes(info, config, dataclasses.replace(timed, curve=[]), precision) + sizing.QAT_HEADER_SLACK
         coding_s = perf_counter() - coding_start
         quantiser = BudgetQuantiser(max(1, budget - reserve))
     network = meta_init.network(seed) if meta_init is not None else NeuralField(config, seed=seed)
@@ -351,18 +242,18 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
                       grad_weight=float(grad_weight), quantiser=quantiser,
                       qat_fraction=QAT_FRACTION if quantised else 0.0, after_fit_s=FINISH_CODINGS * coding_s)
     else:  # constant volume: the normalisation alone reproduces it exactly
-        summary = {"steps": 0, "seconds": 0.0, "stopped": "constant", "curve": []}
+        summary = TrainingSummary(steps=0, seconds=0.0, stopped="constant", curve=[])
         with torch.no_grad():  # the network is unused: zeros cost (almost) nothing to store
             for p in network.parameters():
                 p.zero_()
     network.to("cpu")
-    summary.update(device=str(torch_device), seed=int(seed))
+    summary.device, summary.seed = str(torch_device), int(seed)
     if quantised:
         return _finish_quantised(network, info, data, summary, budget, record_timings, torch_device, quantiser)
     with torch.no_grad():
         for p in network.parameters():
             p.copy_(p.to(torch.float16).to(torch.float32))
-    vol = NeuralVolume(network, info, {})
+    vol = NeuralVolume(network, info)
     _record_psnr(vol, data, summary, record_timings, torch_device)
     _fit_header_into_budget(vol, budget)
     return vol
@@ -383,28 +274,28 @@ def _compress_to_psnr(data: np.ndarray, target: float, time_budget, steps, progr
     return smallest_file_for_psnr(fit_at, target, TRIALS)
 
 
-def _record_psnr(vol: NeuralVolume, data: np.ndarray, summary: dict, record_timings: bool, device) -> None:
+def _record_psnr(vol: NeuralVolume, data: np.ndarray, summary: TrainingSummary, record_timings: bool, device) -> None:
     reached = psnr_of(vol, data, device)
-    summary.update(psnr=None if math.isinf(reached) else round(reached, 4), exact=math.isinf(reached))
+    summary.psnr, summary.exact = None if math.isinf(reached) else round(reached, 4), math.isinf(reached)
     vol.training = _round_training(summary, record_timings)
 
 
-def _finish_quantised(network: NeuralField, info: VolumeInfo, data: np.ndarray, summary: dict, budget: int,
+def _finish_quantised(network: NeuralField, info: VolumeInfo, data: np.ndarray, summary: TrainingSummary, budget: int,
                       record_timings: bool, device, trained: BudgetQuantiser | None = None) -> NeuralVolume:
     """Quantise for good with the finest steps whose whole file fits ``budget``; PSNR after that."""
-    if budget < CURVE_MIN_BUDGET:
-        summary = dict(summary, curve=[])
+    if budget < sizing.CURVE_MIN_BUDGET:
+        summary = dataclasses.replace(summary, curve=[])
     floats = {k: v.clone() for k, v in network.named_tensors().items()}
     # The reserve comes from a worst-case summary *with* timings, whatever is recorded, so
     # that the parameters get the same bytes (and decode the same) with and without them.
-    worst = _worst_case_training(device, record_timings=True, seed=summary["seed"], steps=summary["steps"])
-    if not summary.get("curve"):
-        worst["curve"] = []
-    reserve = _header_bytes(info, network.config, worst, "quantised")
+    worst = worst_case_training(device, record_timings=True, seed=summary.seed, steps=summary.steps)
+    if not summary.curve:
+        worst.curve = []
+    reserve = header_bytes(info, network.config, worst, "quantised")
     for _ in range(4):
         network.load_tensors(floats)
         groups, table_step = quantise_for_good(network, max(1, budget - reserve), trained)
-        vol = NeuralVolume(network, info, {}, storage=storage_entry(groups, table_step))
+        vol = NeuralVolume(network, info, storage=storage_entry(groups, table_step))
         _record_psnr(vol, data, summary, record_timings, device)
         _fit_header_into_budget(vol, budget, strict=False)
         if vol.nbytes <= budget:
@@ -420,9 +311,9 @@ def psnr_of(vol: NeuralVolume, original: np.ndarray, device: torch.device | str 
 
 def _fit_header_into_budget(vol: NeuralVolume, budget: int, strict: bool = True) -> None:
     """Thin the fitting curve if the real header came out longer than reserved."""
-    while vol.nbytes > budget and vol.training.get("curve"):
-        curve = vol.training["curve"]
-        vol.training["curve"] = curve[::2] if len(curve) > 1 else []
-        vol._nbytes = None
+    while vol.nbytes > budget and vol.training.curve:
+        curve = vol.training.curve
+        vol.training.curve = curve[::2] if len(curve) > 1 else []
+        vol.invalidate_size()
     if vol.nbytes > budget and strict:
         raise RuntimeError(f"internal error: file of {vol.nbytes} bytes exceeds the budget of {budget}")

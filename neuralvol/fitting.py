@@ -16,6 +16,7 @@ from typing import Callable, ContextManager
 import numpy as np
 import torch
 
+from .bitstream.records import TrainingSummary
 from .errors import FitCancelled
 from .evaluate import evaluate_grid, unit_axis
 from .metrics import psnr_from_normalised_mse
@@ -53,6 +54,10 @@ class FitProgress:
     psnr: float          # running estimate of the whole-volume PSNR (dB) from recent batches
     elapsed: float       # seconds since fitting started
     step: int
+
+
+# What a caller may ask for: "auto" picks CUDA when torch sees a GPU ("cuda:N" is accepted too).
+DEVICES = ("auto", "cpu", "cuda")
 
 
 def import_optimiser_machinery() -> None:
@@ -229,7 +234,7 @@ def _fit(field: NeuralField, target: np.ndarray, *, steps: int | None, time_budg
     if progress is not None:
         if progress(FitProgress(1.0, psnr_from_normalised_mse(ema_mse or 0.0), seconds, step)) is False:
             raise FitCancelled("fitting cancelled by the progress callback; nothing was written")
-    return {"steps": step, "seconds": seconds, "stopped": stopped, "curve": curve}
+    return TrainingSummary(steps=step, seconds=seconds, stopped=stopped, curve=curve)
 
 
 def grid_evaluation_seconds(field: NeuralField, shape: tuple[int, int, int], device: torch.device) -> float:

@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from . import container
+from .bitstream import atomic_io, container
 from .errors import FormatError, InputError
 from .fitting import fit
 from .model import ModelConfig, NeuralField
@@ -55,7 +55,7 @@ class MetaInit:
         return container.encode(header, sections)
 
     def save(self, path) -> None:
-        container.write_atomic(path, self.to_bytes())
+        atomic_io.write_atomic(path, self.to_bytes())
 
     @classmethod
     def from_bytes(cls, data: bytes, source: str = "file") -> "MetaInit":
@@ -83,7 +83,7 @@ def load_init(path_or_init) -> MetaInit:
     if isinstance(path_or_init, MetaInit):
         return path_or_init
     path = os.fspath(path_or_init)
-    return MetaInit.from_bytes(container.read_bytes(path), source=path)
+    return MetaInit.from_bytes(atomic_io.read_bytes(path), source=path)
 
 
 def _normalise(a: np.ndarray) -> np.ndarray | None:

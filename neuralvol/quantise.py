@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .bitstream.records import StorageEntry
 from .model import NeuralField
 
 MLP_BITS = 8
@@ -104,38 +105,6 @@ def coarsest_table_step(groups: list[Group], flat: dict[str, np.ndarray]) -> flo
     return max([1e-12] + [4 * p for p in _table_peaks(groups, flat)])
 
 
-def steps_for_budget(groups: list[Group], flat: dict[str, np.ndarray], budget: int, coded_size,
-                     mlp_bits: int = MLP_BITS, iterations: int = 24) -> float | None:
-    """The finest global table step whose coded symbols fit ``budget`` bytes; None if none does.
-
-    Assigns the steps to ``groups`` and returns the table step. Coded size falls as the step
-    grows (not strictly, LZMA is adaptive), so a bisection in log(step) brackets it.
-    """
-    fine = short_float(finest_table_step(groups, flat) * 1.00001)
-    coarse = short_float(max(fine * 4, coarsest_table_step(groups, flat)))
-
-    def size_at(step):
-        assign_steps(groups, flat, step, mlp_bits)
-        return coded_size(quantise(groups, flat), segmentations(groups))
-
-    if size_at(fine) <= budget:
-        return fine
-    if size_at(coarse) > budget:
-        return None
-    for _ in range(iterations):
-        mid = short_float(np.sqrt(fine * coarse))
-        if not fine < mid < coarse:
-            break
-        if size_at(mid) <= budget:
-            coarse = mid
-        else:
-            fine = mid
-        if coarse / fine < 1.01:
-            break
-    assign_steps(groups, flat, coarse, mlp_bits)
-    return coarse
-
-
 def segmentations(groups: list[Group]) -> list[list[int]]:
     """Ways to split the symbols into runs of like statistics for the entropy coder: one
     run per tensor kind (table, MLP), and one per group."""
@@ -143,19 +112,15 @@ def segmentations(groups: list[Group]) -> list[list[int]]:
     return [[n for n in by_kind if n], [g.size for g in groups if g.size]]
 
 
-def storage_entry(groups: list[Group], table_step: float) -> dict:
+def storage_entry(groups: list[Group], table_step: float) -> StorageEntry:
     """What the header records so a reader rebuilds every group's step."""
-    return {"precision": "quantised", "allocation": "sqrt_size", "table_step": float(table_step),
-            "mlp_steps": [float(g.step) for g in groups if g.kind == "mlp"]}
+    return StorageEntry(table_step=float(table_step), mlp_steps=[float(g.step) for g in groups if g.kind == "mlp"])
 
 
-def groups_from_storage(field: NeuralField, storage: dict) -> list[Group]:
+def groups_from_storage(field: NeuralField, storage: StorageEntry) -> list[Group]:
     """The groups of ``field`` with the steps a header's ``storage`` entry records."""
     groups = parameter_groups(field)
-    table_step = float(storage["table_step"])
-    mlp_steps = [float(v) for v in storage["mlp_steps"]]
-    if storage.get("allocation") != "sqrt_size":
-        raise ValueError(f"unknown step allocation {storage.get('allocation')!r}")
+    table_step, mlp_steps = storage.table_step, storage.mlp_steps
     mlp_groups = [g for g in groups if g.kind == "mlp"]
     if len(mlp_steps) != len(mlp_groups):
         raise ValueError(f"{len(mlp_steps)} MLP steps for {len(mlp_groups)} MLP layers")

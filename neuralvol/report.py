@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .bitstream.records import TrainingSummary
 from .errors import InputError
 from .metrics import max_abs_error, psnr, rmse
 
@@ -77,8 +78,8 @@ def report_numbers(vol, original: np.ndarray | None = None, decoded: np.ndarray 
     out: dict[str, Any] = {
         "array_name": vol.array_name, "dims": list(vol.dims), "dtype": vol.dtype.name, "bytes": nbytes,
         "native_bytes": vol.info.native_bytes, "ratio": vol.info.native_bytes / nbytes,
-        "bits_per_voxel": 8.0 * nbytes / voxels, "stored_psnr": t.get("psnr"),
-        "steps": t.get("steps"), "fit_seconds": t.get("seconds"), "device": t.get("device"),
+        "bits_per_voxel": 8.0 * nbytes / voxels, "stored_psnr": t.psnr,
+        "steps": t.steps, "fit_seconds": t.seconds, "device": t.device,
     }
     if original is not None and decoded is not None:
         p = psnr(original, decoded)
@@ -203,8 +204,8 @@ def _draw(vol, original, decoded, numbers, output_png, label, cmap, dpi) -> None
     fig.savefig(output_png, dpi=dpi)
 
 
-def _draw_curve(ax, training: dict, numbers: dict) -> None:
-    curve = [c for c in training.get("curve") or [] if c and c[2] is not None]
+def _draw_curve(ax, training: TrainingSummary, numbers: dict) -> None:
+    curve = [c for c in training.curve if c and c[2] is not None]
     ax.set_title("fitting curve (kept in the .nvc)", fontsize=10)
     ax.set_ylabel("PSNR (dB)")
     if not curve:
@@ -215,7 +216,7 @@ def _draw_curve(ax, training: dict, numbers: dict) -> None:
     xs = [c[0] if timed else c[1] for c in curve]
     ax.plot(xs, [c[2] for c in curve], "o-", ms=3, label="running estimate")
     ax.set_xlabel("seconds of fitting" if timed else "steps (file written without timings)")
-    final = training.get("psnr")
+    final = training.psnr
     if final is not None:
         ax.axhline(final, color="tab:red", ls="--", lw=1, label=f"stored weights: {final:.2f} dB")
     ax.grid(alpha=0.3)

@@ -5,7 +5,7 @@ volume), so the search steps in log2(ratio) by ``(psnr - target) / slope``, with
 re-estimated from the two trials that bracket the target (a secant step). Each trial is a
 full compression with an equal share of the time budget; the result is the trial with the
 highest ratio that reached the target, or, when none did, the one with the highest PSNR,
-marked as having missed (``training["target_reached"] = False``).
+marked as having missed (``training.target_reached = False``).
 """
 from __future__ import annotations
 
@@ -26,9 +26,9 @@ MIN_STEP_DOUBLINGS = 0.25  # a failing trial moves the ratio down by at least th
 
 
 def _psnr_of(vol: NeuralVolume) -> float:
-    if vol.training.get("exact"):
+    if vol.training.exact:
         return math.inf
-    value = vol.training.get("psnr")
+    value = vol.training.psnr
     return float(value) if isinstance(value, (int, float)) else -math.inf
 
 
@@ -94,8 +94,8 @@ def _choose(tried, target: float) -> NeuralVolume:
     passing = [t for t in made if t[1] >= target]
     chosen = max(passing, key=lambda t: t[0]) if passing else max(made, key=lambda t: t[1])
     vol = chosen[2]
-    vol.training["target_psnr"] = float(target)
-    vol.training["target_reached"] = bool(passing)
-    vol._nbytes = None
+    vol.training.target_psnr = float(target)
+    vol.training.target_reached = bool(passing)
+    vol.invalidate_size()
     vol.search = [(round(2.0 ** t[0], 2), t[1]) for t in tried]
     return vol

@@ -13,17 +13,14 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
-import torch
 
-from . import container, quantise
-from .errors import FormatError, InputError
+from .bitstream import atomic_io, container, schema
+from .bitstream.records import StorageEntry, TrainingSummary
+from .errors import InputError
 from .evaluate import evaluate_grid, evaluate_points, unit_axis
 from .model import ModelConfig, NeuralField
 from .version import LIBRARY_VERSION
 
-STORAGE_PRECISION = "float16"
-VALUE_DTYPES = ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
-                "float16", "float32", "float64")
 
 
 @dataclass(frozen=True)
@@ -151,14 +148,17 @@ class NeuralVolume:
     """One fitted network and the metadata to decode it. Get one from
     :func:`neuralvol.compress` or :func:`neuralvol.open`."""
 
-    def __init__(self, network: NeuralField, info: VolumeInfo, training: dict | None = None,
-                 storage: dict | None = None):
+    def __init__(self, network: NeuralField, info: VolumeInfo, training: TrainingSummary | None = None,
+                 storage: StorageEntry | None = None):
         self.network = network.eval()
         self.info = info
-        self.training = dict(training or {})
+        self.training = training if training is not None else TrainingSummary()
         # How the parameters are stored: float16 (None) or quantised (the header's entry,
-        # see neuralvol.quantise.storage_entry); the network already holds the stored values.
+        # see neuralvol.bitstream.records); the network already holds the stored values.
         self.storage = storage
+        # The ratios a PSNR-target search tried, as (ratio, PSNR) pairs (None unless searched;
+        # not stored in the file).
+        self.search: list[tuple[float, float]] | None = None
         self._nbytes: int | None = None
 
     # -- metadata ---------------------------------------------------------------------
@@ -188,8 +188,12 @@ class NeuralVolume:
     def nbytes(self) -> int:
         """Bytes of an `.nvc` file holding this volume alone."""
         if self._nbytes is None:
-            self._nbytes = len(to_bytes([self]))
+            self._nbytes = len(schema.to_bytes([self]))
         return self._nbytes
+
+    def invalidate_size(self) -> None:
+        """Forget the cached :attr:`nbytes`: call after changing ``training`` or ``storage``."""
+        self._nbytes = None
 
     @property
     def ratio(self) -> float:
@@ -218,7 +222,7 @@ class NeuralVolume:
 
     def __repr__(self) -> str:
         return (f"<NeuralVolume {self.array_name!r} dims={self.dims} dtype={self.dtype} "
-                f"{self.nbytes} bytes ratio={self.ratio:.1f} psnr={self.training.get('psnr')}>")
+                f"{self.nbytes} bytes ratio={self.ratio:.1f} psnr={self.training.psnr}>")
 
     # -- decoding ---------------------------------------------------------------------
     def decode(self, dims: Sequence[int] | None = None, region: Sequence[int] | None = None,
@@ -340,58 +344,6 @@ class NeuralVolume:
         save_models(path, [self])
 
 
-# -- the header schema ------------------------------------------------------------------
-
-def model_entry(vol: NeuralVolume) -> dict:
-    info = vol.info
-    offset, scale = vol._normalisation()
-    entry = {
-        "array_name": info.array_name,
-        "dims": list(info.dims),
-        "spacing": [float(s) for s in info.spacing],
-        "origin": [float(o) for o in info.origin],
-        "dtype": info.dtype,
-        "value_range": [float(v) for v in info.value_range],
-        "normalisation": {"offset": offset, "scale": scale},
-    }
-    # Optional keys are written only when they say something (each costs header bytes).
-    if info.name and info.name != info.array_name:
-        entry["name"] = info.name
-    if info.time is not None:
-        entry["time"] = float(info.time)
-    if info.extent is not None:
-        entry["extent"] = list(info.extent)
-    entry.update(vol.config.to_dict())
-    entry["storage"] = vol.storage or {"precision": STORAGE_PRECISION}
-    entry["training"] = vol.training
-    if vol.storage is not None:
-        # Version-2 files leave out what a reader can infer (bytes count on small files):
-        # the normalisation (it follows from value_range) and default spacing, origin, name.
-        del entry["normalisation"]
-        for key, default in V2_DEFAULTS.items():
-            if entry[key] == default:
-                del entry[key]
-    return entry
-
-
-def to_bytes(volumes: Sequence[NeuralVolume], compact: bool = True) -> bytes:
-    """The `.nvc` bytes of ``volumes``; ``compact=False`` keeps a single quantised model
-    in format version 2 (JSON header) instead of the compact version 3."""
-    sections = []
-    for i, vol in enumerate(volumes):
-        if vol.storage is not None:
-            groups = quantise.groups_from_storage(vol.network, vol.storage)
-            symbols = quantise.quantise(groups, quantise.flat_tensors(vol.network))
-            sections.append(container.Section(f"{i}/symbols", symbols, coded=True,
-                                              segmentations=tuple(quantise.segmentations(groups))))
-            continue
-        for name, tensor in vol.network.named_tensors().items():
-            sections.append(container.Section(f"{i}/{name}", tensor.detach().cpu().numpy().astype(np.float16)))
-    header = {"format": "neuralvol", "version": container.version_for(sections),
-              "library": f"neuralvol {LIBRARY_VERSION}", "models": [model_entry(v) for v in volumes]}
-    return container.encode(header, sections, compact)
-
-
 def save_models(path: str | os.PathLike, volumes: Sequence[NeuralVolume]) -> None:
     """Write several volumes (time steps, fields, bricks) into one `.nvc` file, atomically.
 
@@ -414,103 +366,8 @@ def save_models(path: str | os.PathLike, volumes: Sequence[NeuralVolume]) -> Non
     """
     if not volumes:
         raise InputError("save_models needs at least one volume")
-    container.write_atomic(path, to_bytes(list(volumes)))
+    atomic_io.write_atomic(path, schema.to_bytes(list(volumes)))
 
-
-# Keys a version-2 writer omits when they hold these values.
-V2_DEFAULTS = {"array_name": "values", "spacing": [1.0, 1.0, 1.0], "origin": [0.0, 0.0, 0.0]}
-
-
-def _field(entry: dict, key: str, kind, source: str, index: int):
-    if key not in entry and key in V2_DEFAULTS:
-        return V2_DEFAULTS[key]
-    if key not in entry:
-        raise FormatError(f"{source}: model {index} in the header lacks {key!r}")
-    value = entry[key]
-    ok = {
-        "str": isinstance(value, str),
-        "vec3i": isinstance(value, list) and len(value) == 3 and all(isinstance(v, int) and v >= 1 for v in value),
-        "vec3f": isinstance(value, list) and len(value) == 3 and all(isinstance(v, (int, float)) and math.isfinite(v) for v in value),
-        "range": isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) and math.isfinite(v) for v in value),
-        "dict": isinstance(value, dict),
-    }[kind]
-    if not ok:
-        raise FormatError(f"{source}: model {index} has an invalid {key!r} in the header: {str(value)[:60]}")
-    return value
-
-
-def volumes_from_bytes(data: bytes, source: str = "file") -> list[NeuralVolume]:
-    header, arrays = container.decode(data, source)
-    if header.get("format") != "neuralvol":
-        raise FormatError(f"{source}: header does not describe a neuralvol volume")
-    models = header.get("models")
-    if not isinstance(models, list) or not models:
-        raise FormatError(f"{source}: the header lists no models")
-    volumes = []
-    for i, entry in enumerate(models):
-        if not isinstance(entry, dict):
-            raise FormatError(f"{source}: model {i} in the header is not an object")
-        dtype = _field(entry, "dtype", "str", source, i)
-        if dtype not in VALUE_DTYPES:
-            raise FormatError(f"{source}: model {i} has unsupported dtype {dtype!r}")
-        info = VolumeInfo(
-            dims=tuple(_field(entry, "dims", "vec3i", source, i)),
-            spacing=tuple(float(v) for v in _field(entry, "spacing", "vec3f", source, i)),
-            origin=tuple(float(v) for v in _field(entry, "origin", "vec3f", source, i)),
-            array_name=_field(entry, "array_name", "str", source, i),
-            dtype=dtype,
-            value_range=tuple(float(v) for v in _field(entry, "value_range", "range", source, i)),
-            time=entry.get("time") if isinstance(entry.get("time"), (int, float)) else None,
-            name=entry.get("name") if isinstance(entry.get("name"), str) else "",
-            extent=tuple(entry["extent"]) if isinstance(entry.get("extent"), list) and len(entry["extent"]) == 6 else None,
-        )
-        _field(entry, "encoding", "dict", source, i)
-        _field(entry, "network", "dict", source, i)
-        try:
-            config = ModelConfig.from_dict(entry)
-        except FormatError:
-            raise
-        except (KeyError, TypeError, ValueError) as exc:
-            raise FormatError(f"{source}: model {i} has an invalid network description ({exc})") from None
-        network = NeuralField(config)
-        storage = entry.get("storage") if isinstance(entry.get("storage"), dict) else {}
-        training = entry.get("training") if isinstance(entry.get("training"), dict) else {}
-        if storage.get("precision") == "quantised":
-            network.load_tensors(_quantised_tensors(network, storage, arrays, f"{i}/symbols", source))
-            volumes.append(NeuralVolume(network, info, training, storage=storage))
-            continue
-        if storage.get("precision", STORAGE_PRECISION) != STORAGE_PRECISION:
-            raise FormatError(f"{source}: model {i} has unknown storage precision {storage.get('precision')!r}")
-        tensors = {}
-        for name, shape in network.expected_shapes().items():
-            key = f"{i}/{name}"
-            if key not in arrays:
-                raise FormatError(f"{source}: section {key!r} is missing")
-            if tuple(arrays[key].shape) != shape:
-                raise FormatError(f"{source}: section {key!r} has shape {arrays[key].shape}, the network needs {shape}")
-            tensors[name] = torch.from_numpy(arrays[key].astype(np.float32))
-        network.load_tensors(tensors)
-        volumes.append(NeuralVolume(network, info, training))
-    if len(volumes) == 1:
-        volumes[0]._nbytes = len(data)
-    return volumes
-
-
-def _quantised_tensors(network: NeuralField, storage: dict, arrays: dict, key: str, source: str) -> dict:
-    try:
-        groups = quantise.groups_from_storage(network, storage)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise FormatError(f"{source}: invalid quantisation entry for {key!r} ({exc})") from None
-    shapes = network.expected_shapes()
-    sizes = {name: int(np.prod(shape)) for name, shape in shapes.items()}
-    if key not in arrays:
-        raise FormatError(f"{source}: section {key!r} is missing")
-    symbols = arrays[key]
-    if symbols.ndim != 1 or symbols.size != sum(sizes.values()):
-        raise FormatError(f"{source}: section {key!r} holds {symbols.size} symbols, the network needs "
-                          f"{sum(sizes.values())}")
-    flat = quantise.dequantise(groups, symbols, sizes)
-    return {name: torch.from_numpy(flat[name].reshape(shapes[name])) for name in shapes}
 
 
 def open_all(path: str | os.PathLike) -> list[NeuralVolume]:
@@ -536,7 +393,7 @@ def open_all(path: str | os.PathLike) -> list[NeuralVolume]:
         If it is not an `.nvc` file, is truncated or corrupted (CRC mismatch), comes from
         a newer version, or its header describes an invalid model.
     """
-    return volumes_from_bytes(container.read_bytes(path), source=os.fspath(path))
+    return schema.volumes_from_bytes(atomic_io.read_bytes(path), source=os.fspath(path))
 
 
 def open(path: str | os.PathLike, model: int = 0) -> NeuralVolume:  # noqa: A001 - mirrors builtins.open on purpose
@@ -591,5 +448,5 @@ def read_header(path: str | os.PathLike) -> dict:
     FormatError
         If it is not an `.nvc` file, or is truncated or corrupted.
     """
-    header, _ = container.decode(container.read_bytes(path), os.fspath(path))
+    header, _ = container.decode(atomic_io.read_bytes(path), os.fspath(path))
     return header

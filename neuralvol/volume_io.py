@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .container import atomic_path, read_bytes, write_atomic
+from .bitstream.atomic_io import atomic_path, read_bytes, write_atomic
 from .errors import InputError
 
 VTK_SUFFIXES = {".vti": "vtkXMLImageDataReader", ".mha": "vtkMetaImageReader", ".mhd": "vtkMetaImageReader",

@@ -49,3 +49,9 @@ def crop_file(crop_volume, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("nvc") / "crop.nvc"
     crop_volume.save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def quantised_crop(headsq_crop):
+    """A quantised 40:1 fit of the crop (storage, container and rate-control tests share it)."""
+    return nv.compress(headsq_crop, ratio=40, steps=300, seed=2)

@@ -13,7 +13,7 @@ def test_ct_head_round_trip_quality_and_size(headsq):
     vol = nv.compress(headsq, spacing=(3.2, 3.2, 1.5), ratio=50, steps=300, seed=0)
     decoded = vol.decode()
     assert decoded.dtype == np.int16 and decoded.shape == headsq.shape
-    assert psnr(headsq, decoded) == pytest.approx(vol.training["psnr"], abs=1e-3)
+    assert psnr(headsq, decoded) == pytest.approx(vol.training.psnr, abs=1e-3)
     assert psnr(headsq, decoded) > 27.0
     assert vol.nbytes <= headsq.nbytes / 50
 
@@ -142,7 +142,7 @@ def test_bad_spacing_is_rejected(headsq_crop):
 def test_constant_volume_is_exact(tmp_path):
     array = np.full((16, 17, 18), 17, dtype=np.uint16)
     vol = nv.compress(array, ratio=2, steps=50)
-    assert vol.training["exact"] and vol.training["psnr"] is None and vol.training["steps"] == 0
+    assert vol.training.exact and vol.training.psnr is None and vol.training.steps == 0
     vol.save(tmp_path / "c.nvc")
     again = nv.open(tmp_path / "c.nvc")
     assert np.array_equal(again.decode(), array)
@@ -174,7 +174,7 @@ def test_same_seed_same_bytes_on_this_machine(headsq_crop):
     a = nv.compress(headsq_crop, ratio=20, steps=40, seed=7, record_timings=False)
     b = nv.compress(headsq_crop, ratio=20, steps=40, seed=7, record_timings=False)
     c = nv.compress(headsq_crop, ratio=20, steps=40, seed=8, record_timings=False)
-    from neuralvol.volume import to_bytes
+    from neuralvol.bitstream.schema import to_bytes
     assert to_bytes([a]) == to_bytes([b])
     assert to_bytes([a]) != to_bytes([c])
     # with timings recorded, everything but the wall-clock fields is identical
@@ -193,9 +193,9 @@ def test_progress_callback_reports_and_can_cancel(headsq_crop):
 
 def test_psnr_target_stops_early(headsq_crop):
     vol = nv.compress(headsq_crop, ratio=10, steps=3000, psnr=22.0, seed=0)
-    assert vol.training["stopped"] == "psnr"
-    assert vol.training["steps"] < 3000
-    assert vol.training["psnr"] >= 22.0 - 0.2  # measured after rounding to the stored dtype
+    assert vol.training.stopped == "psnr"
+    assert vol.training.steps < 3000
+    assert vol.training.psnr >= 22.0 - 0.2  # measured after rounding to the stored dtype
 
 
 def test_time_budget_bounds_the_whole_call(headsq):
@@ -211,8 +211,8 @@ def test_time_budget_bounds_the_whole_call(headsq):
     start = time.perf_counter()
     vol = nv.compress(headsq, ratio=100, time_budget=budget, seed=0)
     elapsed = time.perf_counter() - start
-    assert vol.training["stopped"] == "time_budget"
-    assert vol.training["seconds"] < budget - 0.5   # the fit left room for the decode
+    assert vol.training.stopped == "time_budget"
+    assert vol.training.seconds < budget - 0.5   # the fit left room for the decode
     assert elapsed <= budget * 1.05 + 1.0, f"compress took {elapsed:.2f} s for a {budget} s budget"
 
 
@@ -221,7 +221,7 @@ def test_cuda_path_matches_cpu(headsq_crop):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU visible to torch")
     vol = nv.compress(headsq_crop, ratio=10, steps=100, device="cuda")
-    assert vol.training["device"].startswith("cuda")
+    assert vol.training.device.startswith("cuda")
     np.testing.assert_allclose(vol.decode(device="cuda", dtype=np.float32), vol.decode(dtype=np.float32), atol=1e-2)
 
 

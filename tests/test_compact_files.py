@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import neuralvol as nv
-from neuralvol import compact_header, container
+from neuralvol.bitstream import compact_header, container
 from neuralvol.metrics import psnr
-from neuralvol.volume import model_entry, to_bytes
+from neuralvol.bitstream.schema import model_entry, to_bytes
 
 V2_FILE = Path(__file__).parent / "data" / "format_v2_headsq_crop.nvc"
 
@@ -29,7 +29,7 @@ def test_800_to_1_fits_and_beats_the_constant_volume(tiny, head_mr, tmp_path):
     decoded = back.decode()
     constant = psnr(head_mr, np.full(head_mr.shape, head_mr.mean()))
     assert psnr(head_mr, decoded) > constant + 2.0
-    assert psnr(head_mr, decoded) == pytest.approx(back.training["psnr"], abs=1e-3)
+    assert psnr(head_mr, decoded) == pytest.approx(back.training.psnr, abs=1e-3)
     # opening and saving again gives the same bytes
     back.save(tmp_path / "again.nvc")
     assert (tmp_path / "again.nvc").read_bytes() == data
@@ -40,7 +40,7 @@ def test_a_100_byte_budget_gets_a_linear_grid_that_beats_the_constant(head_mr):
     assert vol.nbytes <= 100
     assert vol.config.mlp_hidden_layers == 0 and vol.config.encoding.n_levels == 1
     constant = psnr(head_mr, np.full(head_mr.shape, head_mr.mean()))
-    assert vol.training["psnr"] > constant + 0.5
+    assert vol.training.psnr > constant + 0.5
     with pytest.raises(nv.InputError, match="smaller than the file header"):
         nv.compress(head_mr, size=40, steps=1)
 
@@ -66,13 +66,13 @@ def test_compact_header_says_exactly_what_version_2_says(crop_volume, tmp_path):
 
 
 def test_what_the_compact_header_cannot_say_is_written_as_version_2(tiny, crop_volume, tmp_path):
-    tiny.training["note"] = "hand-edited"  # an unknown key: kept, in a version-2 file
+    tiny.training.extra["note"] = "hand-edited"  # an unknown key: kept, in a version-2 file
     try:
         tiny.save(tmp_path / "n.nvc")
     finally:
-        del tiny.training["note"]
+        del tiny.training.extra["note"]
     assert nv.read_header(tmp_path / "n.nvc")["version"] == 2
-    assert nv.open(tmp_path / "n.nvc").training["note"] == "hand-edited"
+    assert nv.open(tmp_path / "n.nvc").training.extra["note"] == "hand-edited"
     nv.save_models(tmp_path / "two.nvc", [tiny, crop_volume])  # several models
     assert nv.read_header(tmp_path / "two.nvc")["version"] == 2
     np.testing.assert_array_equal(nv.open(tmp_path / "two.nvc", model=1).decode(), crop_volume.decode())
@@ -112,10 +112,18 @@ def test_version_2_file_still_decodes(headsq_crop):
     header = nv.read_header(V2_FILE)
     assert header["version"] == 2 and V2_FILE.read_bytes()[8] == 2
     vol = nv.open(V2_FILE)
-    assert vol.array_name == "density" and vol.spacing == (3.2, 3.2, 1.5) and vol.storage["precision"] == "quantised"
-    assert psnr(headsq_crop, vol.decode()) == pytest.approx(vol.training["psnr"], abs=1e-3)
+    assert vol.array_name == "density" and vol.spacing == (3.2, 3.2, 1.5) and vol.storage.precision == "quantised"
+    assert psnr(headsq_crop, vol.decode()) == pytest.approx(vol.training.psnr, abs=1e-3)
 
 
-def test_compact_tables_name_every_coder():
-    from neuralvol import entropy
-    assert compact_header.CODERS[:len(entropy.CODERS)] == entropy.CODERS
+def test_compact_wire_tables_are_append_only():
+    """The compact header stores indices into these tables: their order is the format."""
+    assert compact_header.ENCODING_NAMES[:5] == ("hashgrid", "dense_grid", "frequency", "triangle_wave", "identity")
+    assert compact_header.ENCODINGS["hashgrid"] == ("n_levels", "n_features", "table_size", "base_resolution",
+                                                    "finest_resolution")
+    assert compact_header.ENCODINGS["dense_grid"] == ("n_levels", "n_features", "base_resolution",
+                                                      "finest_resolution")
+    assert compact_header.CODERS[:2] == ("lzma1-raw-lc0-4k", "adaptive-binary-kt")
+    assert compact_header.DTYPES[:8] == ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+    assert [k for k, _ in compact_header.TRAINING_KEYS][:10] == [
+        "psnr", "steps", "seconds", "stopped", "device", "seed", "exact", "curve", "target_psnr", "target_reached"]

@@ -8,8 +8,8 @@ import torch
 import pytest
 
 import neuralvol as nv
-from neuralvol import container
-from neuralvol.volume import to_bytes
+from neuralvol.bitstream import atomic_io, container
+from neuralvol.bitstream.schema import to_bytes
 
 
 def test_header_records_everything_needed_to_decode(crop_file, headsq_crop):
@@ -43,7 +43,7 @@ def test_reopened_volume_decodes_identically(crop_volume, crop_file):
 
 
 def test_every_flipped_byte_is_detected(crop_file, tmp_path):
-    from neuralvol.volume import volumes_from_bytes
+    from neuralvol.bitstream.schema import volumes_from_bytes
     data = crop_file.read_bytes()
     for i in range(len(data)):
         corrupted = bytearray(data)
@@ -123,7 +123,7 @@ def test_atomic_write_leaves_nothing_behind_on_failure(crop_volume, tmp_path):
         pass
 
     with pytest.raises(Boom):
-        with container.atomic_path(target) as tmp:
+        with atomic_io.atomic_path(target) as tmp:
             open(tmp, "wb").write(b"half")
             raise Boom()
     assert target.read_bytes() == b"previous content"

@@ -29,7 +29,8 @@ def fitted(crop):
 
 def test_registry_has_every_kind():
     assert sorted(ENCODINGS) == sorted(KINDS)
-    for kind, (cfg_cls, _mod) in ENCODINGS.items():
+    for kind, registered in ENCODINGS.items():
+        cfg_cls = registered.config
         cfg = cfg_cls()
         assert cfg.kind == kind
         assert encoding_config_from_dict(cfg.to_dict()) == cfg
@@ -49,7 +50,7 @@ def test_round_trip_budget_and_quality(kind, fitted, crop, tmp_path):
     before = vol.decode()
     after = nv.open(path).decode()
     np.testing.assert_array_equal(before, after)
-    assert vol.training["psnr"] > 14.0, (kind, vol.training["psnr"])
+    assert vol.training.psnr > 14.0, (kind, vol.training.psnr)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 import neuralvol as nv
-from neuralvol import header_limits
+from neuralvol.bitstream import header_limits
 from neuralvol.cli import main
 from neuralvol.errors import FormatError, InputError
-from neuralvol.volume import volumes_from_bytes
+from neuralvol.bitstream.schema import volumes_from_bytes
 
 from conftest import REPO
 

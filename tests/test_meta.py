@@ -84,15 +84,15 @@ def test_preset_exceeding_explicit_budget(head_mr):
 
 def test_shipped_medical_init_on_headsq(headsq):
     vol = nv.compress(headsq, init=MEDICAL, steps=150)
-    assert vol.training["psnr"] > 27  # measured 29.3 dB (random init: 28.4; study meta, seed 0)
+    assert vol.training.psnr > 27  # measured 29.3 dB (random init: 28.4; study meta, seed 0)
 
 
 def test_medical_init_beats_random_on_held_out(head_mr, headsq):
     # measured: +0.86 dB (head_mr_small) and +0.59 dB (headsq) after 40 steps
     steps = 40
     for volume in (head_mr, headsq):
-        meta = nv.compress(volume, init=MEDICAL, steps=steps, seed=3).training["psnr"]
-        rand = nv.compress(volume, preset="small", steps=steps, seed=3).training["psnr"]
+        meta = nv.compress(volume, init=MEDICAL, steps=steps, seed=3).training.psnr
+        rand = nv.compress(volume, preset="small", steps=steps, seed=3).training.psnr
         assert meta > rand + 0.3, (meta, rand)
 
 

@@ -86,7 +86,7 @@ def test_report_errors_are_one_line_exit_2(tmp_path, crop_file, headsq, capsys):
 
 
 def test_fitting_curve_is_kept_in_the_file(crop_file):
-    curve = nv.open(crop_file).training["curve"]
+    curve = nv.open(crop_file).training.curve
     assert 2 <= len(curve) <= 12
     seconds, steps, estimates = zip(*curve)
     assert list(steps) == sorted(steps) and all(s is not None and s >= 0 for s in seconds)

@@ -8,7 +8,7 @@ after 10 % and 50 % of the time budget, steps and seconds per step. A PSNR-vs-ti
 """
 from __future__ import annotations
 
-from ..architecture import ENCODING_KINDS
+from ..encodings import ENCODING_KINDS
 from ._common import load, markdown_table, out_dir, pyplot
 
 
@@ -42,8 +42,8 @@ def run_encodings_study(volumes, ratio: float = 100.0, time_budget: float = 20.0
             t = vol.training
             curves[enc] = curve
             p10, p50 = _at(curve, 0.1 * time_budget), _at(curve, 0.5 * time_budget)
-            r = {"psnr": t["psnr"], "psnr_10": p10, "psnr_50": p50, "steps": t["steps"],
-                 "s_per_step": t["seconds"] / max(1, t["steps"]), "bytes": vol.nbytes,
+            r = {"psnr": t.psnr, "psnr_10": p10, "psnr_50": p50, "steps": t.steps,
+                 "s_per_step": t.seconds / max(1, t.steps), "bytes": vol.nbytes,
                  "params": vol.config.n_params, "encoding_params": vol.config.encoding.n_params}
             results[(name, enc)] = r
             fmt = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731

@@ -39,7 +39,7 @@ def run_gradloss_study(volumes, weights=(0.0, 1.0, 10.0), ratio: float = 100.0, 
                            seed=seed, device="cpu", encoding=encoding, grad_weight=w)
             dec = vol.decode()
             decoded[w] = dec
-            r = {"psnr": psnr(data, dec), "grad_rmse": gradient_rmse(data, dec), "steps": vol.training["steps"]}
+            r = {"psnr": psnr(data, dec), "grad_rmse": gradient_rmse(data, dec), "steps": vol.training.steps}
             results[(name, w)] = r
             rows.append([name, f"{w:g}", f"{r['psnr']:.2f}", f"{r['grad_rmse']:.5f}", r["steps"]])
             if echo:

@@ -51,13 +51,13 @@ def run_study(volumes: list[tuple[str, str]], inits: dict[str, str], steps: int 
             init = loaded[d] if d else None
             tr, secs, curve = _run(array, init, preset, steps, None, seed)
             if target is None and kind == "random":
-                target = float(tr["psnr"])
+                target = float(tr.psnr)
             tr2, secs2, _ = _run(array, init, preset, max_steps, target, seed)
-            reached = tr2.get("stopped") == "psnr" or (tr2.get("psnr") or 0) >= target
+            reached = tr2.stopped == "psnr" or (tr2.psnr or 0) >= target
             rows.append({"volume": name, "domain": domain, "init": kind, "init_domain": d or "-",
-                         "psnr_after_steps": tr["psnr"], "steps": steps, "seconds_for_steps": round(secs, 2),
+                         "psnr_after_steps": tr.psnr, "steps": steps, "seconds_for_steps": round(secs, 2),
                          "target_psnr": round(target, 2), "seconds_to_target": round(secs2, 2) if reached else None,
-                         "steps_to_target": tr2["steps"] if reached else None, "curve": curve})
+                         "steps_to_target": tr2.steps if reached else None, "curve": curve})
             print(f"{name:24s} {kind:6s} {d or '-':10s} PSNR@{steps} {tr['psnr']:.2f} dB; "
                   f"to {target:.2f} dB: {rows[-1]['seconds_to_target']} s ({rows[-1]['steps_to_target']} steps)",
                   flush=True)

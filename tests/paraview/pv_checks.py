@@ -136,7 +136,7 @@ def save_data_from_vti():
     assert back.dims == info.GetDimensions()
     assert np.allclose(back.spacing, info.GetSpacing())
     assert np.allclose(back.origin, info.GetOrigin())
-    assert back.training["steps"] == 15
+    assert back.training.steps == 15
     r = OpenDataFile(out)  # and the plugin reads it back
     r.UpdatePipeline()
     assert np.array_equal(image_values(sm.Fetch(r)), back.decode())

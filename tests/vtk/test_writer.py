@@ -43,7 +43,7 @@ def test_writer_reader_round_trip_keeps_grid_and_name(tmp_path):
     assert vol.spacing == pytest.approx((0.5, 0.75, 2.0))
     assert vol.origin == pytest.approx((-3, 4, 7))
     assert vol.dtype == values.dtype
-    assert vol.training["steps"] == 20
+    assert vol.training.steps == 20
 
     r = NeuralVolumeReader()
     r.SetFileName(str(path))

@@ -14,23 +14,23 @@ from __future__ import annotations
 import re
 import struct
 
-from .errors import FormatError
+from ..encodings import ENCODINGS as ENCODING_KINDS
+from ..encodings import WIRE_ORDER
+from ..errors import FormatError
+from .entropy import CODERS
+from .records import TRAINING_KEYS
 
 DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 SYMBOL_DTYPES = ("int8", "int16")
-CODERS = ("lzma1-raw-lc0-4k", "adaptive-binary-kt")
-ENCODINGS = {"hashgrid": ("n_levels", "n_features", "table_size", "base_resolution", "finest_resolution"),
-             "dense_grid": ("n_levels", "n_features", "base_resolution", "finest_resolution"),
-             "frequency": ("n_frequencies",), "triangle_wave": ("n_frequencies",), "identity": ()}
-ENCODING_NAMES = tuple(ENCODINGS)
+# Coders and encoding kinds are stored by their index in entropy.CODERS and by their wire
+# code (neuralvol.encodings), each followed by the kind's config fields as varints.
+ENCODINGS = {name: ENCODING_KINDS[name].fields for name in WIRE_ORDER}
+ENCODING_NAMES = WIRE_ORDER
 STOPPED = ("time_budget", "steps", "psnr", "constant", "cancelled")
 DEVICES = ("cpu", "cuda")
 # Optional model keys, in presence-mask bit order, with their kinds.
 OPTIONAL_MODEL_KEYS = (("array_name", "str"), ("spacing", "vec3"), ("origin", "vec3"), ("name", "str"),
                        ("time", "num"), ("extent", "ints6"))
-TRAINING_KEYS = (("psnr", "num"), ("steps", "uint"), ("seconds", "num"), ("stopped", "stopped"),
-                 ("device", "device"), ("seed", "uint"), ("exact", "bool"), ("curve", "curve"),
-                 ("target_psnr", "num"), ("target_reached", "bool"))
 LIBRARY = re.compile(r"neuralvol (\d+)\.(\d+)\.(\d+)")
 NUMBER_NONE, NUMBER_FLOAT32, NUMBER_FLOAT64 = 253, 254, 255
 FLOAT32_MAX = 3.4028234663852886e38

@@ -1,7 +1,7 @@
 """The `.nvc` container: magic, version, a JSON header, then CRC-checked binary sections.
 
 Version 3 is the compact form of a one-model file: magic, version, the binary header of
-:mod:`neuralvol.compact_header`, the coded symbols, and one CRC32 over all of it.
+:mod:`neuralvol.bitstream.compact_header`, the coded symbols, and one CRC32 over all of it.
 
 The byte layout is documented in ``docs/FORMAT.md``. Reading never executes anything from
 the file: the header is JSON (or fixed binary fields), sections are raw little-endian
@@ -11,19 +11,14 @@ one-line :class:`FormatError` that names what is wrong.
 from __future__ import annotations
 
 import json
-import os
 import struct
-import tempfile
 import zlib
-from builtins import open as builtins_open
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from . import compact_header, entropy, header_limits
-from .errors import FormatError, InputError
+from ..errors import FormatError
 
 MAGIC = b"\x89NVC\r\n\x1a\n"
 # Version 1: raw sections only. Version 2 adds entropy-coded sections (a "coding" entry in
@@ -64,7 +59,7 @@ SECTION_DTYPES = {"float16": "<f2", "float32": "<f4", "uint8": "u1", "int8": "i1
 class Section:
     name: str
     array: np.ndarray
-    coded: bool = False  # entropy-code the (int8/int16 symbol) array, see neuralvol.entropy
+    coded: bool = False  # entropy-code the (int8/int16 symbol) array, see neuralvol.bitstream.entropy
     segmentations: tuple = ()  # runs of like statistics the coder may use (see entropy.encode)
 
 
@@ -237,63 +232,3 @@ def _read_section(data: bytes, start: int, entry: dict, source: str):
         return name, entropy.decode(raw, coding, source, name).reshape(shape), hi
     arr = np.frombuffer(raw, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=True)
     return name, arr, hi
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it vanishes.
-
-    Readers never see a half-written file, and a failed write leaves nothing behind.
-    """
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise InputError(f"cannot write {str(path)!r}: folder {str(folder)!r} does not exist")
-    if path.is_dir():
-        raise InputError(f"cannot write {str(path)!r}: it is a folder")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-        os.close(fd)
-        # mkstemp makes the file 0600; the result should have the permissions any new file gets.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-    except OSError as exc:
-        raise InputError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except OSError as exc:
-        _remove_quietly(tmp)
-        raise InputError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
-
-
-def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write bytes to ``path`` via a temporary file in the same folder and a rename."""
-    with atomic_path(path) as tmp:
-        with builtins_open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-
-
-def _remove_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-def read_bytes(path: str | os.PathLike) -> bytes:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read()
-    except FileNotFoundError:
-        raise InputError(f"no such file: {str(path)!r}") from None
-    except IsADirectoryError:
-        raise InputError(f"{str(path)!r} is a folder, not an .nvc file") from None
-    except OSError as exc:
-        raise InputError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import math
 
-from .encodings import ENCODINGS, encoding_config_from_dict
-from .errors import FormatError
-from .model import ModelConfig
+from ..encodings import ENCODINGS, encoding_config_from_dict
+from ..errors import FormatError
+from ..model import ModelConfig
 
 # Each axis is at most VTK's int32 extent; the voxel count at most 2^40 (a 10^4-cubed grid,
 # 4 TiB as float32; the largest public volumes are ~2^36 voxels).
@@ -119,7 +119,7 @@ def check_config(d: dict, source: str, where: str) -> ModelConfig:
     kind = encoding.get("type")
     if not isinstance(kind, str) or kind not in ENCODINGS:
         _fail(source, where, f"has unknown encoding type {str(kind)[:40]!r}; known: {', '.join(sorted(ENCODINGS))}")
-    fields = ENCODINGS[kind][0].__dataclass_fields__
+    fields = ENCODINGS[kind].fields
     for name in fields:
         if name not in encoding:
             _fail(source, where, f"has a {kind} encoding without {name!r}")

@@ -1,6 +1,6 @@
 """Lossless coding of quantised symbols: the smaller of two coders, named in the metadata.
 
-* ``adaptive-binary-kt`` (:mod:`neuralvol.adaptive_coding`): context-adaptive binary
+* ``adaptive-binary-kt`` (:mod:`neuralvol.bitstream.adaptive_coding`): context-adaptive binary
   arithmetic coding, within ~1 % of the order-0 entropy from the first symbols on, so it
   wins on small files; run in Python, so only files of up to 65536 symbols use it. The
   symbols are split into segments (the writer tries one per stored tensor kind and one per
@@ -22,20 +22,13 @@ import lzma
 
 import numpy as np
 
-from . import adaptive_coding
-from .errors import FormatError
+from . import adaptive_coding, budget
+from ..errors import FormatError
 
 # A coder's name fixes every option (nothing a file says can change what is allocated).
 CODER = "lzma1-raw-lc0-4k"
 ADAPTIVE_CODER = "adaptive-binary-kt"
 CODERS = (CODER, ADAPTIVE_CODER)
-# Rate control's allowance for the adaptive coder's flush (its output is within two bytes
-# of the estimate) and for each stored segment length.
-ADAPTIVE_SLACK_BYTES = 2
-SEGMENT_BYTES = 2
-# Header reserves are measured on all-zero symbols, which code as two segments (table and
-# MLP), so rate control charges only the segments beyond those.
-RESERVED_SEGMENTS = 2
 # lc=0: no literal context (symbols are nearly independent); pb=lp=0: no position context;
 # a 4 KiB dictionary (the minimum) because repeats of long runs are rare.
 LZMA_OPTIONS = {"lc": 0, "lp": 0, "pb": 0, "dict_size": 4096}
@@ -64,18 +57,18 @@ def _from_planes(raw: bytes, dtype: np.dtype, count: int) -> np.ndarray:
     return ((zig >> 1) ^ -(zig & 1)).astype(np.int16)
 
 
-def _lzma(symbols: np.ndarray) -> bytes:
+def lzma_coded(symbols: np.ndarray) -> bytes:
     return lzma.compress(_planes(symbols), format=lzma.FORMAT_RAW, filters=_filters(LZMA_OPTIONS))
 
 
-def _best_segments(symbols: np.ndarray, segmentations) -> tuple[float, list[int]] | None:
+def best_segments(symbols: np.ndarray, segmentations) -> tuple[float, list[int]] | None:
     """(estimated coded bytes, segments) of the best adaptive coding, if the coder may take
     the symbols; segmentations are compared with their stored lengths counted in."""
     if symbols.size > adaptive_coding.MAX_SYMBOLS:
         return None
     options = [list(s) for s in segmentations] or [[int(symbols.size)]]
     estimates = [(adaptive_coding.estimated_bits(symbols, seg) / 8, seg) for seg in options]
-    return min(estimates, key=lambda e: e[0] + SEGMENT_BYTES * len(e[1]))
+    return min(estimates, key=lambda e: e[0] + budget.SEGMENT_BYTES * len(e[1]))
 
 
 def encode(symbols: np.ndarray, segmentations=(), coders=CODERS) -> tuple[bytes, dict]:
@@ -91,28 +84,17 @@ def encode(symbols: np.ndarray, segmentations=(), coders=CODERS) -> tuple[bytes,
     if not set(coders) <= set(CODERS) or not coders:
         raise ValueError(f"coders must be among {CODERS}, got {coders}")
     meta = {"coder": CODER, "symbols": name, "count": int(symbols.size)}
-    coded = _lzma(symbols) if CODER in coders else None
-    adaptive = _best_segments(symbols, segmentations) if ADAPTIVE_CODER in coders else None
+    coded = lzma_coded(symbols) if CODER in coders else None
+    adaptive = best_segments(symbols, segmentations) if ADAPTIVE_CODER in coders else None
     if coded is None and adaptive is None:
         raise ValueError(f"{symbols.size} symbols are too many for the adaptive coder alone")
-    if adaptive is not None and (coded is None or adaptive[0] + SEGMENT_BYTES * len(adaptive[1])
-                                 < len(coded) + SEGMENT_BYTES):
+    if adaptive is not None and (coded is None or adaptive[0] + budget.SEGMENT_BYTES * len(adaptive[1])
+                                 < len(coded) + budget.SEGMENT_BYTES):
         segments = adaptive[1]
         candidate = adaptive_coding.encode(symbols, segments)
-        if coded is None or len(candidate) + SEGMENT_BYTES * len(segments) < len(coded):
+        if coded is None or len(candidate) + budget.SEGMENT_BYTES * len(segments) < len(coded):
             coded, meta = candidate, dict(meta, coder=ADAPTIVE_CODER, segments=segments)
     return coded, meta
-
-
-def coded_size(symbols: np.ndarray, segmentations=()) -> int:
-    """About the bytes :func:`encode` would produce, never less (used by rate control): the
-    adaptive coder's size is estimated, LZMA's is exact."""
-    size = len(_lzma(symbols))
-    adaptive = _best_segments(symbols, segmentations)
-    if adaptive is not None:
-        extra = SEGMENT_BYTES * max(0, len(adaptive[1]) - RESERVED_SEGMENTS)
-        size = min(size, int(np.ceil(adaptive[0])) + extra + ADAPTIVE_SLACK_BYTES)
-    return size
 
 
 def decode(coded: bytes, meta: dict, source: str = "file", name: str = "section") -> np.ndarray:

@@ -1,0 +1,247 @@
+"""The byte budget: every allowance, reserve and search that keeps a file within its size.
+
+One home for the sizing of an `.nvc` file:
+
+* :func:`byte_budget` turns a ratio, bits per voxel or size into bytes;
+* header planning: a worst-case training summary and storage entry (:func:`.records.worst_case_training`,
+  :func:`worst_case_storage`) size the header before fitting (:func:`header_bytes`), with a
+  margin (:func:`header_margin`), and :func:`plan_architecture` picks the largest network
+  whose file fits. It lives here, not in compress, because it is a loop over header sizes;
+* rate control: :func:`coded_size` (the coders' size, never under what they write, with the
+  slack constants it charges), :func:`steps_for_budget` (the finest quantisation steps that
+  fit), and :class:`BudgetQuantiser`, the ``quantiser`` that :func:`neuralvol.fitting.fit`
+  uses for quantisation-aware training: it re-plans the steps as the weights move, at steps
+  doubling apart; :func:`quantise_for_good` fixes the final steps.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .. import quantise
+from .. import volume  # module references: volume -> schema -> container -> entropy -> budget
+from ..architecture import choose_architecture_for
+from ..errors import InputError
+from ..model import ModelConfig, NeuralField
+from ..quantise import (Group, dequantise, flat_tensors, parameter_groups, quantised_weights, segmentations,
+                        step_tensors)
+from . import container, entropy, schema
+from .records import StorageEntry, TrainingSummary
+
+DEFAULT_RATIO = 100.0
+STORED_BYTES_PER_PARAM = 2  # float16
+HEADER_MARGIN = 64          # slack for header fields whose length is only known after fitting
+# ... but at most this share of a small budget: compact (version 3) headers are sized from
+# a worst case, so little slack is needed, and on a 100-byte file every byte counts (a
+# larger real header is caught after fitting: the coded parameters then get less room).
+HEADER_MARGIN_SHARE = 1 / 32
+# Quantised storage: the network is sized for this many coded bits per parameter; rate
+# control then sets the quantisation steps so the coded parameters fill the budget.
+# Measured with benchmarks/bits_per_param.py (30 s fits, 100:1 and 400:1, headsq, hydrogen,
+# viscous fingers): 2.7 and 4 bits lose 1-8 dB; 5.3 wins on headsq and viscous fingers
+# (up to +4 dB over 8 bits), 6.5-8 on hydrogen (+1.4-2.7 dB); 5.5 is the compromise.
+TARGET_BITS_PER_PARAM = 5.5
+# Bytes the coded parameters get less during quantisation-aware training than at the end
+# (the final coding may choose other segments for the adaptive coder).
+QAT_HEADER_SLACK = 2
+# Below this many bytes the fitting curve (~80 header bytes) is left out of quantised
+# files: there it would cost over 1 % of the parameters' bytes.
+CURVE_MIN_BUDGET = 8 * 1024
+# Rate control's allowance for the adaptive coder's flush (its output is within two bytes
+# of the estimate) and for each stored segment length.
+ADAPTIVE_SLACK_BYTES = 2
+SEGMENT_BYTES = 2
+# Header reserves are measured on all-zero symbols, which code as two segments (table and
+# MLP), so rate control charges only the segments beyond those.
+RESERVED_SEGMENTS = 2
+
+
+def byte_budget(native_bytes: int, n_voxels: int, ratio=None, bpv=None, size=None) -> int:
+    given = [name for name, v in (("ratio", ratio), ("bpv", bpv), ("size", size)) if v is not None]
+    if len(given) > 1:
+        raise InputError(f"give only one of ratio, bpv or size (got {' and '.join(given)})")
+    if size is not None:
+        budget = int(size)
+    elif bpv is not None:
+        if not bpv > 0:
+            raise InputError(f"bpv must be positive, got {bpv}")
+        budget = int(math.floor(float(bpv) * n_voxels / 8))
+    else:
+        ratio = DEFAULT_RATIO if ratio is None else float(ratio)
+        if not ratio > 0:
+            raise InputError(f"ratio must be positive, got {ratio}")
+        budget = int(math.floor(native_bytes / ratio))
+    if budget <= 0:
+        raise InputError(f"the size budget is {budget} bytes; ask for a lower ratio or a larger size")
+    return budget
+
+
+def worst_case_storage(config: ModelConfig, precision: str) -> StorageEntry | None:
+    return None if precision == "float16" else StorageEntry.worst_case(len(config.mlp_shapes()))
+
+
+def header_margin(budget: int) -> int:
+    return min(HEADER_MARGIN, max(2, int(budget * HEADER_MARGIN_SHARE)))
+
+
+def header_length(vol: "volume.NeuralVolume") -> int:
+    """Bytes of ``vol``'s file that are not coded parameters (preamble, header, CRC)."""
+    return container.header_size(schema.to_bytes([vol]))
+
+
+def header_bytes(info: "volume.VolumeInfo", config: ModelConfig, training: TrainingSummary,
+                 precision: str = "float16") -> int:
+    # all-zero parameters: the coded section's metadata comes out as rate control assumes
+    # (coded_size), whatever the weights
+    network = NeuralField(config)
+    with torch.no_grad():
+        for p in network.parameters():
+            p.zero_()
+    return header_length(volume.NeuralVolume(network, info, training, worst_case_storage(config, precision)))
+
+
+def smallest_network(encoding: str, dims) -> ModelConfig:
+    for n_params in (10, 100, 1000, 10_000):
+        try:
+            return choose_architecture_for(encoding, dims, n_params)
+        except InputError:
+            continue
+    return choose_architecture_for(encoding, dims, 100_000)
+
+
+def plan_architecture(info: "volume.VolumeInfo", budget: int, training: TrainingSummary, encoding: str = "hashgrid",
+                      precision: str = "float16") -> ModelConfig:
+    """The largest network of ``encoding`` kind whose whole file fits ``budget`` bytes.
+
+    Float16 parameters cost 2 bytes each; quantised ones are planned at
+    ``TARGET_BITS_PER_PARAM`` (rate control makes them fit exactly after fitting).
+    """
+    bits = 16.0 if precision == "float16" else TARGET_BITS_PER_PARAM
+    if precision != "float16" and choose_architecture_for(encoding, info.dims, 10_000).encoding.n_params == 0:
+        bits = 8.0  # MLP-only networks: every parameter is an 8-bit MLP weight
+    # from the smallest network's header up: a larger network's header is never shorter
+    overhead = header_bytes(info, smallest_network(encoding, info.dims), training, precision) + header_margin(budget)
+    for _ in range(5):
+        max_params = int((budget - overhead) * 8 // bits)
+        if max_params <= 0:
+            raise InputError(f"the size budget of {budget} bytes is smaller than the file header "
+                             f"(~{overhead} bytes); ask for a lower ratio or a larger size")
+        config = choose_architecture_for(encoding, info.dims, max_params)
+        needed = header_bytes(info, config, training, precision) + header_margin(budget)
+        if needed <= overhead:
+            return config
+        overhead = needed
+    return config
+
+
+def coded_size(symbols: np.ndarray, segmentations=()) -> int:
+    """About the bytes :func:`entropy.encode` would produce, never less (used by rate control): the
+    adaptive coder's size is estimated, LZMA's is exact."""
+    size = len(entropy.lzma_coded(symbols))
+    adaptive = entropy.best_segments(symbols, segmentations)
+    if adaptive is not None:
+        extra = SEGMENT_BYTES * max(0, len(adaptive[1]) - RESERVED_SEGMENTS)
+        size = min(size, int(np.ceil(adaptive[0])) + extra + ADAPTIVE_SLACK_BYTES)
+    return size
+
+
+def steps_for_budget(groups: list[Group], flat: dict[str, np.ndarray], budget: int,
+                     mlp_bits: int = quantise.MLP_BITS, iterations: int = 24) -> float | None:
+    """The finest global table step whose coded symbols fit ``budget`` bytes; None if none does.
+
+    Assigns the steps to ``groups`` and returns the table step. Coded size falls as the step
+    grows (not strictly, LZMA is adaptive), so a bisection in log(step) brackets it.
+    """
+    fine = quantise.short_float(quantise.finest_table_step(groups, flat) * 1.00001)
+    coarse = quantise.short_float(max(fine * 4, quantise.coarsest_table_step(groups, flat)))
+
+    def size_at(step):
+        quantise.assign_steps(groups, flat, step, mlp_bits)
+        return coded_size(quantise.quantise(groups, flat), quantise.segmentations(groups))
+
+    if size_at(fine) <= budget:
+        return fine
+    if size_at(coarse) > budget:
+        return None
+    for _ in range(iterations):
+        mid = quantise.short_float(np.sqrt(fine * coarse))
+        if not fine < mid < coarse:
+            break
+        if size_at(mid) <= budget:
+            coarse = mid
+        else:
+            fine = mid
+        if coarse / fine < 1.01:
+            break
+    quantise.assign_steps(groups, flat, coarse, mlp_bits)
+    return coarse
+
+
+# MLP weights are kept at 8 bits unless the budget is too small to hold them so.
+MLP_BITS_TRIED = (8, 6, 4)
+# Re-plan at QAT steps 0, 8, 24, 56, ... (gaps doubling): often while the weights still
+# move, a handful of times in all (each plan is ~20 trial codings), and the same steps on
+# every run, so a fixed seed still gives the same file.
+FIRST_REPLAN_GAP = 8
+
+
+class BudgetQuantiser:
+    """Quantisation steps that keep ``field``'s coded parameters within ``budget`` bytes."""
+
+    def __init__(self, budget: int):
+        self.budget = int(budget)
+        self.groups: list[Group] | None = None
+        self.table_step: float | None = None
+        self._calls = 0
+        self._next_plan = 0
+        self._gap = FIRST_REPLAN_GAP
+        self._steps: list[torch.Tensor] | None = None
+
+    def plan(self, field: NeuralField, flat: dict | None = None) -> list[Group]:
+        """Steps for the current weights; InputError when even the coarsest steps do not fit."""
+        flat = flat_tensors(field) if flat is None else flat
+        groups = parameter_groups(field)
+        for mlp_bits in MLP_BITS_TRIED:
+            step = steps_for_budget(groups, flat, self.budget, mlp_bits)
+            if step is not None:
+                break
+        if step is None:
+            raise InputError(f"the parameters cannot be coded into {self.budget} bytes even at the coarsest "
+                             f"quantisation; ask for a lower ratio or a larger size")
+        self.groups, self.table_step = groups, step
+        return groups
+
+    def __call__(self, field: NeuralField):
+        """Context in which ``field`` holds its quantised values (re-planned now and then)."""
+        if self.groups is None or self._calls >= self._next_plan:
+            self.plan(field)
+            self._steps = step_tensors(field, self.groups)
+            self._next_plan = self._calls + self._gap
+            self._gap *= 2
+        self._calls += 1
+        return quantised_weights(field, self._steps)
+
+
+def quantise_for_good(field: NeuralField, budget: int, trained: BudgetQuantiser | None = None
+                      ) -> tuple[list[Group], float]:
+    """Fix the final steps and load the decoded values into ``field`` (what a reader will get).
+
+    The steps quantisation-aware training last used (``trained``) are kept when they still
+    fit: the weights have settled onto that grid, and a step even 1 % different would
+    round them afresh (measured: 2.5 dB lost on hydrogen at 100:1 without QAT). Otherwise
+    the finest steps that fit are searched again.
+    """
+    flat = flat_tensors(field)
+    groups, table_step = None, None
+    if trained is not None and trained.groups is not None:
+        if coded_size(quantise.quantise(trained.groups, flat), segmentations(trained.groups)) <= budget:
+            groups, table_step = trained.groups, trained.table_step
+    if groups is None:
+        quantiser = BudgetQuantiser(budget)
+        groups, table_step = quantiser.plan(field, flat), quantiser.table_step
+    decoded = dequantise(groups, quantise.quantise(groups, flat), {k: v.size for k, v in flat.items()})
+    field.load_tensors({"encoding": torch.from_numpy(decoded["encoding"]).reshape(field.encoding.table.shape),
+                        "mlp": torch.from_numpy(decoded["mlp"])})
+    return groups, float(table_step)
