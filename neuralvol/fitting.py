@@ -123,7 +123,7 @@ def deterministic_kernels(device: torch.device):
         torch.use_deterministic_algorithms(before)
 
 
-def fit(field: NeuralField, target: np.ndarray, **kwargs) -> dict:
+def fit(field: NeuralField, target: np.ndarray, **kwargs) -> TrainingSummary:
     """Fit ``field`` to ``target``; see ``_fit``. Deterministic on every device."""
     with deterministic_kernels(kwargs.get("device", torch.device("cpu"))):
         return _fit(field, target, **kwargs)
@@ -134,7 +134,7 @@ def _fit(field: NeuralField, target: np.ndarray, *, steps: int | None, time_budg
         progress: Callable[[FitProgress], bool | None] | None = None,
         batch_size: int | None = None, learning_rate: float | None = None, grad_weight: float = 0.0,
         quantiser: Callable[[NeuralField], ContextManager] | None = None, qat_fraction: float = 0.0,
-        after_fit_s: float = 0.0) -> dict:
+        after_fit_s: float = 0.0) -> TrainingSummary:
     """Fit ``field`` to ``target`` (normalised float32 ``[z, y, x]``); returns a training summary.
 
     ``grad_weight`` > 0 adds ``grad_weight * mean |D f - D v|^2``: central differences of one
