@@ -11,7 +11,7 @@ pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 # torch first and pinned: 2.13.0 is a CPU wheel on this machine's disk; an unpinned
 # torch would pull a multi-GB CUDA build.
 .venv/bin/python -c "import torch" 2>/dev/null || "${pip[@]}" torch==2.13.0
-"${pip[@]}" -e ".[pyvista,test,bench]"
+"${pip[@]}" -e ".[pyvista,test,bench,large]"
 if [ "${1:-}" = "--all" ]; then
     bash .ci/setup-paraview.sh
 fi
