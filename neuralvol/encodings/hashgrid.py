@@ -187,16 +187,28 @@ class SeparableGrid:
             self.levels.append(per_axis)
 
     def _lattice_terms(self, level: int, cells: torch.Tensor, axis: int):
-        """Lattice coordinates ``lo..hi+1`` spanned by ``cells``, their index terms and ``cells - lo``."""
+        """The lattice coordinates ``cells`` touch, their index terms, and each cell's position.
+
+        Usually every coordinate from ``min(cells)`` to ``max(cells) + 1``. When a level is
+        much finer than the output (a coarse ``dims=``, a few voxels of a fine level) that span
+        is far longer than the cells touched, and a hostile file's level of resolution 25000
+        asked for 660 GB at 4^3 output: then only ``cells`` and ``cells + 1`` are kept, in
+        order, so ``cell + 1`` still sits right after ``cell`` (no integer lies between them).
+        """
         enc = self.encoding
         res, dense = enc._res[level], enc._dense[level]
-        lo = int(cells.min())
-        lattice = torch.arange(lo, int(cells.max()) + 2, dtype=torch.int64, device=cells.device)
+        lo, hi = int(cells.min()), int(cells.max())
+        if hi - lo + 2 <= 2 * cells.numel():
+            lattice = torch.arange(lo, hi + 2, dtype=torch.int64, device=cells.device)
+            rel = cells - lo
+        else:
+            lattice = torch.unique(torch.cat([cells, cells + 1]))  # sorted
+            rel = torch.searchsorted(lattice, cells)
         if dense:
             terms = lattice * (1, res, res * res)[axis]
         else:
             terms = (lattice * PRIMES[axis]) & UINT32_MASK
-        return terms, cells - lo
+        return terms, rel
 
     def features(self, z0: int, z1: int, out: torch.Tensor | None = None) -> torch.Tensor:
         """Feature-major encodings ``[F * L, K]`` of output planes ``z0..z1-1`` (K = planes * ny * nx)."""
