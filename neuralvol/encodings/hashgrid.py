@@ -176,6 +176,8 @@ class SeparableGrid:
     def __init__(self, encoding: "HashGridEncoding", ux: torch.Tensor, uy: torch.Tensor, uz: torch.Tensor):
         self.encoding = encoding
         self.shape_xy = (len(uy), len(ux))
+        # The C++ level kernel (neuralvol.kernels) where it built; False forces PyTorch ops.
+        self.use_kernel = True
         self.levels = []
         for level in range(encoding.config.n_levels):
             per_axis = []
@@ -225,6 +227,10 @@ class SeparableGrid:
             tx, rx = self._lattice_terms(level, cx, 0)
             ty, ry = self._lattice_terms(level, cy, 1)
             tz, rz = self._lattice_terms(level, cz, 2)
+            if self.use_kernel and point_kernel.grid_level_into(
+                    out, level, n_levels, table, enc._dense[level], enc._sizes[level], enc._offsets[level],
+                    ((tx, rx, wx1), (ty, ry, wy1), (tz, rz, wz1))):
+                continue
             if enc._dense[level]:
                 index = (tx[None, None, :] + ty[None, :, None]) + tz[:, None, None]
             else:

@@ -90,6 +90,9 @@ def _declare(lib: ctypes.CDLL) -> None:
     for name in ("nv_hashgrid_forward", "nv_hashgrid_backward"):
         fn = getattr(lib, name)
         fn.argtypes, fn.restype = signature, None
+    lib.nv_grid_level.argtypes = [p, i64, i32, i32, i64, i64, p, i64, p, i64, p, i64, p, p, i64, p, p, i64, p, p,
+                                  i64, p, i64, i32]
+    lib.nv_grid_level.restype = None
     lib.nv_abi_version.argtypes, lib.nv_abi_version.restype = [], ctypes.c_int
 
 

@@ -75,3 +75,26 @@ def encode_points(encoding, coords: torch.Tensor) -> torch.Tensor:
     if torch.is_grad_enabled() and table.requires_grad:
         return _KernelEncode.apply(table, coords, levels, lib)
     return _forward(lib, levels, coords, table.detach().contiguous())
+
+
+def grid_level_into(out: torch.Tensor, level: int, n_levels: int, table: torch.Tensor, dense: bool, size: int,
+                    offset: int, axes) -> bool:
+    """One level of :meth:`SeparableGrid.features` into ``out`` (``[F * L, K]``, row ``f * L + level``).
+
+    ``axes`` is ``((tx, rx, wx), (ty, ry, wy), (tz, rz, wz))``: per axis the lattice's index
+    terms, each output coordinate's lower lattice position and its upper weight. Returns
+    False (and writes nothing) when the kernel cannot run here.
+    """
+    lib = build.library()
+    if lib is None or out.device.type != "cpu" or table.dtype != torch.float32 or not out.is_contiguous():
+        return False
+    (tx, rx, wx), (ty, ry, wy), (tz, rz, wz) = [
+        (t.contiguous(), r.contiguous(), w.to(torch.float32).contiguous()) for t, r, w in axes]
+    table = table.contiguous()
+    k = out.shape[1]
+    lib.nv_grid_level(table.data_ptr(), table.shape[1], table.shape[0], int(dense), size, offset,
+                      tx.data_ptr(), tx.numel(), ty.data_ptr(), ty.numel(), tz.data_ptr(), tz.numel(),
+                      rx.data_ptr(), wx.data_ptr(), rx.numel(), ry.data_ptr(), wy.data_ptr(), ry.numel(),
+                      rz.data_ptr(), wz.data_ptr(), rz.numel(),
+                      out.data_ptr() + level * k * out.element_size(), n_levels * k, torch.get_num_threads())
+    return True
