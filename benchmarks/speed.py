@@ -1,13 +1,24 @@
-"""Training and decode throughput of the codec on one device (CPU or CUDA).
+"""Fitting and decode speed on one device, each against the path it replaced, in one run.
 
-Prints a table per volume: steps/s of fitting (batch 2^13), seconds for a fixed number
-of steps, full-grid decode Mvox/s and random-point sample Mpts/s, and the PSNR reached.
+Three tables, one row per (volume, ratio):
 
-    .venv/bin/python benchmarks/speed.py --device cuda --volumes headsq_quarter embryo --steps 2000
+* **fit**: fitting steps/s (batch 2^13) through the C++ hash-grid kernel and through the
+  pure-PyTorch path (``kernels.build.pytorch_only()``), same model, same seed;
+* **decode**: full-grid seconds and Mvox/s (separable grid), the per-voxel gather it
+  replaced (``--reference``; slow on 256^3), a 1/8 region, one z slice in-process (256^2 on
+  a 256^3 volume), the physical limit (MLP multiply-adds per voxel / this machine's measured
+  GEMM throughput, fp32 and bf16), and SPERR's decode of the same volume at the same bytes
+  (when ``.venv-baselines`` exists, see ``benchmarks/setup_baselines.sh``);
+* **points**: ``sample`` Mpts/s at 2^20 random points, kernel against PyTorch.
+
+    .venv/bin/python benchmarks/speed.py --threads 2                # 64^3, 128^3, 256^3 at 100:1 and 800:1
+    .venv/bin/python benchmarks/speed.py --quick                    # 64^3 only, few steps
+    .venv/bin/python benchmarks/speed.py --device cuda --volumes embryo --ratios 100
 """
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -16,16 +27,25 @@ import torch
 
 import neuralvol as nv
 from neuralvol.evaluate import evaluate_grid_per_voxel, unit_axis
+from neuralvol.kernels import build
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import rd  # noqa: E402  (the SPERR worker and the volume loader live there)
 
 VOLUMES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "volumes"
 DATA = Path(__file__).resolve().parents[1] / "data"
+# name -> (file, crop): the 64^3, 128^3 and 256^3 models of the issue's table
+PRESETS = {"hydrogen": ("hydrogen", None), "embryo_128": ("embryo", (slice(64, 192),) * 3),
+           "embryo": ("embryo", None)}
 
 
 def load(name: str, extra: Path | None = None) -> np.ndarray:
+    stem, crop = PRESETS.get(name, (name, None))
     for folder in ([extra] if extra else []) + [VOLUMES, DATA]:
-        if (folder / f"{name}.npy").exists():
-            return np.load(folder / f"{name}.npy")
-    raise SystemExit(f"no volume {name!r} in {VOLUMES} or {DATA}")
+        if (folder / f"{stem}.npy").exists():
+            data = np.load(folder / f"{stem}.npy")
+            return np.ascontiguousarray(data[crop]) if crop else data
+    raise SystemExit(f"no volume {stem!r} in {VOLUMES} or {DATA}")
 
 
 def sync(device: str) -> None:
@@ -33,46 +53,120 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def timed(fn, device: str, repeat: int = 1) -> float:
+    """Best of ``repeat`` runs after one warm-up, in seconds."""
+    fn()
+    best = float("inf")
+    for _ in range(repeat):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def gemm_macs_per_s(width: int, dtype: torch.dtype, device: str) -> float:
+    """Measured multiply-adds/s of one hidden layer's GEMM at the decode's chunk size."""
+    k = 1 << 15
+    a = torch.randn(k, width, device=device).to(dtype)
+    w = torch.randn(width, width, device=device).to(dtype)
+    seconds = timed(lambda: torch.nn.functional.linear(a, w), device, repeat=20)
+    return k * width * width / seconds
+
+
+def mlp_macs_per_voxel(vol) -> int:
+    return sum(int(w.numel()) for w in vol.network.weights)
+
+
+def fit_steps_per_s(data, ratio: float, steps: int, device: str) -> tuple[object, float]:
+    vol = nv.compress(data, ratio=ratio, steps=steps, device=device, seed=0)
+    return vol, vol.training.steps / vol.training.seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--volumes", nargs="+", default=["headsq_quarter"])
-    parser.add_argument("--ratio", type=float, default=100)
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--volumes", nargs="+", default=["hydrogen", "embryo_128", "embryo"])
+    parser.add_argument("--ratios", type=float, nargs="+", default=[100, 800])
+    parser.add_argument("--steps", type=int, default=300, help="fitting steps per model (the models are only timed)")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--reference", action="store_true", help="also time the per-voxel full decode (slow)")
+    parser.add_argument("--no-sperr", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="64^3 at 100:1, 60 steps")
     parser.add_argument("--volume-dir", type=Path, default=None, help="look here first for NAME.npy")
     args = parser.parse_args()
+    if args.quick:
+        args.volumes, args.ratios, args.steps = ["hydrogen"], [100], 60
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"device {args.device}" + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""))
-    print("| volume | ratio | params | steps | fit s | steps/s | PSNR dB | decode s | decode Mvox/s | per-voxel decode s | sample Mpts/s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    sperr = not args.no_sperr and rd.BASELINES_PYTHON.exists()
+    print(f"device {args.device}" + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else "")
+          + f", {torch.get_num_threads()} torch threads; hash-grid points path: {build.status()}")
+    if not sperr:
+        print("SPERR column empty: no .venv-baselines (bash benchmarks/setup_baselines.sh) or --no-sperr")
+    gemm = {dt: gemm_macs_per_s(64, dt, args.device) for dt in (torch.float32, torch.bfloat16)}
+    print(f"GEMM 2^15 x 64 x 64: fp32 {gemm[torch.float32] / 1e9:.1f} GMAC/s, bf16 {gemm[torch.bfloat16] / 1e9:.1f} GMAC/s")
+
+    fit_rows, decode_rows, point_rows = [], [], []
     for name in args.volumes:
         data = load(name, args.volume_dir)
-        t0 = time.perf_counter()
-        vol = nv.compress(data, ratio=args.ratio, steps=args.steps, device=args.device, seed=0)
-        fit_s = time.perf_counter() - t0
-        steps = vol.training.steps
-        vol.decode(device=args.device, dtype=np.float32)  # warm-up
-        sync(args.device)
-        t0 = time.perf_counter()
-        decoded = vol.decode(device=args.device, dtype=np.float32)
-        sync(args.device)
-        decode_s = time.perf_counter() - t0
-        # The per-voxel gather the separable grid path replaced, timed in the same run.
-        t0 = time.perf_counter()
-        evaluate_grid_per_voxel(vol.network, *(unit_axis(n, 0, n - 1) for n in vol.dims), device=args.device)
-        sync(args.device)
-        old_decode_s = time.perf_counter() - t0
-        points = np.random.default_rng(0).random((1 << 20, 3)) * np.asarray(vol.bounds[1::2])
-        vol.sample(points, device=args.device)
-        t0 = time.perf_counter()
-        vol.sample(points, device=args.device)
-        sample_s = time.perf_counter() - t0
-        p = nv.metrics.psnr(data, decoded)
-        params = sum(t.numel() for t in vol.network.parameters())
-        print(f"| {name} | {args.ratio:g} | {params} | {steps} | {fit_s:.1f} | {steps / fit_s:.0f} | {p:.2f} | "
-              f"{decode_s:.2f} | {data.size / decode_s / 1e6:.2f} | {old_decode_s:.2f} | {len(points) / sample_s / 1e6:.2f} |", flush=True)
+        nz, ny, nx = data.shape
+        for ratio in args.ratios:
+            vol, fast_steps = fit_steps_per_s(data, ratio, args.steps, args.device)
+            with build.pytorch_only():
+                _, torch_steps = fit_steps_per_s(data, ratio, args.steps, args.device)
+            params = sum(t.numel() for t in vol.network.parameters())
+            fit_rows.append(f"| {name} | {nx}x{ny}x{nz} | {ratio:g} | {params} | {fast_steps:.1f} | {torch_steps:.1f} | "
+                            f"{fast_steps / torch_steps:.2f} |")
+
+            decode = lambda: vol.decode(device=args.device, dtype=np.float32)  # noqa: E731
+            full_s = timed(decode, args.device)
+            reference_s = ""
+            if args.reference:
+                reference_s = f"{timed(lambda: evaluate_grid_per_voxel(vol.network, *(unit_axis(n, 0, n - 1) for n in vol.dims), device=args.device), args.device):.2f}"
+            region = (nx // 4, nx // 4 + nx // 2 - 1, ny // 4, ny // 4 + ny // 2 - 1, nz // 4, nz // 4 + nz // 2 - 1)
+            region_s = timed(lambda: vol.decode(region=region, device=args.device, dtype=np.float32), args.device)
+            zs = nz // 2
+            slice_s = timed(lambda: vol.decode(region=(0, nx - 1, 0, ny - 1, zs, zs), device=args.device,
+                                               dtype=np.float32), args.device, repeat=5)
+            macs = mlp_macs_per_voxel(vol) * data.size
+            limit = {dt: macs / gemm[dt] for dt in gemm}
+            sperr_s = ""
+            if sperr:
+                budget = int(data.nbytes / ratio)
+                try:
+                    row = rd.run_wasm_codecs(data, [budget], ["sperr"])["sperr"][budget]
+                    sperr_s = f"{row['sperr_decode_s']:.2f}" if row.get("sperr_decode_s") is not None else "failed"
+                except RuntimeError as exc:
+                    sperr_s = f"failed ({exc})"
+            decode_rows.append(
+                f"| {name} | {ratio:g} | {full_s:.2f} | {data.size / full_s / 1e6:.2f} | {reference_s} | "
+                f"{region_s:.3f} | {region_s / full_s:.3f} | {nx}x{ny}: {slice_s * 1e3:.0f} | "
+                f"{limit[torch.float32]:.2f} / {limit[torch.bfloat16]:.2f} | {sperr_s} |")
+
+            points = np.random.default_rng(0).random((1 << 20, 3)) * np.asarray(vol.bounds[1::2])
+            sample = lambda: vol.sample(points, device=args.device)  # noqa: E731
+            fast_pts = len(points) / timed(sample, args.device)
+            with build.pytorch_only():
+                torch_pts = len(points) / timed(sample, args.device)
+            point_rows.append(f"| {name} | {ratio:g} | {fast_pts / 1e6:.2f} | {torch_pts / 1e6:.2f} | "
+                              f"{fast_pts / torch_pts:.2f} |")
+            print(f"{name} {ratio:g}:1 done", file=sys.stderr, flush=True)
+
+    print("\nFitting (batch 2^13)\n")
+    print("| volume | dims | ratio | params | steps/s kernel | steps/s PyTorch | speed-up |")
+    print("|---|---|---|---|---|---|---|")
+    print("\n".join(fit_rows))
+    print("\nDecode (float32 out; region = the central 1/8; limit = MLP MACs / measured GEMM rate)\n")
+    print("| volume | ratio | full s | Mvox/s | per-voxel s | 1/8 region s | region / full | z slice ms | "
+          "limit s fp32 / bf16 | SPERR decode s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(decode_rows))
+    print("\nScattered points (sample, 2^20 random points)\n")
+    print("| volume | ratio | Mpts/s kernel | Mpts/s PyTorch | speed-up |")
+    print("|---|---|---|---|---|")
+    print("\n".join(point_rows))
 
 
 if __name__ == "__main__":

@@ -124,7 +124,8 @@ def _grid_inputs(nx, ny, nz, start=(0, 0, 0), stop=None, dims=None):
     ((17, 9, 12), (0, 0, 0), (17, 9, 12)),    # resolution unrelated to any level's lattice
     ((1, 6, 4), (2, 0, 1), (5, 6, 8)),         # a single x column
 ])
-def test_separable_grid_equals_per_voxel_gather(dims, start, grid_dims):
+@pytest.mark.parametrize("use_kernel", [True, False], ids=["kernel", "pytorch"])
+def test_separable_grid_equals_per_voxel_gather(dims, start, grid_dims, use_kernel):
     # Levels 0-1 dense, 2-5 hashed (with wrap-around into 512 entries).
     cfg = HashGridConfig(n_levels=6, n_features=2, table_size=512, base_resolution=4, finest_resolution=40)
     assert cfg.level_is_dense() == [True, True, False, False, False, False]
@@ -135,7 +136,48 @@ def test_separable_grid_equals_per_voxel_gather(dims, start, grid_dims):
     ux, uy, uz = _grid_inputs(nx, ny, nz, start, dims=grid_dims)
     reference = enc.encode_grid((ux[None, None, :], uy[None, :, None], uz[:, None, None]), (nz, ny, nx))
     grid = enc.separable_grid(ux, uy, uz)
+    grid.use_kernel = use_kernel  # the C++ level kernel where it built, else the same ops in PyTorch
     assert torch.allclose(grid.features(0, nz), reference, atol=2e-6)
     # Slabs of planes give the same values as the whole grid at once.
     slabs = [grid.features(z0, min(nz, z0 + 2)).view(12, -1, ny * nx) for z0 in range(0, nz, 2)]
     assert torch.allclose(torch.cat(slabs, dim=1).reshape(12, -1), reference, atol=2e-6)
+
+
+def test_separable_grid_touches_only_the_lattice_points_a_coarse_output_needs():
+    # A level of resolution 25000 decoded at 4^3 (a hostile header once asked for 660 GB
+    # here): only the cells touched and their successors are gathered, same values.
+    cfg = HashGridConfig(n_levels=6, n_features=2, table_size=152, base_resolution=4, finest_resolution=25000)
+    enc = HashGridEncoding(cfg, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        enc.table.normal_()
+    ux, uy, uz = _grid_inputs(4, 4, 4)
+    reference = enc.encode_grid((ux[None, None, :], uy[None, :, None], uz[:, None, None]), (4, 4, 4))
+    grid = enc.separable_grid(ux, uy, uz)
+    grid.use_kernel = False
+    terms, rel = grid._lattice_terms(cfg.n_levels - 1, grid.levels[-1][0][0], 0)
+    assert terms.numel() <= 8 and rel.tolist() == [0, 2, 4, 6]
+    assert torch.allclose(grid.features(0, 4), reference, atol=2e-6)
+
+
+@pytest.mark.skipif(__import__("neuralvol.kernels.build", fromlist=["x"]).library() is None,
+                    reason="C++ kernel unavailable")
+def test_separable_grid_kernel_equals_its_pytorch_ops_on_a_real_model_and_every_thread_count():
+    cfg = HashGridConfig(n_levels=16, n_features=2, table_size=2952, base_resolution=8, finest_resolution=88)
+    enc = HashGridEncoding(cfg, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        enc.table.normal_()
+    ux, uy, uz = _grid_inputs(37, 30, 21, (2, 5, 1), dims=(45, 40, 30))
+    grid = enc.separable_grid(ux, uy, uz)
+    grid.use_kernel = False
+    reference = grid.features(0, 21)
+    grid.use_kernel = True
+    before = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            results.append(grid.features(0, 21))
+    finally:
+        torch.set_num_threads(before)
+    torch.testing.assert_close(results[0], reference, rtol=0, atol=1e-6)
+    assert all(torch.equal(r, results[0]) for r in results[1:])

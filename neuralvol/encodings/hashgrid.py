@@ -16,7 +16,9 @@ The tables are stored feature-major (``[F, N]``) and gathered with one 1-D
 ``index_select`` per feature; the backward pass is one 1-D ``index_add_`` per feature.
 On CPU this is 5-10x faster than autograd through ``F.embedding``, whose backward
 (``embedding_dense_backward``) took ~650 ms of a step: 1.0-2.0 s -> 0.19-0.21 s per
-training step at batch 2^16, L=16, F=2 (torch 2.13, 2 CPU cores).
+training step at batch 2^16, L=16, F=2 (torch 2.13, 2 CPU cores). Scattered points on
+CPU now go through the fused C++ kernel of :mod:`neuralvol.kernels.hashgrid` when it
+builds; these PyTorch operations stay as the reference and the fallback on every device.
 """
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+
+from ..kernels import hashgrid as point_kernel
 
 PRIMES = (1, 2654435761, 805459861)
 UINT32_MASK = 0xFFFFFFFF
@@ -172,6 +176,8 @@ class SeparableGrid:
     def __init__(self, encoding: "HashGridEncoding", ux: torch.Tensor, uy: torch.Tensor, uz: torch.Tensor):
         self.encoding = encoding
         self.shape_xy = (len(uy), len(ux))
+        # The C++ level kernel (neuralvol.kernels) where it built; False forces PyTorch ops.
+        self.use_kernel = True
         self.levels = []
         for level in range(encoding.config.n_levels):
             per_axis = []
@@ -183,16 +189,28 @@ class SeparableGrid:
             self.levels.append(per_axis)
 
     def _lattice_terms(self, level: int, cells: torch.Tensor, axis: int):
-        """Lattice coordinates ``lo..hi+1`` spanned by ``cells``, their index terms and ``cells - lo``."""
+        """The lattice coordinates ``cells`` touch, their index terms, and each cell's position.
+
+        Usually every coordinate from ``min(cells)`` to ``max(cells) + 1``. When a level is
+        much finer than the output (a coarse ``dims=``, a few voxels of a fine level) that span
+        is far longer than the cells touched, and a hostile file's level of resolution 25000
+        asked for 660 GB at 4^3 output: then only ``cells`` and ``cells + 1`` are kept, in
+        order, so ``cell + 1`` still sits right after ``cell`` (no integer lies between them).
+        """
         enc = self.encoding
         res, dense = enc._res[level], enc._dense[level]
-        lo = int(cells.min())
-        lattice = torch.arange(lo, int(cells.max()) + 2, dtype=torch.int64, device=cells.device)
+        lo, hi = int(cells.min()), int(cells.max())
+        if hi - lo + 2 <= 2 * cells.numel():
+            lattice = torch.arange(lo, hi + 2, dtype=torch.int64, device=cells.device)
+            rel = cells - lo
+        else:
+            lattice = torch.unique(torch.cat([cells, cells + 1]))  # sorted
+            rel = torch.searchsorted(lattice, cells)
         if dense:
             terms = lattice * (1, res, res * res)[axis]
         else:
             terms = (lattice * PRIMES[axis]) & UINT32_MASK
-        return terms, cells - lo
+        return terms, rel
 
     def features(self, z0: int, z1: int, out: torch.Tensor | None = None) -> torch.Tensor:
         """Feature-major encodings ``[F * L, K]`` of output planes ``z0..z1-1`` (K = planes * ny * nx)."""
@@ -209,6 +227,10 @@ class SeparableGrid:
             tx, rx = self._lattice_terms(level, cx, 0)
             ty, ry = self._lattice_terms(level, cy, 1)
             tz, rz = self._lattice_terms(level, cz, 2)
+            if self.use_kernel and point_kernel.grid_level_into(
+                    out, level, n_levels, table, enc._dense[level], enc._sizes[level], enc._offsets[level],
+                    ((tx, rx, wx1), (ty, ry, wy1), (tz, rz, wz1))):
+                continue
             if enc._dense[level]:
                 index = (tx[None, None, :] + ty[None, :, None]) + tz[:, None, None]
             else:
@@ -238,6 +260,7 @@ class HashGridEncoding(torch.nn.Module):
         self._sizes = config.level_sizes()
         self._dense = config.level_is_dense()
         self._offsets = config.level_offsets()
+        self._kernel_levels = None
 
     @property
     def n_output_dims(self) -> int:
@@ -332,7 +355,23 @@ class HashGridEncoding(torch.nn.Module):
         return SeparableGrid(self, ux, uy, uz)
 
     def encode_feature_major(self, x: torch.Tensor) -> torch.Tensor:
-        """Encode points ``[N, 3]`` to ``[F * L, N]`` (the fast layout the MLP consumes)."""
+        """Encode points ``[N, 3]`` to ``[F * L, N]`` (the fast layout the MLP consumes).
+
+        On CPU this is the fused C++ kernel of :mod:`neuralvol.kernels.hashgrid` when it
+        built, else :meth:`encode_feature_major_pytorch`; both give the same values to a few
+        ulp (the order of the eight corner products in the sum differs).
+        """
+        if point_kernel.usable(self.table, x):
+            return point_kernel.encode_points(self, x)
+        return self.encode_feature_major_pytorch(x)
+
+    def kernel_levels(self) -> "point_kernel.LevelTable":
+        if self._kernel_levels is None:
+            self._kernel_levels = point_kernel.LevelTable(self)
+        return self._kernel_levels
+
+    def encode_feature_major_pytorch(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`encode_feature_major` in PyTorch operations only (every device; the reference)."""
         coords_t = x.t().contiguous()
         index, weight = self.corner_indices_weights(tuple(coords_t), (x.shape[0],), coords_t=coords_t)
         return self.features_from_corners(index, weight)

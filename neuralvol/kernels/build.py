@@ -1,0 +1,157 @@
+"""Compile the C++ kernels once per machine and load them with ctypes.
+
+The source ships with the package (``*.cpp`` beside this file). On first use it is
+compiled with the system C++ compiler (``$CXX``, else ``c++``/``g++``) into a cache
+directory keyed by the source's hash, the compiler and the machine, so an edited source
+or another compiler never reuses a stale library. The library is written to a temporary
+name and renamed, so processes compiling at once (Dask workers) never load half a file.
+Compiling takes ~1 s: the sources use a plain C ABI and include no torch headers.
+
+Nothing here is required: without a compiler, or with ``NEURALVOL_KERNELS=0``, every
+caller falls back to the pure-PyTorch path, which gives the same values to float
+tolerance. :func:`status` says which path is in use and why.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+SOURCE = Path(__file__).with_name("hashgrid_cpu.cpp")
+ABI_VERSION = 1
+# -ffp-contract=off: no fused multiply-add, so positions and weights round exactly as
+# PyTorch's separate mul and add do. No -march=native: a cache on a shared home directory
+# must load on every node of a cluster.
+FLAGS = ("-O3", "-std=c++17", "-fPIC", "-shared", "-pthread", "-ffp-contract=off", "-fno-math-errno")
+ENV_SWITCH = "NEURALVOL_KERNELS"
+ENV_CACHE = "NEURALVOL_KERNEL_CACHE"
+
+_lock = threading.Lock()
+_library: ctypes.CDLL | None = None
+_reason: str | None = None
+_tried = False
+_switched_off = 0  # depth of nested pytorch_only() blocks
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CXX"), "c++", "g++", "clang++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _cache_dir() -> Path:
+    if os.environ.get(ENV_CACHE):
+        return Path(os.environ[ENV_CACHE])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "neuralvol" / "kernels"
+
+
+def _library_path(compiler: str) -> Path:
+    key = hashlib.sha256()
+    key.update(SOURCE.read_bytes())
+    key.update(" ".join(FLAGS).encode())
+    key.update(compiler.encode())
+    key.update(f"{platform.machine()} {sys.platform}".encode())
+    try:
+        key.update(subprocess.run([compiler, "--version"], capture_output=True, timeout=30).stdout)
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return _cache_dir() / f"hashgrid_cpu-{key.hexdigest()[:16]}.so"
+
+
+def _compile(compiler: str, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=target.stem + ".", suffix=".so.tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        done = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True,
+                              timeout=300)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise OSError(f"{Path(compiler).name} failed: {last}")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+    signature = [p, i64, p, i64, i32, i32, p, p, p, p, p, p, i32]
+    for name in ("nv_hashgrid_forward", "nv_hashgrid_backward"):
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = signature, None
+    lib.nv_grid_level.argtypes = [p, i64, i32, i32, i64, i64, p, i64, p, i64, p, i64, p, p, i64, p, p, i64, p, p,
+                                  i64, p, i64, i32]
+    lib.nv_grid_level.restype = None
+    lib.nv_abi_version.argtypes, lib.nv_abi_version.restype = [], ctypes.c_int
+
+
+def _load() -> ctypes.CDLL:
+    if os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "off", "false", "no"):
+        raise OSError(f"disabled by {ENV_SWITCH}={os.environ[ENV_SWITCH]}")
+    compiler = _compiler()
+    if compiler is None:
+        raise OSError("no C++ compiler found (set CXX, or install g++)")
+    path = _library_path(compiler)
+    if not path.exists():
+        _compile(compiler, path)
+    lib = ctypes.CDLL(str(path))
+    _declare(lib)
+    if lib.nv_abi_version() != ABI_VERSION:
+        raise OSError(f"{path} has ABI {lib.nv_abi_version()}, expected {ABI_VERSION}")
+    return lib
+
+
+def library() -> ctypes.CDLL | None:
+    """The loaded kernel library, or None (the reason is in :func:`status`). Tried once."""
+    global _library, _reason, _tried
+    if _switched_off:
+        return None
+    if _tried:
+        return _library
+    with _lock:
+        if not _tried:
+            try:
+                _library = _load()
+            except (OSError, subprocess.SubprocessError) as exc:
+                _library, _reason = None, str(exc)
+            _tried = True
+    return _library
+
+
+def status() -> str:
+    """One line: which path the CPU hash-grid encoding uses, and why."""
+    if _switched_off:
+        return "pure PyTorch (inside kernels.build.pytorch_only())"
+    lib = library()
+    return "C++ kernel (hashgrid_cpu)" if lib is not None else f"pure PyTorch ({_reason})"
+
+
+@contextmanager
+def pytorch_only():
+    """Inside, every caller takes the pure-PyTorch path (benchmarks time both in one run)."""
+    global _switched_off
+    with _lock:
+        _switched_off += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _switched_off -= 1
+
+
+def reset() -> None:
+    """Forget the loaded state, so the next call tries again (tests switch the kernels off)."""
+    global _library, _reason, _tried
+    with _lock:
+        _library, _reason, _tried = None, None, False

@@ -1,0 +1,134 @@
+"""The C++ hash-grid kernel against the pure-PyTorch path it replaces on CPU.
+
+Both paths are always exercised: the PyTorch one directly
+(``encode_feature_major_pytorch``, and whole fits with ``NEURALVOL_KERNELS=0`` in a
+subprocess), the kernel wherever a C++ compiler exists (CI installs one).
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from neuralvol.encodings import HashGridConfig, HashGridEncoding
+from neuralvol.kernels import build
+
+HEADSQ = Path(__file__).resolve().parents[1] / "data" / "headsq_quarter.npy"
+needs_kernel = pytest.mark.skipif(build.library() is None, reason=f"kernel unavailable: {build.status()}")
+
+CONFIGS = [
+    # dense and hashed levels, table sizes that are not powers of two, one feature and four
+    HashGridConfig(n_levels=16, n_features=2, table_size=2952, base_resolution=8, finest_resolution=88),
+    HashGridConfig(n_levels=6, n_features=1, table_size=96, base_resolution=4, finest_resolution=22),
+    HashGridConfig(n_levels=4, n_features=4, table_size=1 << 12, base_resolution=3, finest_resolution=200),
+]
+
+
+def _encoding(cfg, seed=0):
+    enc = HashGridEncoding(cfg, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        enc.table.uniform_(-1.0, 1.0, generator=torch.Generator().manual_seed(seed + 1))
+    return enc
+
+
+def _points(n=3000, seed=0):
+    pts = torch.rand(n, 3, generator=torch.Generator().manual_seed(seed))
+    # the cube's corners and faces, where a cell index reaches res and wraps by the modulo
+    pts[:8] = torch.tensor([[0, 0, 0], [1, 1, 1], [1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1], [1, 0, 0], [0.5, 1, 0.5]],
+                           dtype=torch.float32)
+    return pts
+
+
+@needs_kernel
+@pytest.mark.parametrize("cfg", CONFIGS, ids=["L16F2", "L6F1", "L4F4"])
+def test_kernel_forward_and_backward_equal_pytorch(cfg):
+    enc, pts = _encoding(cfg), _points()
+    fast, ref = enc.encode_feature_major(pts), enc.encode_feature_major_pytorch(pts)
+    assert fast.shape == ref.shape == (cfg.n_features * cfg.n_levels, pts.shape[0])
+    # only the order of the eight corner products in the sum differs
+    torch.testing.assert_close(fast, ref, rtol=0, atol=4e-7)
+    grad_out = torch.randn(ref.shape, generator=torch.Generator().manual_seed(5))
+    grads = []
+    for encode in (enc.encode_feature_major, enc.encode_feature_major_pytorch):
+        enc.table.grad = None
+        (encode(pts) * grad_out).sum().backward()
+        grads.append(enc.table.grad.clone())
+    scale = grads[1].abs().max().item()
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=2e-6 * scale)
+    assert grads[0].abs().sum() > 0
+
+
+@needs_kernel
+def test_kernel_gives_the_same_bits_on_every_thread_count():
+    enc, pts = _encoding(CONFIGS[0]), _points(5000, seed=3)
+    grad_out = torch.randn(32, 5000, generator=torch.Generator().manual_seed(9))
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 5):
+            torch.set_num_threads(threads)
+            enc.table.grad = None
+            out = enc.encode_feature_major(pts)
+            (out * grad_out).sum().backward()
+            results.append((out.detach().clone(), enc.table.grad.clone()))
+    finally:
+        torch.set_num_threads(before)
+    for out, grad in results[1:]:
+        assert torch.equal(out, results[0][0]) and torch.equal(grad, results[0][1])
+
+
+@needs_kernel
+def test_kernel_zeroes_features_of_non_finite_points_and_handles_points_outside_the_cube():
+    enc = _encoding(CONFIGS[1])
+    pts = torch.tensor([[float("nan"), 0.5, 0.5], [0.5, float("inf"), 0.5], [-0.4, 1.7, 0.2], [2.5, -3.0, 1.0]])
+    out = enc.encode_feature_major(pts)
+    assert torch.all(out[:, :2] == 0)
+    # outside the unit cube a dense level's index is negative and takes the floor modulo
+    torch.testing.assert_close(out[:, 2:], enc.encode_feature_major_pytorch(pts[2:]), rtol=0, atol=4e-7)
+
+
+def _run(code: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **env})
+
+
+FIT = """
+import numpy as np, neuralvol as nv
+from neuralvol.kernels import build
+data = np.load({path!r})[:24, :32, :32].astype(np.float32)
+vol = nv.compress(data, ratio=20, steps=60, seed=3, record_timings=False)
+print(build.status()); print(vol.training.psnr)
+"""
+
+
+def test_fit_falls_back_to_pytorch_when_kernels_are_switched_off():
+    done = _run(FIT.format(path=str(HEADSQ)), NEURALVOL_KERNELS="0")
+    assert done.returncode == 0, done.stderr
+    status, psnr = done.stdout.strip().splitlines()[-2:]
+    assert status == "pure PyTorch (disabled by NEURALVOL_KERNELS=0)"
+    if build.library() is not None:  # the same fit through the kernel: same quality
+        fast = _run(FIT.format(path=str(HEADSQ)))
+        assert fast.returncode == 0, fast.stderr
+        fast_status, fast_psnr = fast.stdout.strip().splitlines()[-2:]
+        assert fast_status.startswith("C++ kernel")
+        assert abs(float(fast_psnr) - float(psnr)) < 0.2
+        assert float(psnr) > 20
+
+
+@needs_kernel
+def test_library_is_compiled_into_the_cache_atomically(tmp_path):
+    done = _run("from neuralvol.kernels import build; print(build.status())", NEURALVOL_KERNEL_CACHE=str(tmp_path))
+    assert done.returncode == 0 and done.stdout.startswith("C++ kernel"), done.stderr
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) == 1 and files[0].startswith("hashgrid_cpu-") and files[0].endswith(".so")
+
+
+def test_missing_compiler_is_reported_not_raised(tmp_path):
+    done = _run("from neuralvol.kernels import build; print(build.status())",
+                NEURALVOL_KERNEL_CACHE=str(tmp_path), CXX="", PATH=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "pure PyTorch (no C++ compiler found (set CXX, or install g++))"
+    assert not list(tmp_path.iterdir())
