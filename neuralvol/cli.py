@@ -46,7 +46,8 @@ def _progress_bar(enabled: bool):
 def cmd_compress(args) -> int:
     from . import compress
     from .volume_io import read_volume
-    vf = read_volume(args.input, array_name=args.array, dims=args.dims, dtype=args.dtype)
+    # lazy: .raw/.npy/zarr/HDF5 stay on disk until the fit reads them
+    vf = read_volume(args.input, array_name=args.array, dims=args.dims, dtype=args.dtype, lazy=True)
     update, close = _progress_bar(not args.quiet)
     start = time.perf_counter()
     try:
@@ -209,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     c = sub.add_parser("compress", help="fit a network to a volume and write an .nvc file")
-    c.add_argument("input", help=".npy, .raw, .vti, .mha/.mhd, .nrrd/.nhdr, .nii/.nii.gz")
+    c.add_argument("input", help=".npy, .raw, .vti, .mha/.mhd, .nrrd/.nhdr, .nii/.nii.gz, a zarr array "
+                                 "(store.zarr or store.zarr:group/array) or an HDF5 dataset (file.h5:/group/dataset)")
     c.add_argument("output", help="the .nvc file to write")
     rate = c.add_mutually_exclusive_group()
     rate.add_argument("--ratio", type=float, help="native bytes / file bytes (default 100)")
@@ -230,7 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--grad-weight", type=float, default=0.0,
                    help="weight of the finite-difference gradient loss (default 0: off)")
     c.add_argument("--device", default="auto", choices=DEVICES)
-    c.add_argument("--array", help="point-data array to compress (VTK formats)")
+    c.add_argument("--array", help="point-data array to compress (VTK formats), or the array/dataset of a "
+                                   "zarr store or HDF5 file given without one")
     c.add_argument("--dims", type=int, nargs=3, metavar=("X", "Y", "Z"), help="dimensions of a .raw input")
     c.add_argument("--dtype", help="dtype of a .raw input (e.g. int16, float32)")
     c.add_argument("--reproducible", action="store_true",
