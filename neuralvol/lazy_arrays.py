@@ -229,7 +229,7 @@ class ZarrArray(LazyArray):
         self.path = os.path.abspath(os.fspath(path))
         if not os.path.exists(self.path):
             raise InputError(f"no such zarr store: {os.fspath(path)!r}")
-        self.array_path = _find_zarr_array(self.path, array_path)
+        self.array_path = _find_zarr_array(self.path, array_path, array_name)
         arr = self._open()
         what = f"zarr array {self.array_path or '/'!r} of {os.fspath(path)!r}"
         self.shape, self.dtype = tuple(arr.shape), np.dtype(arr.dtype)
@@ -257,7 +257,7 @@ class HDF5Array(LazyArray):
         self.path = os.path.abspath(os.fspath(path))
         if not os.path.isfile(self.path):
             raise InputError(f"no such file: {os.fspath(path)!r}")
-        self.dataset = _find_hdf5_dataset(self.path, dataset)
+        self.dataset = _find_hdf5_dataset(self.path, dataset, array_name)
         ds = self._open()
         what = f"HDF5 dataset {self.dataset!r} of {os.fspath(path)!r}"
         self.shape, self.dtype = tuple(ds.shape), np.dtype(ds.dtype)
@@ -307,14 +307,25 @@ def _open_h5(h5py, path: str):
         raise InputError(f"{path!r} is not a readable HDF5 file ({exc})") from None
 
 
-def _find_hdf5_dataset(path: str, dataset: str | None) -> str:
+def _pick_volume(found, hint: str | None) -> list[str]:
+    """The 3D arrays among ``found`` (name, shape); with a ``hint`` (--array), those it names
+    by full path or last component, if any."""
+    volumes = [n for n, s in found if len(s) == 3]
+    if hint:
+        named = [n for n in volumes if n == hint.strip("/") or n.rsplit("/", 1)[-1] == hint]
+        if named:
+            return named
+    return volumes
+
+
+def _find_hdf5_dataset(path: str, dataset: str | None, hint: str | None = None) -> str:
     h5py = import_h5py()
     with _open_h5(h5py, path) as fh:
         found = []
         fh.visititems(lambda name, obj: found.append((name, obj.shape)) if isinstance(obj, h5py.Dataset) else None)
         listing = ", ".join(f"/{n} {tuple(s)}" for n, s in found) or "none"
         if dataset is None:
-            volumes = [n for n, s in found if len(s) == 3]
+            volumes = _pick_volume(found, hint)
             if len(volumes) == 1:
                 return "/" + volumes[0]
             raise InputError(f"{path!r} holds {len(volumes)} 3D datasets: name one as {Path(path).name}:/DATASET "
@@ -327,7 +338,7 @@ def _find_hdf5_dataset(path: str, dataset: str | None) -> str:
         return name
 
 
-def _find_zarr_array(path: str, array_path: str | None) -> str:
+def _find_zarr_array(path: str, array_path: str | None, hint: str | None = None) -> str:
     zarr = import_zarr()
     try:
         root = zarr.open(path, mode="r")
@@ -349,7 +360,7 @@ def _find_zarr_array(path: str, array_path: str | None) -> str:
     walk(root, "")
     listing = ", ".join(f"{n} {tuple(s)}" for n, s in found) or "none"
     if array_path is None:
-        volumes = [n for n, s in found if len(s) == 3]
+        volumes = _pick_volume(found, hint)
         if len(volumes) == 1:
             return volumes[0]
         raise InputError(f"{path!r} holds {len(volumes)} 3D arrays: name one as {Path(path).name}:GROUP/ARRAY "
@@ -375,7 +386,8 @@ def open_lazy(source: str | os.PathLike, dims=None, dtype=None, array_name: str 
         Element type of a ``.raw`` file (required for it).
     array_name : str, optional
         The field's name (default: the file's attribute or the array's name). For a zarr
-        store or HDF5 file given without an inner path, this names the array/dataset.
+        store or HDF5 file given without an inner path, it also picks the array/dataset
+        of that name (full path or last component).
     offset : int, default 0
         Header bytes to skip in a ``.raw`` file.
 
@@ -400,10 +412,5 @@ def open_lazy(source: str | os.PathLike, dims=None, dtype=None, array_name: str 
         return MemmapArray(file, array_name=array_name)
     if kind in ("zarr", "hdf5"):
         cls = ZarrArray if kind == "zarr" else HDF5Array
-        if inner is None and array_name is not None:
-            try:
-                return cls(file, array_name, array_name)
-            except InputError:
-                pass        # --array was the field's name, not the dataset's: fall back to the only one
         return cls(file, inner, array_name)
     raise InputError(f"cannot open {os.fspath(source)!r} lazily: supported are {', '.join(LAZY_SUFFIXES)}")
