@@ -24,11 +24,15 @@ from .errors import FitCancelled, FormatError, InputError, NeuralVolError
 from .version import LIBRARY_VERSION as __version__
 
 __all__ = ["compress", "open", "open_all", "save_models", "read_header", "NeuralVolume", "FitProgress",
+           "open_lazy", "decode_to_zarr", "decode_to_hdf5",
            "NeuralVolError", "InputError", "FormatError", "FitCancelled", "__version__"]
 
 #: public name -> the submodule defining it, imported (with torch) on first access
 _LAZY = {
     "compress": ".compress",
+    "decode_to_hdf5": ".zarr_output",
+    "decode_to_zarr": ".zarr_output",
+    "open_lazy": ".lazy_arrays",
     "FitProgress": ".fitting",
     "NeuralVolume": ".volume",
     "open": ".volume",

@@ -46,7 +46,8 @@ def _progress_bar(enabled: bool):
 def cmd_compress(args) -> int:
     from . import compress
     from .volume_io import read_volume
-    vf = read_volume(args.input, array_name=args.array, dims=args.dims, dtype=args.dtype)
+    # lazy: .raw/.npy/zarr/HDF5 stay on disk until the fit reads them
+    vf = read_volume(args.input, array_name=args.array, dims=args.dims, dtype=args.dtype, lazy=True)
     update, close = _progress_bar(not args.quiet)
     start = time.perf_counter()
     try:
@@ -113,6 +114,9 @@ def cmd_decompress(args) -> int:
     from .volume_io import write_volume
     vol = open_nvc(args.input, model=args.model)
     dims = _decode_dims(vol, args)
+    from .lazy_arrays import source_kind
+    if source_kind(args.output) in ("zarr", "hdf5"):
+        return _decompress_chunked(vol, dims, args, source_kind(args.output))
     values = vol.decode(dims=dims, region=args.region)
     spacing = vol.grid_spacing(dims) if dims is not None else vol.spacing
     origin = list(vol.origin)
@@ -122,6 +126,28 @@ def cmd_decompress(args) -> int:
     if not args.quiet:
         nz, ny, nx = values.shape
         print(f"{args.output}: {nx}x{ny}x{nz} {values.dtype}")
+    return 0
+
+
+def _decompress_chunked(vol, dims, args, kind: str) -> int:
+    """Decode chunk by chunk into a zarr store or HDF5 file (see neuralvol.zarr_output)."""
+    from .zarr_output import decode_to_hdf5, decode_to_zarr
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+        bar = tqdm(total=1000, desc="decoding chunks", file=sys.stderr, bar_format="{desc}: {percentage:3.0f}%|{bar}| "
+                   "{elapsed}<{remaining}", mininterval=0.2 if sys.stderr.isatty() else 5.0)
+    write = decode_to_zarr if kind == "zarr" else decode_to_hdf5
+    try:
+        write(vol, args.output, chunks=args.chunks, dims=dims, region=args.region, workers=args.workers,
+              progress=None if bar is None else (lambda f: bar.update(int(f * 1000) - bar.n)))
+    finally:
+        if bar is not None:
+            bar.close()
+    if not args.quiet:
+        d = vol.output_dims(dims) if args.region is None else [args.region[2 * a + 1] - args.region[2 * a] + 1
+                                                               for a in range(3)]
+        print(f"{args.output}: {'x'.join(map(str, d))} {vol.dtype}, chunks of {args.chunks}")
     return 0
 
 
@@ -209,7 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     c = sub.add_parser("compress", help="fit a network to a volume and write an .nvc file")
-    c.add_argument("input", help=".npy, .raw, .vti, .mha/.mhd, .nrrd/.nhdr, .nii/.nii.gz")
+    c.add_argument("input", help=".npy, .raw, .vti, .mha/.mhd, .nrrd/.nhdr, .nii/.nii.gz, a zarr array "
+                                 "(store.zarr or store.zarr:group/array) or an HDF5 dataset (file.h5:/group/dataset)")
     c.add_argument("output", help="the .nvc file to write")
     rate = c.add_mutually_exclusive_group()
     rate.add_argument("--ratio", type=float, help="native bytes / file bytes (default 100)")
@@ -230,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--grad-weight", type=float, default=0.0,
                    help="weight of the finite-difference gradient loss (default 0: off)")
     c.add_argument("--device", default="auto", choices=DEVICES)
-    c.add_argument("--array", help="point-data array to compress (VTK formats)")
+    c.add_argument("--array", help="point-data array to compress (VTK formats), or the array/dataset of a "
+                                   "zarr store or HDF5 file given without one")
     c.add_argument("--dims", type=int, nargs=3, metavar=("X", "Y", "Z"), help="dimensions of a .raw input")
     c.add_argument("--dtype", help="dtype of a .raw input (e.g. int16, float32)")
     c.add_argument("--reproducible", action="store_true",
@@ -257,7 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("-q", "--quiet", action="store_true")
     m.set_defaults(func=cmd_meta_train)
 
-    d = sub.add_parser("decompress", help="decode an .nvc file to .npy, .raw or .vti")
+    d = sub.add_parser("decompress", help="decode an .nvc file to .npy, .raw, .vti, a zarr store (out.zarr) "
+                                          "or an HDF5 file (out.h5[:/dataset]), the last two chunk by chunk")
     d.add_argument("input")
     d.add_argument("output")
     d.add_argument("--scale", type=float, help="resolution factor over the original dims (e.g. 0.5, 2)")
@@ -265,6 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--region", type=int, nargs=6, metavar=("X0", "X1", "Y0", "Y1", "Z0", "Z1"),
                    help="inclusive index extent of the output grid")
     d.add_argument("--model", type=int, default=0, help="which model of a multi-model file")
+    d.add_argument("--chunks", type=int, default=64,
+                   help="zarr/HDF5 output: chunk edge in voxels, one decode per chunk (default 64)")
+    d.add_argument("--decode-threads", dest="workers", type=int,
+                   help="zarr/HDF5 output: chunks decoded in parallel (default: CPUs, at most 8)")
     d.add_argument("-q", "--quiet", action="store_true")
     d.set_defaults(func=cmd_decompress)
 

@@ -1,6 +1,8 @@
-"""Reading and writing plain volume files (.npy, .raw, and VTK's formats through VTK).
+"""Reading and writing plain volume files (.npy, .raw, zarr, HDF5, and VTK's formats through VTK).
 
-VTK is imported only when a VTK format is used, so the core stays numpy + torch.
+VTK, zarr and h5py are imported only when such a format is used, so the core stays numpy + torch.
+``.raw``, ``.npy``, zarr and HDF5 are read through :mod:`neuralvol.lazy_arrays`, which can
+also hand the array back unread (``lazy=True``).
 """
 from __future__ import annotations
 
@@ -11,19 +13,20 @@ from pathlib import Path
 
 import numpy as np
 
-from .bitstream.atomic_io import atomic_path, read_bytes, write_atomic
+from .bitstream.atomic_io import atomic_path, write_atomic
 from .errors import InputError
 
 VTK_SUFFIXES = {".vti": "vtkXMLImageDataReader", ".mha": "vtkMetaImageReader", ".mhd": "vtkMetaImageReader",
                 ".nrrd": "vtkNrrdReader", ".nhdr": "vtkNrrdReader", ".nii": "vtkNIFTIImageReader",
                 ".nii.gz": "vtkNIFTIImageReader"}
-READ_SUFFIXES = (".npy", ".raw") + tuple(VTK_SUFFIXES)
+READ_SUFFIXES = (".npy", ".raw", ".zarr", ".h5", ".hdf5") + tuple(VTK_SUFFIXES)
 WRITE_SUFFIXES = (".npy", ".raw", ".vti")
 
 
 @dataclass
 class VolumeFile:
-    """A volume as read from disk: the [z, y, x] array plus its placement."""
+    """A volume as read from disk: the [z, y, x] array (a numpy array, or a
+    :class:`neuralvol.lazy_arrays.LazyArray` when read with ``lazy=True``) plus its placement."""
 
     array: np.ndarray
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
@@ -46,38 +49,29 @@ def _import_vtk(what: str):
         raise InputError(f"{what} needs the 'vtk' package (pip install vtk), or convert the volume to .npy") from None
 
 
-def read_volume(path: str | os.PathLike, array_name: str | None = None, dims=None, dtype=None) -> VolumeFile:
-    """Read a volume file. ``.raw`` needs ``dims`` (x, y, z) and ``dtype``."""
+def read_volume(path: str | os.PathLike, array_name: str | None = None, dims=None, dtype=None,
+                lazy: bool = False) -> VolumeFile:
+    """Read a volume file. ``.raw`` needs ``dims`` (x, y, z) and ``dtype``.
+
+    ``path`` may name an array inside a container: ``store.zarr:group/array`` or
+    ``file.h5:/group/dataset`` (see :func:`neuralvol.lazy_arrays.open_lazy`). With
+    ``lazy=True``, ``.raw``, ``.npy``, zarr and HDF5 sources come back unread as a
+    :class:`~neuralvol.lazy_arrays.LazyArray`; VTK formats are always read whole.
+    """
+    from .lazy_arrays import open_lazy, source_kind
+    if source_kind(path) is not None:
+        arr = open_lazy(path, dims=dims, dtype=dtype, array_name=array_name)
+        values = arr if lazy else arr.read()
+        if not lazy:
+            arr.close()
+        return VolumeFile(values, arr.spacing, arr.origin, arr.array_name)
     suffix = suffix_of(path)
     if not Path(path).exists():
         raise InputError(f"no such file: {os.fspath(path)!r}")
-    if suffix == ".npy":
-        try:
-            array = np.load(io.BytesIO(read_bytes(path)), allow_pickle=False)
-        except ValueError as exc:
-            raise InputError(f"{os.fspath(path)!r} is not a readable .npy array ({exc})") from None
-        return VolumeFile(array, array_name=array_name or Path(path).stem)
-    if suffix == ".raw":
-        return _read_raw(path, dims, dtype, array_name)
     if suffix in VTK_SUFFIXES:
         return _read_vtk(path, suffix, array_name)
     raise InputError(f"cannot read {os.fspath(path)!r}: unknown suffix {suffix!r}; "
                      f"supported: {', '.join(READ_SUFFIXES)}")
-
-
-def _read_raw(path, dims, dtype, array_name) -> VolumeFile:
-    if dims is None or dtype is None:
-        raise InputError("reading .raw needs --dims X Y Z and --dtype (e.g. --dims 64 64 93 --dtype int16)")
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise InputError(f"unknown dtype {dtype!r}") from None
-    nx, ny, nz = (int(d) for d in dims)
-    data = read_bytes(path)
-    expected = nx * ny * nz * dt.itemsize
-    if len(data) != expected:
-        raise InputError(f"{os.fspath(path)!r} has {len(data)} bytes but dims {nx}x{ny}x{nz} of {dt} need {expected}")
-    return VolumeFile(np.frombuffer(data, dtype=dt).reshape(nz, ny, nx).copy(), array_name=array_name or Path(path).stem)
 
 
 def _read_vtk(path, suffix: str, array_name: str | None) -> VolumeFile:
