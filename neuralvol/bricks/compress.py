@@ -136,6 +136,11 @@ def compress_bricked(array, brick=DEFAULT_BRICK, spacing: Sequence[float] = (1.0
     layout = BrickLayout.for_volume(dims, brick, overlap)
     voxels = math.prod(shape)
     budget = byte_budget(voxels * dtype.itemsize, voxels, ratio, bpv, size)
+    reserve = HEADER_BYTES_FIXED + HEADER_BYTES_PER_BRICK * len(layout)
+    if budget < reserve + len(layout) * allocate.MIN_BRICK_BYTES:
+        raise InputError(f"a budget of {budget} bytes is too small for {len(layout)} bricks (each needs about "
+                         f"{allocate.MIN_BRICK_BYTES + HEADER_BYTES_PER_BRICK}); use larger bricks (--brick) "
+                         f"or a lower ratio")
     source = as_brick_source(array)
     started = _time.perf_counter()
     use_dask = client is not None or scheduler is not None or (workers or 0) > 0
@@ -151,7 +156,6 @@ def compress_bricked(array, brick=DEFAULT_BRICK, spacing: Sequence[float] = (1.0
                                  "before compressing")
         value_range = (min(s["min"] for s in stats), max(s["max"] for s in stats))
         core = [layout.core_voxels(i) for i in range(len(layout))]
-        reserve = HEADER_BYTES_FIXED + HEADER_BYTES_PER_BRICK * len(layout)
         sizes = allocate.allocate(budget - reserve, core, allocate.difficulties(stats, allocation))
         info = VolumeInfo(dims=dims, spacing=spacing, origin=origin, array_name=str(array_name),
                           dtype=dtype.name, value_range=value_range, time=time)
