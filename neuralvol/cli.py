@@ -46,8 +46,11 @@ def _progress_bar(enabled: bool):
 def cmd_compress(args) -> int:
     from . import compress
     from .volume_io import read_volume
-    # lazy: .raw/.npy/zarr/HDF5 stay on disk until the fit reads them
+    # lazy: .raw/.npy/zarr/HDF5 stay on disk until the fit (or a brick) reads them
     vf = read_volume(args.input, array_name=args.array, dims=args.dims, dtype=args.dtype, lazy=True)
+    from .bricks.cli import bricked_compress, wants_bricks
+    if wants_bricks(args, vf.array):
+        return bricked_compress(args, vf)
     update, close = _progress_bar(not args.quiet)
     start = time.perf_counter()
     try:
@@ -154,6 +157,9 @@ def _decompress_chunked(vol, dims, args, kind: str) -> int:
 def info_dict(path: str) -> dict:
     from . import open_all, read_header
     header = read_header(path)
+    if "bricks" in header:
+        from .bricks.cli import bricked_info
+        return bricked_info(path, header)
     volumes = open_all(path)
     size = os.path.getsize(path)
     models = []
@@ -193,6 +199,10 @@ def cmd_info(args) -> int:
         return 0
     print(f"{info['file']}: {info['bytes']} bytes, ratio {info['ratio']:.1f}:1, {info['bpv']:.3f} bits/voxel, "
           f"format v{info['format_version']} ({info['library']})")
+    if "bricks" in info:
+        b = info["bricks"]
+        print(f"  {'x'.join(map(str, b['dims']))} voxels in {'x'.join(map(str, b['grid']))} bricks, overlap "
+              f"{b['overlap']} ({b['blend']} blend), PSNR ~{b['psnr_estimate']} dB (from the bricks)")
     for i, m in enumerate(info["models"]):
         enc, net, t = m["model"]["encoding"], m["model"]["network"], m["training"]
         psnr = "exact" if t.get("exact") else (f"{t['psnr']:.2f} dB" if isinstance(t.get("psnr"), (int, float)) else "?")
@@ -265,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave wall-clock times out of the file: same seed and steps give identical bytes")
     c.add_argument("--preset", help="fixed network preset (small, medium, large) instead of sizing to the budget")
     c.add_argument("--init", help="start from a meta-learned initialisation (.nvinit); implies its preset")
+    from .bricks.cli import add_brick_arguments
+    add_brick_arguments(c)
     c.add_argument("-q", "--quiet", action="store_true")
     c.set_defaults(func=cmd_compress)
 

@@ -409,6 +409,8 @@ def open(path: str | os.PathLike, model: int = 0) -> NeuralVolume:  # noqa: A001
     Returns
     -------
     NeuralVolume
+        Or, for a bricked file, a :class:`neuralvol.bricks.BrickedVolume` (the same API)
+        of the whole volume (``open_all`` returns its bricks).
 
     Raises
     ------
@@ -421,7 +423,8 @@ def open(path: str | os.PathLike, model: int = 0) -> NeuralVolume:  # noqa: A001
     --------
     >>> nv.open("head.nvc").decode(region=(10, 40, 0, 63, 20, 50))  # doctest: +SKIP
     """
-    volumes = open_all(path)
+    from .bricks.volume import read_models  # a bricked file reads as one BrickedVolume
+    volumes = read_models(path)
     if not -len(volumes) <= model < len(volumes):
         raise InputError(f"{os.fspath(path)!r} holds {len(volumes)} model(s); model {model} does not exist")
     return volumes[model]

@@ -62,9 +62,10 @@ def model_entry(vol: NeuralVolume) -> dict:
     return entry
 
 
-def to_bytes(volumes: Sequence[NeuralVolume], compact: bool = True) -> bytes:
+def to_bytes(volumes: Sequence[NeuralVolume], compact: bool = True, extra: dict | None = None) -> bytes:
     """The `.nvc` bytes of ``volumes``; ``compact=False`` keeps a single quantised model
-    in format version 2 (JSON header) instead of the compact version 3."""
+    in format version 2 (JSON header) instead of the compact version 3. ``extra``: more
+    top-level header keys (e.g. ``bricks``, which makes the file version 4)."""
     sections = []
     for i, vol in enumerate(volumes):
         if vol.storage is not None:
@@ -75,8 +76,9 @@ def to_bytes(volumes: Sequence[NeuralVolume], compact: bool = True) -> bytes:
             continue
         for name, tensor in vol.network.named_tensors().items():
             sections.append(container.Section(f"{i}/{name}", tensor.detach().cpu().numpy().astype(np.float16)))
-    header = {"format": "neuralvol", "version": container.version_for(sections),
+    header = {"format": "neuralvol", "version": container.version_for(sections, extra),
               "library": f"neuralvol {LIBRARY_VERSION}", "models": [model_entry(v) for v in volumes]}
+    header.update(extra or {})
     return container.encode(header, sections, compact)
 
 
@@ -103,6 +105,11 @@ def _field(entry: dict, key: str, kind, source: str, index: int):
 
 
 def volumes_from_bytes(data: bytes, source: str = "file") -> list[NeuralVolume]:
+    return header_and_volumes(data, source)[1]
+
+
+def header_and_volumes(data: bytes, source: str = "file") -> tuple[dict, list[NeuralVolume]]:
+    """The verified header and every model of a file."""
     header, arrays = container.decode(data, source)
     if header.get("format") != "neuralvol":
         raise FormatError(f"{source}: header does not describe a neuralvol volume")
@@ -160,7 +167,7 @@ def volumes_from_bytes(data: bytes, source: str = "file") -> list[NeuralVolume]:
         volumes.append(_volume.NeuralVolume(network, info, training))
     if len(volumes) == 1:
         volumes[0]._nbytes = len(data)
-    return volumes
+    return header, volumes
 
 
 def _quantised_tensors(network: NeuralField, storage: StorageEntry, arrays: dict, key: str, source: str) -> dict:

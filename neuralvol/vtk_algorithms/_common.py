@@ -173,7 +173,8 @@ class NvcFileMixin:
         if self._models is not None and self._models_key == key:
             return self._models, False
         nv = import_core()
-        models = list(nv.open_all(self._filename))
+        from neuralvol.bricks.volume import read_models  # a bricked file is one volume
+        models = list(read_models(self._filename))
         if not models:
             raise nv.FormatError(f"{self._filename}: the file holds no model")
         self._models, self._models_key = models, key

@@ -1,0 +1,80 @@
+"""Running brick tasks: on ``dask.distributed`` (a LocalCluster or a scheduler address) or in-process.
+
+Tasks are submitted with ``retries``; a worker that dies mid-task has its task rescheduled
+by the scheduler (its results are only gathered on success), so the file is still complete.
+"""
+from __future__ import annotations
+
+import contextlib
+import resource
+from typing import Callable, Sequence
+
+from ..errors import FitCancelled, InputError
+
+TASK_RETRIES = 2
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process (Linux reports ru_maxrss in KiB)."""
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+@contextlib.contextmanager
+def dask_client(workers: int | None = None, scheduler: str | None = None, client=None):
+    """A ``distributed.Client``: ``client`` as given, one to ``scheduler``, or a new LocalCluster
+    of ``workers`` processes with one thread each (closed on exit)."""
+    if client is not None:
+        yield client
+        return
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise InputError("bricked compression on Dask needs dask.distributed: pip install 'neuralvol[large]' "
+                         "(or pass workers=0 to fit the bricks in this process)") from None
+    if scheduler is not None:
+        try:
+            c = Client(scheduler, timeout="10s")
+        except (OSError, TimeoutError) as exc:
+            raise InputError(f"cannot reach the Dask scheduler at {scheduler!r} ({exc}); start one "
+                             f"(dask scheduler) or drop --scheduler") from None
+        with c:
+            yield c
+        return
+    with LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as c:
+        yield c
+
+
+def run(fn: Callable, arguments: Sequence[tuple], client=None, on_result: Callable | None = None,
+        key: str = "neuralvol") -> list:
+    """``[fn(*a) for a in arguments]``, as Dask tasks on ``client`` (in-process when None).
+
+    ``on_result(done, total, result)`` is called as each finishes; returning ``False`` cancels
+    (raises :class:`FitCancelled`)."""
+    total = len(arguments)
+    results = [None] * total
+    if client is None:
+        for i, args in enumerate(arguments):
+            results[i] = fn(*args)
+            if on_result is not None and on_result(i + 1, total, results[i]) is False:
+                raise FitCancelled("bricked compression cancelled")
+        return results
+    from distributed import as_completed
+    futures = [client.submit(fn, *args, retries=TASK_RETRIES, pure=False, key=f"{key}-{i}")
+               for i, args in enumerate(arguments)]
+    order = {f.key: i for i, f in enumerate(futures)}
+    try:
+        for done, fut in enumerate(as_completed(futures), start=1):
+            results[order[fut.key]] = fut.result()
+            if on_result is not None and on_result(done, total, results[order[fut.key]]) is False:
+                raise FitCancelled("bricked compression cancelled")
+    finally:
+        client.cancel([f for f in futures if not f.done()])
+    return results
+
+
+def worker_peak_rss(client) -> dict:
+    """Peak RSS (bytes) of every live worker process, by address."""
+    if client is None:
+        return {}
+    return client.run(peak_rss_bytes)

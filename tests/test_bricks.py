@@ -1,0 +1,179 @@
+"""Bricked compression (issue 14): layout, global budget, Dask runs with a killed worker, bricked reading."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import neuralvol as nv
+from neuralvol.bitstream import container
+from neuralvol.bricks import BrickLayout, MemmapArray, compress_bricked
+from neuralvol.bricks.quality import seam_psnr
+from neuralvol.cli import main
+from neuralvol.metrics import psnr
+
+STEPS = 40
+OPTIONS = dict(steps=STEPS, record_timings=False, seed=3)
+QUICK = dict(steps=8, record_timings=False, seed=3)   # where only the bytes matter, not the PSNR
+
+
+@pytest.fixture(scope="module")
+def ct64(headsq) -> np.ndarray:
+    """64^3 of the CT head (int16): 8 bricks of 32."""
+    return np.ascontiguousarray(headsq[14:78])
+
+
+@pytest.fixture(scope="module")
+def bricked(ct64, tmp_path_factory):
+    vol = compress_bricked(ct64, 32, ratio=40, workers=0, **OPTIONS)
+    path = tmp_path_factory.mktemp("bricks") / "ct.nvc"
+    vol.save(path)
+    return vol, path
+
+
+@pytest.fixture(scope="module")
+def cluster_client():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as c, \
+            distributed.Client(c) as client:
+        yield client
+
+
+def test_blend_weights_are_a_partition_of_unity_and_stay_inside_each_extent():
+    layout = BrickLayout.for_volume((50, 37, 9), 16, 3)
+    assert layout.shape == (4, 3, 1)   # cores of at most 16: ceil(50 / 16), ceil(37 / 16)
+    for axis in range(3):
+        u = np.linspace(0, layout.dims[axis] - 1, 301)
+        total = np.zeros_like(u)
+        for j in range(layout.shape[axis]):
+            w = layout.axis_weight(axis, j, u)
+            total += w
+            i = layout.index(*[j if a == axis else 0 for a in range(3)])
+            e = layout.extent(i)
+            assert np.all(u[w > 0] >= e[2 * axis] - 0.5) and np.all(u[w > 0] <= e[2 * axis + 1] + 0.5)
+        np.testing.assert_allclose(total, 1.0)
+    with pytest.raises(nv.InputError, match="overlap 8 must be smaller"):
+        BrickLayout.for_volume((16, 16, 16), 8, 8)
+
+
+def test_bricked_file_round_trips_within_budget_and_decodes_only_touched_bricks(bricked, ct64):
+    vol, path = bricked
+    budget = ct64.nbytes // 40
+    assert os.path.getsize(path) <= budget and vol.nbytes == os.path.getsize(path)
+    assert nv.read_header(path)["version"] == container.EXTENDED_VERSION == 4
+    back = nv.open(path)
+    assert back.dims == (64, 64, 64) and back.dtype == np.int16 and len(back.bricks) == 8
+    assert len(nv.open_all(path)) == 8 and nv.open_all(path)[7].info.extent == (28, 63, 28, 63, 28, 63)
+    full = back.decode()
+    assert full.dtype == np.int16
+    assert psnr(ct64, full) > 23.0   # 24.2 measured; one 64^3 model at 40 steps: 25.3
+    assert back.decoded_bricks == set(range(8))
+    # a region inside brick 0's core (beyond the overlap) touches brick 0 only, and equals the whole decode
+    back.reset_decoded_bricks()
+    region = back.decode(region=(2, 20, 0, 27, 5, 9))
+    assert back.decoded_bricks == {0}
+    np.testing.assert_array_equal(region, full[5:10, 0:28, 2:21])
+    # a coarser grid blends the same field: each brick decoded once
+    back.reset_decoded_bricks()
+    third = back.decode(dims=(22, 22, 22))   # nodes 0, 3, ..., 63
+    assert back.decoded_bricks == set(range(8)) and psnr(ct64[::3, ::3, ::3], third) > 21.0
+    np.testing.assert_allclose(back.sample([[10.0, 20.0, 30.0]]), full[30, 20, 10], atol=1)
+
+
+def test_budget_goes_to_the_harder_bricks(bricked, ct64):
+    vol, _ = bricked
+    grad = [s["gradient"] for s in vol.report["difficulty"]]
+    sizes = vol.report["sizes"]
+    assert len(set(sizes)) > 1
+    assert sizes[int(np.argmax(grad))] == max(sizes) and sizes[int(np.argmin(grad))] == min(sizes)
+
+
+def test_overlap_blending_leaves_no_seam(bricked, ct64):
+    vol, path = bricked
+    s = seam_psnr(ct64, nv.open(path).decode(), vol.layout, width=2)
+    assert s["seam"] > s["interior"] - 1.0, s
+
+
+def test_dask_lazy_input_gives_the_in_process_file(cluster_client, ct64, tmp_path):
+    np.save(tmp_path / "ct.npy", ct64)
+    lazy = MemmapArray.from_npy(tmp_path / "ct.npy")
+    seen = []
+    vol = compress_bricked(lazy, 32, ratio=40, client=cluster_client,
+                           progress=lambda done, total, b: seen.append((done, total)), **QUICK)
+    assert seen[-1] == (8, 8) and [d for d, _ in seen] == list(range(1, 9))
+    vol.save(tmp_path / "dask.nvc")
+    compress_bricked(ct64, 32, ratio=40, workers=0, **QUICK).save(tmp_path / "here.nvc")
+    assert (tmp_path / "dask.nvc").read_bytes() == (tmp_path / "here.nvc").read_bytes()
+    assert vol.report["peak_rss_workers"] and all(v > 0 for v in vol.report["peak_rss_workers"].values())
+
+
+class KillOnFitRead(MemmapArray):
+    """Reads of brick ``victim`` kill the worker once, on the fit pass (the 2nd read), marked by files."""
+
+    def __init__(self, path, marker_dir, victim_start):
+        m = np.load(path, mmap_mode="r")
+        super().__init__(path, m.dtype, m.shape, m.offset)
+        self.marker_dir, self.victim_start = str(marker_dir), victim_start
+
+    def __getitem__(self, key):
+        if key[0].start == self.victim_start and key[1].start == self.victim_start:
+            seen, killed = (os.path.join(self.marker_dir, n) for n in ("seen", "killed"))
+            if os.path.exists(seen) and not os.path.exists(killed):
+                open(killed, "w").close()
+                os._exit(1)   # the worker dies mid-run, like an OOM kill
+            open(seen, "w").close()
+        return super().__getitem__(key)
+
+
+def test_a_killed_worker_loses_nothing(cluster_client, headsq, tmp_path):
+    data = np.ascontiguousarray(headsq[20:52, 16:48, 16:48])
+    np.save(tmp_path / "ct.npy", data)
+    reference = compress_bricked(data, 16, ratio=20, workers=0, overlap=2, **QUICK)
+    source = KillOnFitRead(tmp_path / "ct.npy", tmp_path, victim_start=14)   # brick 7 (1,1,1): starts at 16 - 2
+    vol = compress_bricked(source, 16, ratio=20, client=cluster_client, overlap=2, **QUICK)
+    assert (tmp_path / "killed").exists()
+    vol.save(tmp_path / "out.nvc")
+    reference.save(tmp_path / "ref.nvc")
+    assert (tmp_path / "out.nvc").read_bytes() == (tmp_path / "ref.nvc").read_bytes()
+
+
+def test_cli_bricks_info_and_region_decompress(ct64, tmp_path, capsys):
+    np.save(tmp_path / "ct.npy", ct64)
+    assert main(["compress", str(tmp_path / "ct.npy"), str(tmp_path / "ct.nvc"), "--ratio", "40", "--brick", "32",
+                 "--workers", "0", "--steps", "8", "--seed", "3", "--reproducible", "-q"]) == 0
+    assert main(["info", str(tmp_path / "ct.nvc")]) == 0
+    out = capsys.readouterr().out
+    assert "in 2x2x2 bricks, overlap 4" in out and "format v4" in out
+    assert main(["decompress", str(tmp_path / "ct.nvc"), str(tmp_path / "part.npy"),
+                 "--region", "0", "31", "0", "31", "0", "15", "-q"]) == 0
+    part = np.load(tmp_path / "part.npy")
+    np.testing.assert_array_equal(part, nv.open(tmp_path / "ct.nvc").decode(region=(0, 31, 0, 31, 0, 15)))
+
+
+def test_cli_errors_are_one_line(ct64, tmp_path, capsys):
+    np.save(tmp_path / "ct.npy", ct64)
+    assert main(["compress", str(tmp_path / "ct.npy"), str(tmp_path / "a.nvc"), "--workers", "2"]) == 2
+    assert "add --brick N" in capsys.readouterr().err
+    assert main(["compress", str(tmp_path / "ct.npy"), str(tmp_path / "a.nvc"), "--brick", "8", "--workers", "0",
+                 "--size", "3000", "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "too small for 512 bricks" in err and err.count("\n") == 1
+    assert not (tmp_path / "a.nvc").exists()
+
+
+def test_large_volumes_are_bricked_automatically_small_ones_unchanged(ct64, tmp_path, capsys, monkeypatch):
+    small = np.ascontiguousarray(ct64[:24, :24, :24])
+    np.save(tmp_path / "s.npy", small)
+    args = ["--ratio", "20", "--steps", "5", "--reproducible"]
+    assert main(["compress", str(tmp_path / "s.npy"), str(tmp_path / "s.nvc"), *args]) == 0
+    direct = nv.compress(small, array_name="s", ratio=20, steps=5, record_timings=False)
+    direct.save(tmp_path / "direct.nvc")
+    assert (tmp_path / "s.nvc").read_bytes() == (tmp_path / "direct.nvc").read_bytes()
+    import neuralvol.bricks.compress as bc
+    monkeypatch.setattr(bc, "AUTO_BRICK_VOXELS", 12 ** 3)
+    assert main(["compress", str(tmp_path / "s.npy"), str(tmp_path / "auto.nvc"), "--workers", "0", *args]) == 0
+    assert "compressing in bricks of 128" in capsys.readouterr().err
+    assert "bricks" in nv.read_header(tmp_path / "auto.nvc")
