@@ -24,11 +24,13 @@ MAGIC = b"\x89NVC\r\n\x1a\n"
 # Version 1: raw sections only. Version 2 adds entropy-coded sections (a "coding" entry in
 # the section table). Writers use the lowest version that holds what they write, so
 # float16 files stay readable by version-1 readers; readers read every version up to this.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 CODED_SECTIONS_VERSION = 2
 # Version 3: one model with one coded section, its header in fixed binary fields (~70
 # bytes with magic and CRC, instead of ~170), used whenever it can hold the header exactly.
 COMPACT_VERSION = 3
+# Version 4: the version-2 layout plus optional model keys an older reader must not ignore (docs/FORMAT.md).
+EXTENDED_VERSION = 4
 VERSION_FIELD = struct.Struct("<H")
 CRC_FIELD = struct.Struct("<I")
 FLAG_HEADER_ZLIB = 0x1
@@ -63,8 +65,10 @@ class Section:
     segmentations: tuple = ()  # runs of like statistics the coder may use (see entropy.encode)
 
 
-def version_for(sections: list[Section]) -> int:
-    """The lowest format version that can hold ``sections``."""
+def version_for(sections: list[Section], extended: bool = False) -> int:
+    """The lowest format version that can hold ``sections`` (``extended``: and version-4 header keys)."""
+    if extended:
+        return EXTENDED_VERSION
     return CODED_SECTIONS_VERSION if any(s.coded for s in sections) else 1
 
 
@@ -97,7 +101,7 @@ def encode(header: dict, sections: list[Section], compact: bool = True) -> bytes
     full = dict(header)
     full["sections"] = table
     text = json.dumps(full, separators=(",", ":"), sort_keys=False, allow_nan=False).encode("utf-8")
-    version = version_for(sections)
+    version = version_for(sections, extended=header.get("version") == EXTENDED_VERSION)
     stored, flags = pack_header(text, version)
     preamble = PREAMBLE.pack(MAGIC, version, flags, len(stored), zlib.crc32(stored))
     return preamble + stored + b"".join(payload)
