@@ -226,6 +226,7 @@ def compress_bounded(compress, data: np.ndarray, max_error, **kwargs):
         vol.bound_search = None
         return vol
     time_budget, progress = kwargs.pop("time_budget"), kwargs.pop("progress")
+    kwargs.pop("ratio")
     if time_budget is None and kwargs.get("steps") is None:
         from .compress import DEFAULT_TIME_BUDGET
         time_budget = DEFAULT_TIME_BUDGET
@@ -238,10 +239,18 @@ def compress_bounded(compress, data: np.ndarray, max_error, **kwargs):
         def report(p):
             if progress is not None:
                 return progress(type(p)((index + p.fraction) / SEARCH_TRIALS, p.psnr, p.elapsed, p.step))
-        vol = compress(data, ratio=ratio, time_budget=share, progress=report, **kwargs)
+        try:
+            vol = compress(data, ratio=ratio, time_budget=share, progress=report, **kwargs)
+        except InputError as exc:  # the budget cannot hold the header: a lower ratio can
+            tried[ratio] = exc
+            return math.inf
         attach(vol, data, max_error)
         tried[ratio] = vol
         return vol.nbytes
+
+    def size_of(ratio: float) -> float:
+        vol = tried[ratio]
+        return math.inf if isinstance(vol, InputError) else vol.nbytes
 
     current = SEARCH_START_RATIO
     size = trial(current)
@@ -249,10 +258,12 @@ def compress_bounded(compress, data: np.ndarray, max_error, **kwargs):
     if direction == 2.0:
         current *= 2
     while len(tried) < SEARCH_TRIALS:
-        if trial(current * direction) >= tried[current].nbytes:
+        if trial(current * direction) >= size_of(current):
             break
         current *= direction
-    winner = min(tried, key=lambda r: (tried[r].nbytes, r))
-    vol = tried[winner]
-    vol.bound_search = sorted((r, tried[r].nbytes) for r in tried)
+    fitted = {r: v for r, v in tried.items() if not isinstance(v, InputError)}
+    if not fitted:
+        raise tried[min(tried)]
+    vol = fitted[min(fitted, key=lambda r: (fitted[r].nbytes, r))]
+    vol.bound_search = sorted((r, v.nbytes) for r, v in fitted.items())
     return vol

@@ -283,6 +283,9 @@ class NeuralVolume:
         values = offset + scale * out.astype(np.float64)
         if self.correction is not None and tuple(dims) == tuple(self.dims):
             self.correction.apply(values, dims, region)
+            if self.dtype.kind in "iu":  # the bound is on the rounded values, whatever the output dtype
+                info = np.iinfo(self.dtype)
+                values = np.clip(np.rint(values), info.min, info.max)
         return values
 
     @property
