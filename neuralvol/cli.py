@@ -51,10 +51,12 @@ def cmd_compress(args) -> int:
     from .bricks.cli import bricked_compress, wants_bricks
     if wants_bricks(args, vf.array):
         return bricked_compress(args, vf)
+    importance = _load_importance(args.importance) if args.importance else None
     update, close = _progress_bar(not args.quiet)
     start = time.perf_counter()
     try:
         vol = compress(vf.array, spacing=vf.spacing, origin=vf.origin, array_name=vf.array_name,
+                       max_error=args.max_error, importance=importance, roi=args.roi, roi_weight=args.roi_weight,
                        ratio=args.ratio, bpv=args.bpv, size=args.size, time_budget=args.time_budget,
                        steps=args.steps, psnr=args.psnr, seed=args.seed, device=args.device,
                        progress=update, record_timings=not args.reproducible,
@@ -70,11 +72,27 @@ def cmd_compress(args) -> int:
               f"{t.steps} steps, {time.perf_counter() - start:.1f} s on {t.device}")
         if vol.search:
             print("searched ratios: " + ", ".join(f"{r:g}:1 -> {p:.2f} dB" for r, p in vol.search))
+        if vol.correction is not None:
+            n = vol.correction.count
+            print(f"error bound {vol.max_error:g}: {n} voxels corrected ({100 * n / max(1, int(np.prod(vol.dims))):.2f} %)")
+            if getattr(vol, "bound_search", None):
+                print("searched network ratios: " + ", ".join(
+                    f"{r:g}:1 -> file {vol.info.native_bytes / b:.1f}:1" for r, b in vol.bound_search))
     t = vol.training
     if args.psnr is not None and not t.exact and (t.psnr or 0) < args.psnr:
         print(f"warning: target PSNR {args.psnr} dB not reached within the budget (best {t.psnr:.2f} dB); "
               f"kept the best file found", file=sys.stderr)
     return 0
+
+
+def _load_importance(path: str):
+    from .errors import InputError
+    if not path.endswith(".npy"):
+        raise InputError(f"--importance takes a .npy weight volume of the input's [z, y, x] shape, got {path!r}")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read the importance volume {path!r}: {exc}") from None
 
 
 def cmd_meta_train(args) -> int:
@@ -154,6 +172,11 @@ def _decompress_chunked(vol, dims, args, kind: str) -> int:
     return 0
 
 
+def _is_correction(section_name: str) -> bool:
+    from .error_bound import POSITIONS, VALUES
+    return section_name.split("/")[-1] in (POSITIONS, VALUES)
+
+
 def info_dict(path: str) -> dict:
     from . import open_all, read_header
     header = read_header(path)
@@ -167,7 +190,8 @@ def info_dict(path: str) -> dict:
     for i, vol in enumerate(volumes):
         cfg = vol.config
         storage = vol.storage.to_dict() if vol.storage is not None else {"precision": "float16"}
-        section_bytes = sum(e["nbytes"] for name, e in coded.items() if name.split("/")[0] == str(i))
+        section_bytes = sum(e["nbytes"] for name, e in coded.items()
+                            if name.split("/")[0] == str(i) and not _is_correction(name))
         storage["bits_per_parameter"] = round(8 * section_bytes / max(1, cfg.n_params), 3)
         models.append({
             "name": vol.info.name, "array_name": vol.array_name, "time": vol.time,
@@ -177,6 +201,10 @@ def info_dict(path: str) -> dict:
             "native_bytes": vol.info.native_bytes,
             "training": {k: v for k, v in vol.training.to_dict().items() if k != "curve"},
         })
+        if vol.correction is not None:
+            models[-1]["error_bound"] = {**vol.correction.entry(), "bytes": sum(
+                coded[f"{i}/{name}"]["nbytes"] for name in vol.correction.symbol_arrays() if f"{i}/{name}" in coded),
+                "bounded": "original grid points only"}
     native = sum(m["native_bytes"] for m in models)
     return {"file": path, "bytes": size, "ratio": native / size, "bpv": 8 * size / max(1, sum(
         int(np.prod(m["dims"])) for m in models)), "format_version": header.get("version"),
@@ -214,6 +242,10 @@ def cmd_info(args) -> int:
               f"{m['model']['parameters']} parameters, {m['storage']['precision']} "
               f"({m['storage']['bits_per_parameter']:.2f} bits each)")
         secs = t.get("seconds")
+        if "error_bound" in m:
+            b = m["error_bound"]
+            print(f"    error bound {b['max_error']:g} at original grid points only (other resolutions and "
+                  f"sampled points are not bounded); {b['count']} corrected voxels, {b['bytes']} bytes")
         print(f"    PSNR {psnr} after {t.get('steps')} steps"
               f"{f', {secs:.1f} s' if isinstance(secs, (int, float)) else ''} on {t.get('device')} (seed {t.get('seed')})")
     return 0
@@ -266,6 +298,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="input encoding (default hashgrid); every kind meets the same size budget")
     c.add_argument("--grad-weight", type=float, default=0.0,
                    help="weight of the finite-difference gradient loss (default 0: off)")
+    c.add_argument("--max-error", type=float, metavar="E",
+                   help="guarantee |decoded - original| <= E at every voxel of the original grid (corrections "
+                        "are stored for the voxels the network misses; 0 on integer data: lossless); "
+                        "without a ratio/bpv/size the network's ratio is searched")
+    c.add_argument("--importance", metavar="MASK.npy",
+                   help="weight volume (.npy, the input's [z, y, x] shape, >= 0): fit harder where it is high")
+    c.add_argument("--roi", type=int, nargs=6, action="append", metavar=("X0", "X1", "Y0", "Y1", "Z0", "Z1"),
+                   help="inclusive index box fitted with --roi-weight (repeatable)")
+    c.add_argument("--roi-weight", type=float, help="importance of the --roi boxes against 1 elsewhere (default 10)")
     c.add_argument("--device", default="auto", choices=DEVICES)
     c.add_argument("--array", help="point-data array to compress (VTK formats), or the array/dataset of a "
                                    "zarr store or HDF5 file given without one")

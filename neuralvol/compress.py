@@ -15,6 +15,7 @@ from .bitstream.records import TrainingSummary, worst_case_training
 from .bitstream.schema import VALUE_DTYPES
 from .errors import InputError
 from .fitting import FitProgress, fit, import_optimiser_machinery, resolve_device
+from .importance import importance_weights
 from .metrics import psnr
 from .model import ModelConfig, NeuralField
 from .quantise import storage_entry
@@ -84,7 +85,9 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
              progress: Callable[[FitProgress], bool | None] | None = None, time: float | None = None,
              record_timings: bool = True, config: ModelConfig | None = None,
              encoding: str = "hashgrid", grad_weight: float = 0.0, preset: str | None = None,
-             init=None, precision: str = "quantised") -> NeuralVolume:
+             init=None, precision: str = "quantised", max_error: float | None = None,
+             importance=None, roi: Sequence[Sequence[int]] | None = None,
+             roi_weight: float | None = None) -> NeuralVolume:
     """Fit a network to ``array`` and return the compressed volume.
 
     The whole `.nvc` file is at most ``native bytes / ratio`` (or ``bpv`` bits per voxel,
@@ -139,6 +142,22 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
     precision : str, default "quantised"
         "quantised" (entropy-coded integer parameters, sized to fill the budget, trained
         through the quantiser at the end) or "float16" (format version 1).
+    max_error : float, optional
+        Guarantee ``|decoded - original| <= max_error`` at every voxel of the original grid
+        (decoded in the original dtype, whole or any region; ``0`` on integer data is
+        lossless): voxels the network misses by more get stored corrections (format
+        version 4, see :mod:`neuralvol.error_bound`). The network gets the budget given;
+        with none, a short search over ratios keeps the smallest file. Decoding at other
+        ``dims`` and :meth:`NeuralVolume.sample` are not bounded.
+    importance : array_like, optional
+        Non-negative weights of the array's shape: the fit draws training voxels in
+        proportion to them, so bytes go where the weights are high (see
+        :mod:`neuralvol.importance`).
+    roi : sequence of 6-int boxes, optional
+        Inclusive index extents ``x0, x1, y0, y1, z0, z1`` weighted ``roi_weight``
+        (default 10) against 1 elsewhere; instead of ``importance``.
+    roi_weight : float, optional
+        Weight of the ``roi`` boxes (> 0; default 10).
 
     Returns
     -------
@@ -152,7 +171,9 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
         dimensions, an option is out of range or
         contradicts another (two budgets, an unknown encoding, preset, precision or
         device, "cuda" without a GPU), or the budget is too small for the file's header,
-        or smaller than ``preset``/``init`` needs.
+        or smaller than ``preset``/``init`` needs, ``max_error`` is negative, not finite or
+        below what the dtype can be guaranteed to, or ``importance``/``roi`` do not fit the
+        array (shape, negative or non-finite weights, boxes outside the grid).
     FormatError
         If ``init`` is not a valid `.nvinit` file.
     FitCancelled
@@ -166,6 +187,15 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
     import_optimiser_machinery()   # once per process, outside the budget (see there)
     started = perf_counter()
     data = validate_array(array)
+    weights = importance_weights(data.shape, importance, roi, roi_weight)
+    if max_error is not None:
+        from .error_bound import compress_bounded
+        return compress_bounded(compress, data, max_error, spacing=spacing, origin=origin, array_name=array_name,
+                                ratio=ratio, bpv=bpv, size=size, time_budget=time_budget, steps=steps, psnr=psnr,
+                                seed=seed, device=device, progress=progress, time=time,
+                                record_timings=record_timings, config=config, encoding=encoding,
+                                grad_weight=grad_weight, preset=preset, init=init, precision=precision,
+                                importance=weights)
     spacing = _vec3(spacing, "spacing", positive=True)
     origin = _vec3(origin, "origin", positive=False)
     if steps is not None and int(steps) < 0:
@@ -188,7 +218,7 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
         return _compress_to_psnr(data, float(psnr), time_budget, steps, progress, spacing=spacing, origin=origin,
                                  array_name=array_name, seed=seed, device=device, time=time,
                                  record_timings=record_timings, encoding=encoding, grad_weight=grad_weight,
-                                 precision=precision)
+                                 precision=precision, importance=weights)
     budget = byte_budget(data.nbytes, data.size, ratio, bpv, size)
     worst = worst_case_training(torch_device, record_timings, seed)
     meta_init = None
@@ -240,7 +270,8 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
         summary = fit(network, target, steps=None if steps is None else int(steps), time_budget=remaining,
                       psnr_target=psnr, seed=seed, device=torch_device, progress=progress,
                       grad_weight=float(grad_weight), quantiser=quantiser,
-                      qat_fraction=QAT_FRACTION if quantised else 0.0, after_fit_s=FINISH_CODINGS * coding_s)
+                      qat_fraction=QAT_FRACTION if quantised else 0.0, after_fit_s=FINISH_CODINGS * coding_s,
+                      importance=weights)
     else:  # constant volume: the normalisation alone reproduces it exactly
         summary = TrainingSummary(steps=0, seconds=0.0, stopped="constant", curve=[])
         with torch.no_grad():  # the network is unused: zeros cost (almost) nothing to store

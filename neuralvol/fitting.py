@@ -134,7 +134,7 @@ def _fit(field: NeuralField, target: np.ndarray, *, steps: int | None, time_budg
         progress: Callable[[FitProgress], bool | None] | None = None,
         batch_size: int | None = None, learning_rate: float | None = None, grad_weight: float = 0.0,
         quantiser: Callable[[NeuralField], ContextManager] | None = None, qat_fraction: float = 0.0,
-        after_fit_s: float = 0.0) -> TrainingSummary:
+        after_fit_s: float = 0.0, importance: np.ndarray | None = None) -> TrainingSummary:
     """Fit ``field`` to ``target`` (normalised float32 ``[z, y, x]``); returns a training summary.
 
     ``grad_weight`` > 0 adds ``grad_weight * mean |D f - D v|^2``: central differences of one
@@ -149,6 +149,10 @@ def _fit(field: NeuralField, target: np.ndarray, *, steps: int | None, time_budg
     ``time_budget`` counts from this call; the fit stops early enough to leave one
     whole-volume evaluation (timed on a slab after ``TIMING_STEPS`` steps) and ``after_fit_s``
     seconds (the caller's own finishing work) inside it.
+
+    ``importance`` (non-negative weights of ``target``'s shape, see :mod:`neuralvol.importance`)
+    draws training voxels with probability proportional to their weight instead of uniformly,
+    so the loss is the importance-weighted MSE in expectation (the gradient loss stays uniform).
     """
     start = time.perf_counter()
     stored = quantiser or stored_precision
@@ -163,6 +167,10 @@ def _fit(field: NeuralField, target: np.ndarray, *, steps: int | None, time_budg
     n_voxels = target_t.numel()
     batch = min(batch_size, max(1, n_voxels))
     generator = torch.Generator(device=device).manual_seed(int(seed) + 1)
+    cdf = None
+    if importance is not None:  # float64: a float32 running sum stalls past 2^24 voxels
+        cdf = torch.as_tensor(np.cumsum(importance.reshape(-1), dtype=np.float64), device=device)
+        cdf /= cdf[-1].clone()
     optimiser = torch.optim.Adam(field.parameters(), lr=learning_rate, betas=(0.9, 0.99), eps=1e-15)
 
     last_report = -math.inf
@@ -191,7 +199,11 @@ def _fit(field: NeuralField, target: np.ndarray, *, steps: int | None, time_budg
         for group in optimiser.param_groups:
             group["lr"] = learning_rate * FINAL_LR_FACTOR ** fraction
 
-        flat = torch.randint(0, n_voxels, (batch,), generator=generator, device=device)
+        if cdf is None:
+            flat = torch.randint(0, n_voxels, (batch,), generator=generator, device=device)
+        else:  # voxel i where cdf[i-1] <= u < cdf[i]: never one of weight 0
+            u = torch.rand(batch, generator=generator, device=device, dtype=torch.float64)
+            flat = torch.searchsorted(cdf, u, right=True).clamp_(max=n_voxels - 1)
         x = flat % nx
         y = (flat // nx) % ny
         z = flat // (nx * ny)

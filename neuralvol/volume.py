@@ -159,6 +159,8 @@ class NeuralVolume:
         # The ratios a PSNR-target search tried, as (ratio, PSNR) pairs (None unless searched;
         # not stored in the file).
         self.search: list[tuple[float, float]] | None = None
+        # Corrections that bound the error on the original grid (neuralvol.error_bound), or None.
+        self.correction = None
         self._nbytes: int | None = None
 
     # -- metadata ---------------------------------------------------------------------
@@ -260,18 +262,38 @@ class NeuralVolume:
         --------
         >>> vol.decode(dims=(128, 128, 186), region=(0, 63, 0, 127, 90, 90))  # doctest: +SKIP
         """
+        out_dtype = self.dtype if dtype is None else np.dtype(dtype)
+        return cast_to_dtype(self.decode_values(dims, region, device, progress, out_dtype), out_dtype)
+
+    def decode_values(self, dims: Sequence[int] | None = None, region: Sequence[int] | None = None,
+                      device: str = "cpu", progress: Callable[[float], None] | None = None,
+                      out_dtype=np.float64) -> np.ndarray:
+        """:meth:`decode` before the cast: float64 values (with the error-bound corrections
+        on the original grid); ``out_dtype`` only sizes the memory check."""
         dims = self.dims if dims is None else validate_dims(dims)
         region = (0, dims[0] - 1, 0, dims[1] - 1, 0, dims[2] - 1) if region is None else validate_region(region, dims)
-        out_dtype = self.dtype if dtype is None else np.dtype(dtype)
         shape = tuple(region[2 * a + 1] - region[2 * a] + 1 for a in (2, 1, 0))
-        _check_decode_fits(shape, out_dtype)
+        _check_decode_fits(shape, np.dtype(out_dtype))
         axes = [unit_axis(n, region[2 * a], region[2 * a + 1]) for a, n in enumerate(dims)]
         offset, scale = self._normalisation()
         if scale == 0.0:
-            return cast_to_dtype(np.full(shape, offset, dtype=np.float64), out_dtype)
+            return np.full(shape, offset, dtype=np.float64)
         self.network.to(device)
         out = evaluate_grid(self.network, *axes, device=device, progress=progress)
-        return cast_to_dtype(offset + scale * out.astype(np.float64), out_dtype)
+        values = offset + scale * out.astype(np.float64)
+        if self.correction is not None and tuple(dims) == tuple(self.dims):
+            self.correction.apply(values, dims, region)
+            if self.dtype.kind in "iu":  # the bound is on the rounded values, whatever the output dtype
+                info = np.iinfo(self.dtype)
+                values = np.clip(np.rint(values), info.min, info.max)
+        return values
+
+    @property
+    def max_error(self) -> float | None:
+        """The guaranteed bound on |decoded - original| at the original grid points (decoded
+        in the original dtype, any region), or None; other ``dims`` and :meth:`sample` are
+        not bounded."""
+        return None if self.correction is None else self.correction.max_error
 
     def sample(self, points, device: str = "cpu") -> np.ndarray:
         """Evaluate the field at arbitrary physical points.

@@ -204,6 +204,33 @@ class NeuralVolumeWriter(_alg.NeuralVolumeWriter):
     def SetSeed(self, seed):
         _alg.NeuralVolumeWriter.SetSeed(self, seed)
 
+    @smproperty.doublevector(name="MaxError", label="Max Error", default_values=-1.0)
+    @smdomain.xml("<Documentation>Point-wise error bound: |decoded - original| &lt;= this at every "
+                  "voxel of the original grid (voxels the network misses are corrected in the file; "
+                  "0 on integer data: lossless). Negative: no bound. Other resolutions are not "
+                  "bounded.</Documentation>")
+    def SetMaxError(self, max_error):
+        _alg.NeuralVolumeWriter.SetMaxError(self, max_error)
+
+    @smproperty.stringvector(name="ImportanceFileName", label="Importance File", default_values="",
+                             panel_visibility="advanced")
+    @smdomain.xml("<Documentation>A .npy weight volume of the image's [z, y, x] shape (weights "
+                  "&gt;= 0): the fit spends its bytes where they are high. Empty: none.</Documentation>")
+    def SetImportanceFileName(self, name):
+        _alg.NeuralVolumeWriter.SetImportanceFileName(self, name)
+
+    @smproperty.intvector(name="ROI", label="ROI", number_of_elements=6,
+                          default_values=[0, -1, 0, -1, 0, -1], panel_visibility="advanced")
+    @smdomain.xml("<Documentation>An inclusive index box x0 x1 y0 y1 z0 z1 fitted with ROI Weight "
+                  "against 1 elsewhere; an empty extent (x1 &lt; x0) turns it off.</Documentation>")
+    def SetROI(self, x0, x1, y0, y1, z0, z1):
+        _alg.NeuralVolumeWriter.SetROI(self, x0, x1, y0, y1, z0, z1)
+
+    @smproperty.doublevector(name="ROIWeight", label="ROI Weight", default_values=10.0,
+                             panel_visibility="advanced")
+    def SetROIWeight(self, weight):
+        _alg.NeuralVolumeWriter.SetROIWeight(self, weight)
+
     @smproperty.xml("""
     <IntVectorProperty name="WriteAllTimeSteps" label="Write All Time Steps"
                        command="SetWriteAllTimeSteps" number_of_elements="1" default_values="0">

@@ -29,7 +29,8 @@ CODED_SECTIONS_VERSION = 2
 # Version 3: one model with one coded section, its header in fixed binary fields (~70
 # bytes with magic and CRC, instead of ~170), used whenever it can hold the header exactly.
 COMPACT_VERSION = 3
-# Version 4: the version-2 layout with new optional top-level header keys (EXTENDED_KEYS).
+# Version 4: the version-2 layout plus new optional header keys an older reader must not
+# ignore: top-level EXTENDED_KEYS, and model keys flagged by the writer (docs/FORMAT.md).
 EXTENDED_VERSION = 4
 # Top-level header keys that need version 4 (a version-3 reader would ignore them and misread the file).
 EXTENDED_KEYS = ("bricks",)
@@ -67,9 +68,10 @@ class Section:
     segmentations: tuple = ()  # runs of like statistics the coder may use (see entropy.encode)
 
 
-def version_for(sections: list[Section], header: dict | None = None) -> int:
-    """The lowest format version that can hold ``sections`` (and ``header``'s top-level keys)."""
-    if header is not None and any(key in header for key in EXTENDED_KEYS):
+def version_for(sections: list[Section], header: dict | None = None, extended: bool = False) -> int:
+    """The lowest format version that can hold ``sections``, ``header``'s top-level keys and,
+    when ``extended``, version-4 model keys."""
+    if extended or (header is not None and any(key in header for key in EXTENDED_KEYS)):
         return EXTENDED_VERSION
     return CODED_SECTIONS_VERSION if any(s.coded for s in sections) else 1
 
@@ -103,7 +105,7 @@ def encode(header: dict, sections: list[Section], compact: bool = True) -> bytes
     full = dict(header)
     full["sections"] = table
     text = json.dumps(full, separators=(",", ":"), sort_keys=False, allow_nan=False).encode("utf-8")
-    version = version_for(sections, header)
+    version = version_for(sections, header, extended=header.get("version") == EXTENDED_VERSION)
     stored, flags = pack_header(text, version)
     preamble = PREAMBLE.pack(MAGIC, version, flags, len(stored), zlib.crc32(stored))
     return preamble + stored + b"".join(payload)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import torch
 
-from .. import quantise
+from .. import error_bound, quantise
 from .. import volume as _volume  # NeuralVolume is built here and sized by to_bytes: a module reference
 from ..errors import FormatError
 from ..model import ModelConfig, NeuralField
@@ -52,6 +52,8 @@ def model_entry(vol: NeuralVolume) -> dict:
     entry.update(vol.config.to_dict())
     entry["storage"] = vol.storage.to_dict() if vol.storage is not None else {"precision": STORAGE_PRECISION}
     entry["training"] = vol.training.to_dict()
+    if vol.correction is not None:
+        entry[error_bound.KEY] = vol.correction.entry()
     if vol.storage is not None:
         # Version-2 files leave out what a reader can infer (bytes count on small files):
         # the normalisation (it follows from value_range) and default spacing, origin, name.
@@ -76,7 +78,13 @@ def to_bytes(volumes: Sequence[NeuralVolume], compact: bool = True, extra: dict 
             continue
         for name, tensor in vol.network.named_tensors().items():
             sections.append(container.Section(f"{i}/{name}", tensor.detach().cpu().numpy().astype(np.float16)))
-    header = {"format": "neuralvol", "version": container.version_for(sections, extra),
+    extended = False
+    for i, vol in enumerate(volumes):
+        if vol.correction is not None:
+            extended = True
+            sections += [container.Section(f"{i}/{name}", symbols, coded=True)
+                         for name, symbols in vol.correction.symbol_arrays().items()]
+    header = {"format": "neuralvol", "version": container.version_for(sections, extra, extended),
               "library": f"neuralvol {LIBRARY_VERSION}", "models": [model_entry(v) for v in volumes]}
     header.update(extra or {})
     return container.encode(header, sections, compact)
@@ -165,6 +173,8 @@ def header_and_volumes(data: bytes, source: str = "file") -> tuple[dict, list[Ne
             tensors[name] = torch.from_numpy(arrays[key].astype(np.float32))
         network.load_tensors(tensors)
         volumes.append(_volume.NeuralVolume(network, info, training))
+    for i, (entry, vol) in enumerate(zip(models, volumes)):
+        vol.correction = error_bound.from_entry(entry, arrays, i, math.prod(vol.dims), source)
     if len(volumes) == 1:
         volumes[0]._nbytes = len(data)
     return header, volumes

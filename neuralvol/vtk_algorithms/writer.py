@@ -58,7 +58,10 @@ class NeuralVolumeWriter(VTKPythonAlgorithmBase):
     ``TargetSize`` (bytes) beats ``BitsPerVoxel`` beats ``TargetRatio`` (0 = unset;
     none set = the codec's default ratio of 100), plus ``TargetPSNR``
     (dB), ``TimeBudget`` (s), ``Steps``, ``Device`` ("auto"/"cpu"/"cuda"), ``Seed``
-    and ``WriteAllTimeSteps`` (every input time step as one model of a series file).
+    and ``WriteAllTimeSteps`` (every input time step as one model of a series file),
+    ``MaxError`` (< 0: none; a point-wise bound on the original grid), region importance by
+    ``ImportanceFileName`` (a ``.npy`` weight volume) or one ``ROI`` box (x0 x1 y0 y1 z0 z1,
+    empty = off) weighted ``ROIWeight``.
     ``Write()`` returns 1 on success, 0 on failure (the error is reported the VTK way
     and kept on ``last_error``). ``last_volume`` is the compressed model(s).
     """
@@ -77,6 +80,10 @@ class NeuralVolumeWriter(VTKPythonAlgorithmBase):
         self._device = "auto"
         self._precision = "quantised"
         self._seed = 0
+        self._max_error = -1.0              # < 0: no point-wise bound
+        self._importance_file = ""          # a .npy weight volume, [z, y, x] like the input
+        self._roi = (0, -1, 0, -1, 0, -1)   # an empty extent: no ROI box
+        self._roi_weight = 10.0
         self._all_times = False
         self._times = None
         self._time_index = 0
@@ -134,6 +141,22 @@ class NeuralVolumeWriter(VTKPythonAlgorithmBase):
     def SetSeed(self, seed):
         self._set("_seed", int(seed))
 
+    def SetMaxError(self, max_error):
+        """Point-wise bound |decoded - original| <= E on the original grid; < 0 (default): none."""
+        self._set("_max_error", float(max_error))
+
+    def SetImportanceFileName(self, name):
+        """A ``.npy`` weight volume of the input's [z, y, x] shape ("" : none)."""
+        self._set("_importance_file", str(name or ""))
+
+    def SetROI(self, x0, x1=None, y0=None, y1=None, z0=None, z1=None):
+        """An inclusive index box fitted with ``ROIWeight``; an empty extent (x1 < x0) turns it off."""
+        box = tuple(int(v) for v in (x0 if x1 is None else (x0, x1, y0, y1, z0, z1)))
+        self._set("_roi", box)
+
+    def SetROIWeight(self, weight):
+        self._set("_roi_weight", float(weight))
+
     def SetWriteAllTimeSteps(self, flag):
         self._set("_all_times", bool(flag))
 
@@ -162,6 +185,16 @@ class NeuralVolumeWriter(VTKPythonAlgorithmBase):
             opts["time_budget"] = self._budget
         if self._steps:
             opts["steps"] = self._steps
+        if self._max_error >= 0:
+            opts["max_error"] = self._max_error
+        if self._importance_file:
+            try:
+                opts["importance"] = np.load(self._importance_file, allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"cannot read the importance volume {self._importance_file!r}: {exc}") from None
+        if all(self._roi[2 * a] <= self._roi[2 * a + 1] for a in range(3)):
+            opts["roi"] = [list(self._roi)]
+            opts["roi_weight"] = self._roi_weight
         return opts
 
     # ---------------------------------------------------------------- pipeline passes
