@@ -152,6 +152,8 @@ def test_decode_to_zarr_matches_decode_with_placement(crop_file, tmp_path):
     z = zarr.open_array(str(target), mode="r")
     assert z.shape == (16, 21, 27) and z.attrs["origin"] == [10.0 + 4 * 1.6, -5.0, 2.5 + 10 * 0.75]
     assert np.array_equal(z[...], vol.decode(dims=vol.output_dims(scale=2), region=(4, 30, 0, 20, 10, 25)))
+    nv.decode_to_zarr(vol, f"{target}:fields/density", chunks=32)       # an array inside a group
+    assert np.array_equal(open_lazy(f"{target}:fields/density")[...], vol.decode())
 
 
 def test_decode_to_zarr_leaves_nothing_half_written(crop_file, tmp_path):
