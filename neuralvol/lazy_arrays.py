@@ -217,6 +217,11 @@ class MemmapArray(LazyArray):
     def _source(self) -> dict:
         return {"path": self.path}
 
+    def __getitem__(self, key) -> np.ndarray:
+        # a copy in memory: the caller gets a plain array that neither pins the mapping
+        # nor pickles as the file's pages
+        return np.array(self.handle[key])
+
     def close(self) -> None:
         self._handle = None     # the mapping closes when the last view of it goes
 

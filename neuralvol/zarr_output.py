@@ -150,8 +150,9 @@ def decode_to_zarr(vol, path: str | os.PathLike, chunks: int | Sequence[int] | N
         Anything with ``decode(dims=, region=, dtype=, device=)``, ``output_dims``,
         ``grid_spacing``, ``origin`` and ``array_name`` (a bricked volume too).
     path : str or os.PathLike
-        The store folder to create (``out.zarr``); an existing zarr store there is
-        replaced once the new one is complete, anything else there is refused.
+        The store folder to create (``out.zarr``, or ``out.zarr:group/array`` for an array
+        inside a group); an existing zarr store there is replaced once the new one is
+        complete, anything else there is refused.
     chunks : int or 3 ints (z, y, x), default 64
         Chunk shape of the zarr array, also the unit of work (one decode per chunk).
     dims, scale, region :
@@ -177,7 +178,8 @@ def decode_to_zarr(vol, path: str | os.PathLike, chunks: int | Sequence[int] | N
     zarr = import_zarr()
     plan = _Plan(vol, dims, region, scale, chunks)
     out_dtype = vol.dtype if dtype is None else np.dtype(dtype)
-    target = Path(os.fspath(path).rstrip("/"))
+    file, inner = split_source(path)
+    target = Path(file.rstrip("/"))
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise InputError(f"cannot write {str(target)!r}: folder {str(parent)!r} does not exist")
@@ -193,7 +195,7 @@ def decode_to_zarr(vol, path: str | os.PathLike, chunks: int | Sequence[int] | N
         attributes = plan.attributes()
         if zarr_format == 2:
             attributes["_ARRAY_DIMENSIONS"] = ["z", "y", "x"]      # xarray's name for the axes in zarr v2
-        array = zarr.create_array(store=tmp, shape=plan.shape, chunks=plan.chunks, dtype=out_dtype,
+        array = zarr.create_array(store=tmp, name=inner.strip("/") if inner else None, shape=plan.shape, chunks=plan.chunks, dtype=out_dtype,
                                   zarr_format=zarr_format, compressors=compressors, attributes=attributes,
                                   fill_value=0, **extra)
 

@@ -152,6 +152,8 @@ def test_decode_to_zarr_matches_decode_with_placement(crop_file, tmp_path):
     z = zarr.open_array(str(target), mode="r")
     assert z.shape == (16, 21, 27) and z.attrs["origin"] == [10.0 + 4 * 1.6, -5.0, 2.5 + 10 * 0.75]
     assert np.array_equal(z[...], vol.decode(dims=vol.output_dims(scale=2), region=(4, 30, 0, 20, 10, 25)))
+    nv.decode_to_zarr(vol, f"{target}:fields/density", chunks=32)       # an array inside a group
+    assert np.array_equal(open_lazy(f"{target}:fields/density")[...], vol.decode())
 
 
 def test_decode_to_zarr_leaves_nothing_half_written(crop_file, tmp_path):
@@ -224,3 +226,17 @@ def test_zarr_codec_example_round_trips_a_real_volume(zarr_format, tmp_path):
     # zarr pads the edge chunk to 32^3 and each chunk gets 1/10 of its bytes: 10 * 62/64 overall
     assert res["ratio"] > 9.6 and res["psnr"] > 22        # the volume's mean scores 16.4 dB
     assert res["back"].shape == volume.shape and res["back"].dtype == volume.dtype
+
+
+def test_decode_to_zarr_memory_is_bounded_by_chunks(crop_file, tmp_path):
+    vol = nv.open(crop_file)
+    dims = vol.output_dims(scale=3)                                   # 118 x 106 x 88: 1.1 M voxels
+    nv.decode_to_zarr(vol, tmp_path / "warm.zarr", chunks=8, region=(0, 7, 0, 7, 0, 7))
+    tracemalloc.start()
+    nv.decode_to_zarr(vol, tmp_path / "big.zarr", chunks=32, dims=dims, workers=2)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    whole = int(np.prod(dims)) * (2 + 12)     # the result plus decode's float32/float64 work per voxel
+    assert peak < whole / 4, (peak, whole)
+    z = zarr.open_array(str(tmp_path / "big.zarr"), mode="r")
+    assert np.array_equal(z[40:72, 50:60, :], vol.decode(dims=dims, region=(0, dims[0] - 1, 50, 59, 40, 71)))
