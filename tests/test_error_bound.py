@@ -198,3 +198,19 @@ def test_without_a_budget_the_network_ratio_is_searched(headsq):
     tried = vol.bound_search
     assert len(tried) >= 2 and vol.nbytes == min(b for _, b in tried)
     assert _max_err(vol.decode(), original) <= 2.0
+
+
+def test_several_models_and_an_empty_correction_layer_round_trip(headsq, tmp_path):
+    original = _as("uint8", _crop(headsq))
+    bounded = nv.compress(original, ratio=40, max_error=1.0, **FAST)
+    loose = nv.compress(original, ratio=40, max_error=255.0, **FAST)   # nothing to correct
+    plain = nv.compress(original, ratio=40, **FAST)
+    assert loose.correction.count == 0
+    nv.save_models(tmp_path / "m.nvc", [plain, bounded, loose])
+    back = nv.open_all(tmp_path / "m.nvc")
+    assert [v.max_error for v in back] == [None, 1.0, 255.0]
+    assert _max_err(back[1].decode(), original) <= 1.0
+    np.testing.assert_array_equal(back[0].decode(), plain.decode())
+    loose.save(tmp_path / "one.nvc")   # one coded section, but the compact header cannot say "error_bound"
+    assert nv.read_header(tmp_path / "one.nvc")["version"] == container.EXTENDED_VERSION
+    assert nv.open(tmp_path / "one.nvc").max_error == 255.0

@@ -143,6 +143,24 @@ def save_data_from_vti():
 
 
 @check
+def save_data_with_error_bound_and_roi():
+    src = XMLImageDataReader(FileName=[vti])
+    src.UpdatePipeline()
+    info = sm.Fetch(src)
+    name = info.GetPointData().GetArrayName(0)
+    original = vtk_to_numpy(info.GetPointData().GetArray(name)).astype(np.float64)
+    bound = 0.01 * float(original.max() - original.min())
+    out = f"{outdir}/bounded.nvc"
+    SaveData(out, proxy=src, ArrayName=name, Steps=10, TimeBudget=0, TargetRatio=50, Device="cpu",
+             MaxError=bound, ROI=[0, 7, 0, 7, 0, 7], ROIWeight=5.0)
+    back = nv.open(out)
+    assert back.max_error == bound
+    r = OpenDataFile(out)  # the reader decodes the corrected values
+    r.UpdatePipeline()
+    assert np.abs(image_values(sm.Fetch(r)).astype(np.float64).reshape(-1) - original).max() <= bound
+
+
+@check
 def series_as_time_steps():
     vols = nv.open_all(series)
     r = OpenDataFile(series)
