@@ -60,3 +60,12 @@ def test_public_validators_name_the_problem():
     assert str(err.value) == "region z-range 3..10 is outside 0..9 of the decoded grid"
     with pytest.raises(nv.InputError, match="region must be six integers x0 x1 y0 y1 z0 z1, got 4"):
         validate_region((0, 1, 0, 1), (10, 10, 10))
+
+
+@pytest.mark.parametrize("module", ["entropy", "adaptive_coding", "budget", "container", "schema", "compact_header"])
+def test_each_bitstream_module_imports_first_in_a_fresh_interpreter(module):
+    # `import neuralvol; from neuralvol.bitstream import entropy` once failed: entropy
+    # imported budget, which imported container, which imported entropy half-made.
+    done = subprocess.run([sys.executable, "-c", f"import neuralvol; from neuralvol.bitstream import {module}"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr.strip().splitlines()[-1]

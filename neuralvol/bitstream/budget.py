@@ -16,12 +16,12 @@ One home for the sizing of an `.nvc` file:
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .. import quantise
-from .. import volume  # module references: volume -> schema -> container -> entropy -> budget
 from ..architecture import choose_architecture_for
 from ..errors import InputError
 from ..model import ModelConfig, NeuralField
@@ -29,6 +29,9 @@ from ..quantise import (Group, dequantise, flat_tensors, parameter_groups, quant
                         step_tensors)
 from . import container, entropy, schema
 from .records import StorageEntry, TrainingSummary
+
+if TYPE_CHECKING:  # at run time imported where used: volume -> schema -> container -> entropy -> budget
+    from .. import volume
 
 DEFAULT_RATIO = 100.0
 STORED_BYTES_PER_PARAM = 2  # float16
@@ -52,7 +55,7 @@ CURVE_MIN_BUDGET = 8 * 1024
 # Rate control's allowance for the adaptive coder's flush (its output is within two bytes
 # of the estimate) and for each stored segment length.
 ADAPTIVE_SLACK_BYTES = 2
-SEGMENT_BYTES = 2
+SEGMENT_BYTES = entropy.SEGMENT_BYTES
 # Header reserves are measured on all-zero symbols, which code as two segments (table and
 # MLP), so rate control charges only the segments beyond those.
 RESERVED_SEGMENTS = 2
@@ -99,7 +102,8 @@ def header_bytes(info: "volume.VolumeInfo", config: ModelConfig, training: Train
     with torch.no_grad():
         for p in network.parameters():
             p.zero_()
-    return header_length(volume.NeuralVolume(network, info, training, worst_case_storage(config, precision)))
+    from ..volume import NeuralVolume
+    return header_length(NeuralVolume(network, info, training, worst_case_storage(config, precision)))
 
 
 def smallest_network(encoding: str, dims) -> ModelConfig:

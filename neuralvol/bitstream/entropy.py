@@ -22,8 +22,11 @@ import lzma
 
 import numpy as np
 
-from . import adaptive_coding, budget
+from . import adaptive_coding
 from ..errors import FormatError
+
+# Bytes of each stored segment length: what a segmentation costs beyond its symbols.
+SEGMENT_BYTES = 2
 
 # A coder's name fixes every option (nothing a file says can change what is allocated).
 CODER = "lzma1-raw-lc0-4k"
@@ -68,7 +71,7 @@ def best_segments(symbols: np.ndarray, segmentations) -> tuple[float, list[int]]
         return None
     options = [list(s) for s in segmentations] or [[int(symbols.size)]]
     estimates = [(adaptive_coding.estimated_bits(symbols, seg) / 8, seg) for seg in options]
-    return min(estimates, key=lambda e: e[0] + budget.SEGMENT_BYTES * len(e[1]))
+    return min(estimates, key=lambda e: e[0] + SEGMENT_BYTES * len(e[1]))
 
 
 def encode(symbols: np.ndarray, segmentations=(), coders=CODERS) -> tuple[bytes, dict]:
@@ -88,11 +91,11 @@ def encode(symbols: np.ndarray, segmentations=(), coders=CODERS) -> tuple[bytes,
     adaptive = best_segments(symbols, segmentations) if ADAPTIVE_CODER in coders else None
     if coded is None and adaptive is None:
         raise ValueError(f"{symbols.size} symbols are too many for the adaptive coder alone")
-    if adaptive is not None and (coded is None or adaptive[0] + budget.SEGMENT_BYTES * len(adaptive[1])
-                                 < len(coded) + budget.SEGMENT_BYTES):
+    if adaptive is not None and (coded is None or adaptive[0] + SEGMENT_BYTES * len(adaptive[1])
+                                 < len(coded) + SEGMENT_BYTES):
         segments = adaptive[1]
         candidate = adaptive_coding.encode(symbols, segments)
-        if coded is None or len(candidate) + budget.SEGMENT_BYTES * len(segments) < len(coded):
+        if coded is None or len(candidate) + SEGMENT_BYTES * len(segments) < len(coded):
             coded, meta = candidate, dict(meta, coder=ADAPTIVE_CODER, segments=segments)
     return coded, meta
 
