@@ -36,10 +36,16 @@ class VolumeInfo:
     time: float | None = None
     name: str = ""
     extent: tuple[int, ...] | None = None      # index extent within a larger image (bricks)
+    # a multi-component field ([z, y, x, C]): per component (name, (lo, hi)); None = scalar
+    components: tuple[tuple[str, tuple[float, float]], ...] | None = None
+
+    @property
+    def n_components(self) -> int:
+        return 1 if self.components is None else len(self.components)
 
     @property
     def native_bytes(self) -> int:
-        return int(np.prod(self.dims)) * np.dtype(self.dtype).itemsize
+        return int(np.prod(self.dims)) * np.dtype(self.dtype).itemsize * self.n_components
 
 
 def validate_region(region, dims) -> tuple[int, int, int, int, int, int]:
@@ -168,6 +174,12 @@ class NeuralVolume:
     array_name = property(lambda self: self.info.array_name)
     time = property(lambda self: self.info.time)
     value_range = property(lambda self: self.info.value_range)
+    n_components = property(lambda self: self.info.n_components)
+
+    @property
+    def component_names(self) -> list[str] | None:
+        """Names of a multi-component field's components ("" where unnamed), else None."""
+        return None if self.info.components is None else [n for n, _ in self.info.components]
 
     @property
     def dtype(self) -> np.dtype:
@@ -248,7 +260,8 @@ class NeuralVolume:
         Returns
         -------
         numpy.ndarray
-            Shape ``[z, y, x]`` of the region (or the grid).
+            Shape ``[z, y, x]`` of the region (or the grid); ``[z, y, x, C]`` for a
+            field of ``C`` components.
 
         Raises
         ------
@@ -264,14 +277,16 @@ class NeuralVolume:
         region = (0, dims[0] - 1, 0, dims[1] - 1, 0, dims[2] - 1) if region is None else validate_region(region, dims)
         out_dtype = self.dtype if dtype is None else np.dtype(dtype)
         shape = tuple(region[2 * a + 1] - region[2 * a] + 1 for a in (2, 1, 0))
+        if self.info.components is not None:
+            shape += (self.n_components,)
         _check_decode_fits(shape, out_dtype)
         axes = [unit_axis(n, region[2 * a], region[2 * a + 1]) for a, n in enumerate(dims)]
         offset, scale = self._normalisation()
-        if scale == 0.0:
-            return cast_to_dtype(np.full(shape, offset, dtype=np.float64), out_dtype)
+        if np.all(scale == 0.0):
+            return cast_to_dtype(np.broadcast_to(offset, shape).astype(np.float64), out_dtype)
         self.network.to(device)
         out = evaluate_grid(self.network, *axes, device=device, progress=progress)
-        return cast_to_dtype(offset + scale * out.astype(np.float64), out_dtype)
+        return cast_to_dtype(offset + scale * out.astype(np.float64).reshape(shape), out_dtype)
 
     def sample(self, points, device: str = "cpu") -> np.ndarray:
         """Evaluate the field at arbitrary physical points.
@@ -286,7 +301,7 @@ class NeuralVolume:
         Returns
         -------
         numpy.ndarray
-            ``N`` float64 values, NaN for points outside the volume's bounds (or not finite).
+            ``N`` float64 values (``(N, C)`` for ``C`` components), NaN for points outside the volume's bounds (or not finite).
 
         Raises
         ------
@@ -313,17 +328,24 @@ class NeuralVolume:
                 unit[:, a] = 0.0
                 inside &= np.abs(rel) <= tol
         unit = np.clip(np.nan_to_num(unit), 0.0, 1.0)
-        values = np.full(pts.shape[0], np.nan)
+        trailing = () if self.info.components is None else (self.n_components,)
+        values = np.full((pts.shape[0],) + trailing, np.nan)
         offset, scale = self._normalisation()
         if inside.any():
-            if scale == 0.0:
+            if np.all(scale == 0.0):
                 values[inside] = offset
             else:
                 self.network.to(device)
-                values[inside] = offset + scale * evaluate_points(self.network, unit[inside], device).astype(np.float64)
+                out = evaluate_points(self.network, unit[inside], device).astype(np.float64)
+                values[inside] = offset + scale * out.reshape((-1,) + trailing)
         return values
 
-    def _normalisation(self) -> tuple[float, float]:
+    def _normalisation(self):
+        """(offset, scale) taking the network's [0, 1] output to values: floats for a scalar
+        field, arrays of one entry per component for a multi-component one."""
+        if self.info.components is not None:
+            ranges = np.array([r for _, r in self.info.components], dtype=np.float64)
+            return ranges[:, 0], ranges[:, 1] - ranges[:, 0]
         lo, hi = self.value_range
         return float(lo), float(hi) - float(lo)
 

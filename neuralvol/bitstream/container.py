@@ -24,7 +24,9 @@ MAGIC = b"\x89NVC\r\n\x1a\n"
 # Version 1: raw sections only. Version 2 adds entropy-coded sections (a "coding" entry in
 # the section table). Writers use the lowest version that holds what they write, so
 # float16 files stay readable by version-1 readers; readers read every version up to this.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
+# JSON header (as version 2) with optional keys older readers do not know (docs/FORMAT.md)
+EXTENDED_VERSION = 4
 CODED_SECTIONS_VERSION = 2
 # Version 3: one model with one coded section, its header in fixed binary fields (~70
 # bytes with magic and CRC, instead of ~170), used whenever it can hold the header exactly.
@@ -97,7 +99,8 @@ def encode(header: dict, sections: list[Section], compact: bool = True) -> bytes
     full = dict(header)
     full["sections"] = table
     text = json.dumps(full, separators=(",", ":"), sort_keys=False, allow_nan=False).encode("utf-8")
-    version = version_for(sections)
+    # a header that uses the version-4 keys says so (schema.to_bytes); else the lowest version
+    version = EXTENDED_VERSION if header.get("version") == EXTENDED_VERSION else version_for(sections)
     stored, flags = pack_header(text, version)
     preamble = PREAMBLE.pack(MAGIC, version, flags, len(stored), zlib.crc32(stored))
     return preamble + stored + b"".join(payload)

@@ -19,7 +19,7 @@ from .. import volume as _volume  # NeuralVolume is built here and sized by to_b
 from ..errors import FormatError
 from ..model import ModelConfig, NeuralField
 from ..version import LIBRARY_VERSION
-from . import container
+from . import components, container
 from .records import StorageEntry, TrainingSummary
 
 if TYPE_CHECKING:
@@ -32,7 +32,8 @@ VALUE_DTYPES = ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", 
 
 def model_entry(vol: NeuralVolume) -> dict:
     info = vol.info
-    offset, scale = vol._normalisation()
+    lo, hi = (float(v) for v in info.value_range)
+    offset, scale = lo, hi - lo  # the whole field's range (per-component ones: "components")
     entry = {
         "array_name": info.array_name,
         "dims": list(info.dims),
@@ -49,6 +50,8 @@ def model_entry(vol: NeuralVolume) -> dict:
         entry["time"] = float(info.time)
     if info.extent is not None:
         entry["extent"] = list(info.extent)
+    if info.components is not None:
+        entry.update(components.components_entry(info))
     entry.update(vol.config.to_dict())
     entry["storage"] = vol.storage.to_dict() if vol.storage is not None else {"precision": STORAGE_PRECISION}
     entry["training"] = vol.training.to_dict()
@@ -75,8 +78,10 @@ def to_bytes(volumes: Sequence[NeuralVolume], compact: bool = True) -> bytes:
             continue
         for name, tensor in vol.network.named_tensors().items():
             sections.append(container.Section(f"{i}/{name}", tensor.detach().cpu().numpy().astype(np.float16)))
-    header = {"format": "neuralvol", "version": container.version_for(sections),
-              "library": f"neuralvol {LIBRARY_VERSION}", "models": [model_entry(v) for v in volumes]}
+    entries = [model_entry(v) for v in volumes]
+    version = container.EXTENDED_VERSION if components.needs_extended(entries) else container.version_for(sections)
+    header = {"format": "neuralvol", "version": version,
+              "library": f"neuralvol {LIBRARY_VERSION}", "models": entries}
     return container.encode(header, sections, compact)
 
 
@@ -126,6 +131,7 @@ def volumes_from_bytes(data: bytes, source: str = "file") -> list[NeuralVolume]:
             time=entry.get("time") if isinstance(entry.get("time"), (int, float)) else None,
             name=entry.get("name") if isinstance(entry.get("name"), str) else "",
             extent=tuple(entry["extent"]) if isinstance(entry.get("extent"), list) and len(entry["extent"]) == 6 else None,
+            components=components.read_components(entry, source, i),
         )
         _field(entry, "encoding", "dict", source, i)
         _field(entry, "network", "dict", source, i)
@@ -135,6 +141,9 @@ def volumes_from_bytes(data: bytes, source: str = "file") -> list[NeuralVolume]:
             raise
         except (KeyError, TypeError, ValueError) as exc:
             raise FormatError(f"{source}: model {i} has an invalid network description ({exc})") from None
+        if config.n_outputs != info.n_components:
+            raise FormatError(f"{source}: model {i} has {info.n_components} component(s) but a network of "
+                              f"{config.n_outputs} output(s)")
         network = NeuralField(config)
         storage = entry.get("storage") if isinstance(entry.get("storage"), dict) else {}
         training = TrainingSummary.from_dict(entry["training"] if isinstance(entry.get("training"), dict) else {})
