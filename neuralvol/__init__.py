@@ -23,7 +23,7 @@ import types as _types
 from .errors import FitCancelled, FormatError, InputError, NeuralVolError
 from .version import LIBRARY_VERSION as __version__
 
-__all__ = ["compress", "open", "open_all", "save_models", "read_header", "NeuralVolume", "FitProgress",
+__all__ = ["compress", "open", "open_all", "save_models", "read_header", "compress_series", "NeuralVolume", "FitProgress",
            "NeuralVolError", "InputError", "FormatError", "FitCancelled", "__version__"]
 
 #: public name -> the submodule defining it, imported (with torch) on first access
@@ -35,6 +35,7 @@ _LAZY = {
     "open_all": ".volume",
     "read_header": ".volume",
     "save_models": ".volume",
+    "compress_series": ".series",
 }
 
 

@@ -45,7 +45,11 @@ def _progress_bar(enabled: bool):
 
 def cmd_compress(args) -> int:
     from . import compress
+    from .series import cmd_compress_many, is_many
     from .volume_io import read_volume
+    if is_many(args):  # several inputs, a glob, a .pvd or several --array: one model each
+        return cmd_compress_many(args, _progress_bar)
+    args.input, args.array = args.inputs[0], (args.array or [None])[0]
     vf = read_volume(args.input, array_name=args.array, dims=args.dims, dtype=args.dtype)
     update, close = _progress_bar(not args.quiet)
     start = time.perf_counter()
@@ -55,7 +59,8 @@ def cmd_compress(args) -> int:
                        steps=args.steps, psnr=args.psnr, seed=args.seed, device=args.device,
                        progress=update, record_timings=not args.reproducible,
                        encoding=args.encoding, grad_weight=args.grad_weight,
-                       preset=args.preset, init=args.init, precision=args.precision)
+                       preset=args.preset, init=args.init, precision=args.precision,
+                       component_names=vf.component_names)
     finally:
         close()
     vol.save(args.output)
@@ -209,7 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     c = sub.add_parser("compress", help="fit a network to a volume and write an .nvc file")
-    c.add_argument("input", help=".npy, .raw, .vti, .mha/.mhd, .nrrd/.nhdr, .nii/.nii.gz")
+    c.add_argument("inputs", nargs="+", metavar="input",
+                   help=".npy, .raw, .vti, .mha/.mhd, .nrrd/.nhdr, .nii/.nii.gz; several files, a glob or "
+                        "a .pvd make a time series (one warm-started model per step)")
     c.add_argument("output", help="the .nvc file to write")
     rate = c.add_mutually_exclusive_group()
     rate.add_argument("--ratio", type=float, help="native bytes / file bytes (default 100)")
@@ -230,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--grad-weight", type=float, default=0.0,
                    help="weight of the finite-difference gradient loss (default 0: off)")
     c.add_argument("--device", default="auto", choices=DEVICES)
-    c.add_argument("--array", help="point-data array to compress (VTK formats)")
+    c.add_argument("--array", action="append",
+                   help="point-data array to compress (VTK formats); repeat for several arrays in one file")
     c.add_argument("--dims", type=int, nargs=3, metavar=("X", "Y", "Z"), help="dimensions of a .raw input")
     c.add_argument("--dtype", help="dtype of a .raw input (e.g. int16, float32)")
     c.add_argument("--reproducible", action="store_true",

@@ -19,7 +19,8 @@ from . import _common
 
 
 def image_to_array(image: vtkImageData, name: str | None = None):
-    """(values [z, y, x], array name, spacing, origin) of a point-data array of ``image``.
+    """(values [z, y, x] or [z, y, x, C], array name, spacing, origin) of a point-data
+    array of ``image`` (``C`` > 1 for a vector or multi-component array).
 
     ``name`` None picks the active scalars, else the first point-data array. The origin
     is the physical position of the first point of the extent."""
@@ -38,13 +39,10 @@ def image_to_array(image: vtkImageData, name: str | None = None):
             raise ValueError("the input image has no point-data array to compress")
     if not arr.IsA("vtkDataArray"):
         raise ValueError(f"point array {arr.GetName()!r} is not numeric")
-    if arr.GetNumberOfComponents() != 1:
-        raise ValueError(f"point array {arr.GetName()!r} has {arr.GetNumberOfComponents()} "
-                         "components; neuralvol compresses scalar fields (extract a "
-                         "component or the magnitude first, e.g. with a Calculator)")
+    n_comp = arr.GetNumberOfComponents()
     ext = image.GetExtent()
     nx, ny, nz = _common.extent_dims(ext)
-    values = _common.vtk_to_numpy(arr).reshape(nz, ny, nx)
+    values = _common.vtk_to_numpy(arr).reshape((nz, ny, nx) if n_comp == 1 else (nz, ny, nx, n_comp))
     spacing = tuple(float(s) for s in image.GetSpacing())
     origin = tuple(float(o) + ext[2 * i] * spacing[i]
                    for i, o in enumerate(image.GetOrigin()))
