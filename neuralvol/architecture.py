@@ -154,10 +154,12 @@ def choose_architecture_with_outputs(encoding: str, dims: tuple[int, int, int], 
         return config
     budget = max_params
     for _ in range(8):
-        config = dataclasses.replace(choose_architecture_for(encoding, dims, budget), n_outputs=n_outputs)
+        base = choose_architecture_for(encoding, dims, budget)
+        config = dataclasses.replace(base, n_outputs=n_outputs)
         if config.n_params <= max_params:
             return config
-        budget -= config.n_params - max_params
+        # plan the scalar network without what the extra output rows cost (at least the excess)
+        budget = min(max_params - (config.n_params - base.n_params), budget - (config.n_params - max_params))
         if budget <= 0:
             break
     raise InputError(f"the size budget allows only {max_params} parameters, too few for a network with "
