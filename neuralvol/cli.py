@@ -71,6 +71,9 @@ def cmd_compress(args) -> int:
               f"{t.steps} steps, {time.perf_counter() - start:.1f} s on {t.device}")
         if vol.search:
             print("searched ratios: " + ", ".join(f"{r:g}:1 -> {p:.2f} dB" for r, p in vol.search))
+        if vol.n_components > 1:
+            from .fields import component_report
+            print(component_report(vol, vf.array))
     t = vol.training
     if args.psnr is not None and not t.exact and (t.psnr or 0) < args.psnr:
         print(f"warning: target PSNR {args.psnr} dB not reached within the budget (best {t.psnr:.2f} dB); "
@@ -148,6 +151,8 @@ def info_dict(path: str) -> dict:
             "dtype": vol.dtype.name, "value_range": list(vol.value_range),
             "model": {**cfg.to_dict(), "parameters": cfg.n_params}, "storage": storage,
             "native_bytes": vol.info.native_bytes,
+            "components": None if vol.info.components is None else [
+                {"name": n, "value_range": list(r)} for n, r in vol.info.components],
             "training": {k: v for k, v in vol.training.to_dict().items() if k != "curve"},
         })
     native = sum(m["native_bytes"] for m in models)
@@ -179,6 +184,10 @@ def cmd_info(args) -> int:
         print(f"  model {i}: {m['array_name']!r}{time_txt} dims {'x'.join(map(str, m['dims']))} {m['dtype']} "
               f"range [{m['value_range'][0]:g}, {m['value_range'][1]:g}]")
         print(f"    spacing {tuple(m['spacing'])} origin {tuple(m['origin'])}")
+        if m["components"]:
+            print(f"    {len(m['components'])} components: " + ", ".join(
+                f"{c['name'] or c_i} [{c['value_range'][0]:g}, {c['value_range'][1]:g}]"
+                for c_i, c in enumerate(m["components"])))
         print(f"    {_describe_encoding(enc)}; MLP {net['hidden_layers']}x{net['width']}; "
               f"{m['model']['parameters']} parameters, {m['storage']['precision']} "
               f"({m['storage']['bits_per_parameter']:.2f} bits each)")

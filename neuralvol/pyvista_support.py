@@ -150,6 +150,11 @@ def compress_image(image: Any, scalars: str | None = None, **options) -> NeuralV
     offset = getattr(image, "offset", (0, 0, 0))  # extent start: voxel 0 of the array sits there
     origin = tuple(float(o) + float(k) * s for o, k, s in zip(image.origin, offset, spacing))
     options.setdefault("array_name", name)
+    if array.ndim == 4:  # VTK's component names of a vector array travel with it
+        vtk_array = image.point_data.GetArray(name)
+        names = [vtk_array.GetComponentName(c) or "" for c in range(array.shape[3])]
+        if any(names):
+            options.setdefault("component_names", names)
     return _compress(array, spacing=spacing, origin=origin, **options)
 
 

@@ -163,3 +163,30 @@ def test_several_arrays_cli(tmp_path):
     assert [v.array_name for v in vols] == ["a", "b"] and all(v.time is None for v in vols)
     assert psnr(hydrogen[::-1], vols[1].decode()) > 25.0
     assert main(["compress", str(tmp_path / "two.vti"), str(out), "--array", "a", "--array", "zz", "-q"]) == 2
+
+
+def test_cli_reports_components_and_info(gradient_field, tmp_path, capsys):
+    np.save(tmp_path / "g.npy", gradient_field)
+    assert main(["compress", str(tmp_path / "g.npy"), str(tmp_path / "g.nvc"), "--ratio", "8", "--steps", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "PSNR per component (dB): 0 " in out and "magnitude" in out
+    assert main(["info", str(tmp_path / "g.nvc")]) == 0
+    out = capsys.readouterr().out
+    assert "format v4" in out and "3 components" in out
+    from neuralvol.fields import component_errors
+    e = component_errors(gradient_field, nv.open(tmp_path / "g.nvc").decode())
+    assert len(e["psnr"]) == 3 and e["magnitude_max_error"] >= e["magnitude_rms_error"] > 0
+
+
+def test_pyvista_vector_round_trip(vector_volume, gradient_field, tmp_path):
+    pv = pytest.importorskip("pyvista")
+    from neuralvol.pyvista_support import compress_image, to_image
+    image = to_image(vector_volume)
+    assert image.point_data["values"].shape == (16 ** 3, 3)
+    assert image.point_data.GetArray("values").GetComponentName(1) == "gy"
+    np.testing.assert_array_equal(np.asarray(image.point_data["values"]).reshape(gradient_field.shape),
+                                  vector_volume.decode())
+    img = pv.ImageData(dimensions=(16, 16, 16))
+    img.point_data["vel"] = gradient_field.reshape(-1, 3)
+    vol = compress_image(img, ratio=8, steps=10)
+    assert vol.n_components == 3 and vol.decode().shape == gradient_field.shape
