@@ -128,8 +128,9 @@ def cmd_decompress(args) -> int:
         origin = [o + s * args.region[2 * a] for a, (o, s) in enumerate(zip(vol.origin, spacing))]
     write_volume(args.output, values, spacing=spacing, origin=origin, array_name=vol.array_name)
     if not args.quiet:
-        nz, ny, nx = values.shape
-        print(f"{args.output}: {nx}x{ny}x{nz} {values.dtype}")
+        nz, ny, nx = values.shape[:3]
+        comps = f" x {values.shape[3]} components" if values.ndim == 4 else ""
+        print(f"{args.output}: {nx}x{ny}x{nz}{comps} {values.dtype}")
     return 0
 
 
@@ -199,6 +200,10 @@ def cmd_info(args) -> int:
 
 def cmd_report(args) -> int:
     from .report import make_report
+    from .volume import open as open_nvc
+    if open_nvc(args.input, model=args.model).n_components > 1:
+        raise NeuralVolError(f"{args.input}: report draws scalar fields; this model has several components "
+                             f"(decompress it and look at one component, or use neuralvol info)")
     numbers = make_report(args.input, args.original, args.output, model=args.model, array_name=args.array,
                           dims=args.dims, dtype=args.dtype, cmap=args.cmap, dpi=args.dpi)
     if args.json:

@@ -173,6 +173,11 @@ def test_cli_reports_components_and_info(gradient_field, tmp_path, capsys):
     assert main(["info", str(tmp_path / "g.nvc")]) == 0
     out = capsys.readouterr().out
     assert "format v4" in out and "3 components" in out
+    assert main(["report", str(tmp_path / "g.nvc"), "-o", str(tmp_path / "r.png")]) == 2
+    assert "report draws scalar fields" in capsys.readouterr().err
+    assert main(["decompress", str(tmp_path / "g.nvc"), str(tmp_path / "g2.npy")]) == 0
+    assert "16x16x16 x 3 components float32" in capsys.readouterr().out
+    assert np.load(tmp_path / "g2.npy").shape == gradient_field.shape
     from neuralvol.fields import component_errors
     e = component_errors(gradient_field, nv.open(tmp_path / "g.nvc").decode())
     assert len(e["psnr"]) == 3 and e["magnitude_max_error"] >= e["magnitude_rms_error"] > 0

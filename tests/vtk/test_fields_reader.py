@@ -109,3 +109,24 @@ def test_reader_arrays_by_time_and_cache(field, tmp_path):
     r.SetRegionOfInterest(0, 3, 0, 3, 0, 3)
     r.UpdateTimeStep(0.75)
     assert len(r.decode_log) == after + 1
+
+
+def test_probe_samples_all_components(vector_file):
+    from neuralvol.vtk_algorithms import NeuralVolumeProbe
+    from vtkmodules.vtkCommonCore import vtkPoints
+    from vtkmodules.vtkCommonDataModel import vtkPolyData
+    pts = vtkPoints()
+    for p in ((1.0, 2.0, 3.0), (50.0, 0.0, 0.0)):
+        pts.InsertNextPoint(*p)
+    poly = vtkPolyData()
+    poly.SetPoints(pts)
+    probe = NeuralVolumeProbe()
+    probe.SetInputDataObject(poly)
+    probe.SetFileName(str(vector_file))
+    probe.Update()
+    arr = probe.GetOutputDataObject(0).GetPointData().GetArray("velocity")
+    values = numpy_support.vtk_to_numpy(arr)
+    assert values.shape == (2, 3) and np.isnan(values[1]).all()
+    np.testing.assert_allclose(values[0], nv.open(vector_file).decode()[3, 2, 1], atol=1e-4)
+    mask = numpy_support.vtk_to_numpy(probe.GetOutputDataObject(0).GetPointData().GetArray("vtkValidPointMask"))
+    assert list(mask) == [1, 0]
