@@ -195,3 +195,29 @@ def test_pyvista_vector_round_trip(vector_volume, gradient_field, tmp_path):
     img.point_data["vel"] = gradient_field.reshape(-1, 3)
     vol = compress_image(img, ratio=8, steps=10)
     assert vol.n_components == 3 and vol.decode().shape == gradient_field.shape
+
+
+def test_series_times_from_vtk_time_value(tmp_path):
+    pytest.importorskip("vtk")
+    from vtkmodules.util import numpy_support
+    from vtkmodules.vtkCommonCore import vtkDoubleArray
+    from vtkmodules.vtkCommonDataModel import vtkImageData
+    from vtkmodules.vtkIOXML import vtkXMLImageDataWriter
+    base = read_volume("data/hydrogen.vti").array[:8, :8, :8].astype(np.float32)
+    for i, t in enumerate((0.125, 7.5)):
+        img = vtkImageData()
+        img.SetDimensions(8, 8, 8)
+        arr = numpy_support.numpy_to_vtk((base * (i + 1)).ravel(), deep=1)
+        arr.SetName("rho")
+        img.GetPointData().SetScalars(arr)
+        tv = vtkDoubleArray()
+        tv.SetName("TimeValue")
+        tv.InsertNextValue(t)
+        img.GetFieldData().AddArray(tv)
+        w = vtkXMLImageDataWriter()
+        w.SetFileName(str(tmp_path / f"t{i}.vti"))
+        w.SetInputData(img)
+        w.Write()
+    assert main(["compress", str(tmp_path / "t0.vti"), str(tmp_path / "t1.vti"), str(tmp_path / "s.nvc"),
+                 "--ratio", "4", "--steps", "5", "-q"]) == 0
+    assert [v.time for v in nv.open_all(tmp_path / "s.nvc")] == [0.125, 7.5]

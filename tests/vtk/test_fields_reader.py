@@ -130,3 +130,29 @@ def test_probe_samples_all_components(vector_file):
     np.testing.assert_allclose(values[0], nv.open(vector_file).decode()[3, 2, 1], atol=1e-4)
     mask = numpy_support.vtk_to_numpy(probe.GetOutputDataObject(0).GetPointData().GetArray("vtkValidPointMask"))
     assert list(mask) == [1, 0]
+
+
+def test_write_all_time_steps_warm_starts(tmp_path):
+    from nvc_files import SHARED_DATA
+    from neuralvol.volume_io import read_volume
+    files = sorted((SHARED_DATA / "vti").glob("viscous_fingers_run01_09*.vti"))[:2]
+    if len(files) < 2:
+        pytest.skip("viscous fingers series not found")
+    arrays = [read_volume(f).array[:16, :16, :16].copy() for f in files]
+    nv.save_models(tmp_path / "in.nvc", [nv.compress(a, ratio=2, steps=40, time=t, array_name="f")
+                                        for t, a in zip((3.0, 4.0), arrays)])
+    src = NeuralVolumeReader()
+    src.SetFileName(str(tmp_path / "in.nvc"))
+    src.SetFloatOutput(True)
+    w = NeuralVolumeWriter()
+    w.SetInputConnection(src.GetOutputPort())
+    w.SetFileName(str(tmp_path / "series.nvc"))
+    w.SetWriteAllTimeSteps(True)
+    w.SetSteps(30)
+    w.SetTargetRatio(8)
+    assert w.Write() == 1, w.last_error
+    vols = nv.open_all(tmp_path / "series.nvc")
+    assert [v.time for v in vols] == [3.0, 4.0] and vols[0].config == vols[1].config
+    second = nv.open(tmp_path / "in.nvc", model=1).decode(dtype=np.float32)
+    scratch = nv.compress(second, ratio=8, steps=30)
+    assert vols[1].training.psnr > scratch.training.psnr + 1.0   # started from step 3.0's weights
