@@ -172,6 +172,13 @@ def cmd_compress_many(args, progress_bar) -> int:
     update, close = progress_bar(not args.quiet)
     start = _time.perf_counter()
     volumes, previous = [], {}
+    n_fits = len(files) * len(arrays)
+
+    def overall(k):  # one bar over every fit: fit k of n_fits covers [k, k + 1) / n_fits
+        if update is None:
+            return None
+        from .fitting import FitProgress
+        return lambda p: update(FitProgress((k + p.fraction) / n_fits, p.psnr, p.elapsed, p.step))
     try:
         for i, (row, t) in enumerate(zip(files, times)):
             for vf in row:
@@ -181,7 +188,8 @@ def cmd_compress_many(args, progress_bar) -> int:
                         step_opts.pop(key)
                     step_opts["warm_start"] = previous[vf.array_name]
                 vol = compress(vf.array, spacing=vf.spacing, origin=vf.origin, array_name=vf.array_name,
-                               time=t, component_names=vf.component_names, progress=update, **step_opts)
+                               time=t, component_names=vf.component_names, progress=overall(len(volumes)),
+                               **step_opts)
                 previous[vf.array_name] = vol
                 volumes.append(vol)
                 if not args.quiet:
