@@ -221,3 +221,10 @@ def test_series_times_from_vtk_time_value(tmp_path):
     assert main(["compress", str(tmp_path / "t0.vti"), str(tmp_path / "t1.vti"), str(tmp_path / "s.nvc"),
                  "--ratio", "4", "--steps", "5", "-q"]) == 0
     assert [v.time for v in nv.open_all(tmp_path / "s.nvc")] == [0.125, 7.5]
+
+
+def test_vector_file_is_deterministic(gradient_field):
+    from neuralvol.bitstream import schema
+    small = gradient_field[:8, :8, :8]
+    a, b = (schema.to_bytes([nv.compress(small, ratio=4, steps=10, record_timings=False, seed=3)]) for _ in range(2))
+    assert a == b
