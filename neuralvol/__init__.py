@@ -23,7 +23,7 @@ import types as _types
 from .errors import FitCancelled, FormatError, InputError, NeuralVolError
 from .version import LIBRARY_VERSION as __version__
 
-__all__ = ["compress", "open", "open_all", "save_models", "read_header", "NeuralVolume", "FitProgress",
+__all__ = ["compress", "open", "open_all", "save_models", "read_header", "compress_series", "NeuralVolume", "FitProgress",
            "open_lazy", "decode_to_zarr", "decode_to_hdf5",
            "NeuralVolError", "InputError", "FormatError", "FitCancelled", "__version__"]
 
@@ -39,6 +39,7 @@ _LAZY = {
     "open_all": ".volume",
     "read_header": ".volume",
     "save_models": ".volume",
+    "compress_series": ".series",
 }
 
 

@@ -12,6 +12,8 @@ necessarily a power of two) is then the largest that keeps the parameter count i
 """
 from __future__ import annotations
 
+import dataclasses
+
 from .encodings import (ENCODING_KINDS, DenseGridConfig, FrequencyConfig, HashGridConfig, IdentityConfig,
                         TriangleWaveConfig)
 from .errors import InputError
@@ -141,3 +143,24 @@ def choose_architecture_for(encoding: str, dims: tuple[int, int, int], max_param
         raise InputError(f"the size budget allows only {max_params} parameters, fewer than the smallest "
                          f"{encoding} network needs; ask for a lower ratio or a larger size")
     return config
+
+
+def choose_architecture_with_outputs(encoding: str, dims: tuple[int, int, int], max_params: int,
+                                     n_outputs: int = 1) -> ModelConfig:
+    """:func:`choose_architecture_for` with ``n_outputs`` linear outputs (a multi-component
+    field): the same ladder, sized so that the extra output rows fit ``max_params`` too."""
+    config = choose_architecture_for(encoding, dims, max_params)
+    if n_outputs == 1:
+        return config
+    budget = max_params
+    for _ in range(8):
+        base = choose_architecture_for(encoding, dims, budget)
+        config = dataclasses.replace(base, n_outputs=n_outputs)
+        if config.n_params <= max_params:
+            return config
+        # plan the scalar network without what the extra output rows cost (at least the excess)
+        budget = min(max_params - (config.n_params - base.n_params), budget - (config.n_params - max_params))
+        if budget <= 0:
+            break
+    raise InputError(f"the size budget allows only {max_params} parameters, too few for a network with "
+                     f"{n_outputs} outputs; ask for a lower ratio or a larger size")

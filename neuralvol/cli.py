@@ -45,7 +45,11 @@ def _progress_bar(enabled: bool):
 
 def cmd_compress(args) -> int:
     from . import compress
+    from .series import cmd_compress_many, is_many
     from .volume_io import read_volume
+    if is_many(args):  # several inputs, a glob, a .pvd or several --array: one model each
+        return cmd_compress_many(args, _progress_bar)
+    args.input, args.array = args.inputs[0], (args.array or [None])[0]
     # lazy: .raw/.npy/zarr/HDF5 stay on disk until the fit (or a brick) reads them
     vf = read_volume(args.input, array_name=args.array, dims=args.dims, dtype=args.dtype, lazy=True)
     from .bricks.cli import bricked_compress, wants_bricks
@@ -61,7 +65,8 @@ def cmd_compress(args) -> int:
                        steps=args.steps, psnr=args.psnr, seed=args.seed, device=args.device,
                        progress=update, record_timings=not args.reproducible,
                        encoding=args.encoding, grad_weight=args.grad_weight,
-                       preset=args.preset, init=args.init, precision=args.precision)
+                       preset=args.preset, init=args.init, precision=args.precision,
+                       component_names=vf.component_names)
     finally:
         close()
     vol.save(args.output)
@@ -78,6 +83,9 @@ def cmd_compress(args) -> int:
             if getattr(vol, "bound_search", None):
                 print("searched network ratios: " + ", ".join(
                     f"{r:g}:1 -> file {vol.info.native_bytes / b:.1f}:1" for r, b in vol.bound_search))
+        if vol.n_components > 1:
+            from .fields import component_report
+            print(component_report(vol, vf.array))
     t = vol.training
     if args.psnr is not None and not t.exact and (t.psnr or 0) < args.psnr:
         print(f"warning: target PSNR {args.psnr} dB not reached within the budget (best {t.psnr:.2f} dB); "
@@ -145,8 +153,9 @@ def cmd_decompress(args) -> int:
         origin = [o + s * args.region[2 * a] for a, (o, s) in enumerate(zip(vol.origin, spacing))]
     write_volume(args.output, values, spacing=spacing, origin=origin, array_name=vol.array_name)
     if not args.quiet:
-        nz, ny, nx = values.shape
-        print(f"{args.output}: {nx}x{ny}x{nz} {values.dtype}")
+        nz, ny, nx = values.shape[:3]
+        comps = f" x {values.shape[3]} components" if values.ndim == 4 else ""
+        print(f"{args.output}: {nx}x{ny}x{nz}{comps} {values.dtype}")
     return 0
 
 
@@ -199,6 +208,8 @@ def info_dict(path: str) -> dict:
             "dtype": vol.dtype.name, "value_range": list(vol.value_range),
             "model": {**cfg.to_dict(), "parameters": cfg.n_params}, "storage": storage,
             "native_bytes": vol.info.native_bytes,
+            "components": None if vol.info.components is None else [
+                {"name": n, "value_range": list(r)} for n, r in vol.info.components],
             "training": {k: v for k, v in vol.training.to_dict().items() if k != "curve"},
         })
         if vol.correction is not None:
@@ -238,6 +249,10 @@ def cmd_info(args) -> int:
         print(f"  model {i}: {m['array_name']!r}{time_txt} dims {'x'.join(map(str, m['dims']))} {m['dtype']} "
               f"range [{m['value_range'][0]:g}, {m['value_range'][1]:g}]")
         print(f"    spacing {tuple(m['spacing'])} origin {tuple(m['origin'])}")
+        if m["components"]:
+            print(f"    {len(m['components'])} components: " + ", ".join(
+                f"{c['name'] or c_i} [{c['value_range'][0]:g}, {c['value_range'][1]:g}]"
+                for c_i, c in enumerate(m["components"])))
         print(f"    {_describe_encoding(enc)}; MLP {net['hidden_layers']}x{net['width']}; "
               f"{m['model']['parameters']} parameters, {m['storage']['precision']} "
               f"({m['storage']['bits_per_parameter']:.2f} bits each)")
@@ -253,6 +268,10 @@ def cmd_info(args) -> int:
 
 def cmd_report(args) -> int:
     from .report import make_report
+    from .volume import open as open_nvc
+    if open_nvc(args.input, model=args.model).n_components > 1:
+        raise NeuralVolError(f"{args.input}: report draws scalar fields; this model has several components "
+                             f"(decompress it and look at one component, or use neuralvol info)")
     numbers = make_report(args.input, args.original, args.output, model=args.model, array_name=args.array,
                           dims=args.dims, dtype=args.dtype, cmap=args.cmap, dpi=args.dpi)
     if args.json:
@@ -277,8 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     c = sub.add_parser("compress", help="fit a network to a volume and write an .nvc file")
-    c.add_argument("input", help=".npy, .raw, .vti, .mha/.mhd, .nrrd/.nhdr, .nii/.nii.gz, a zarr array "
-                                 "(store.zarr or store.zarr:group/array) or an HDF5 dataset (file.h5:/group/dataset)")
+    c.add_argument("inputs", nargs="+", metavar="input",
+                   help=".npy, .raw, .vti, .mha/.mhd, .nrrd/.nhdr, .nii/.nii.gz, a zarr array (store.zarr or "
+                        "store.zarr:group/array) or an HDF5 dataset (file.h5:/group/dataset); several files, a glob "
+                        "or a .pvd make a time series (one warm-started model per step)")
     c.add_argument("output", help="the .nvc file to write")
     rate = c.add_mutually_exclusive_group()
     rate.add_argument("--ratio", type=float, help="native bytes / file bytes (default 100)")
@@ -308,8 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inclusive index box fitted with --roi-weight (repeatable)")
     c.add_argument("--roi-weight", type=float, help="importance of the --roi boxes against 1 elsewhere (default 10)")
     c.add_argument("--device", default="auto", choices=DEVICES)
-    c.add_argument("--array", help="point-data array to compress (VTK formats), or the array/dataset of a "
-                                   "zarr store or HDF5 file given without one")
+    c.add_argument("--array", action="append",
+                   help="point-data array to compress (VTK formats), or the array/dataset of a zarr store or HDF5 "
+                        "file given without one; repeat for several arrays in one file")
     c.add_argument("--dims", type=int, nargs=3, metavar=("X", "Y", "Z"), help="dimensions of a .raw input")
     c.add_argument("--dtype", help="dtype of a .raw input (e.g. int16, float32)")
     c.add_argument("--reproducible", action="store_true",

@@ -20,6 +20,7 @@ from .metrics import psnr
 from .model import ModelConfig, NeuralField
 from .quantise import storage_entry
 from .volume import NeuralVolume, VolumeInfo
+from . import fields
 
 DEFAULT_TIME_BUDGET = 60.0
 PRECISIONS = ("quantised", "float16")
@@ -48,9 +49,11 @@ def validate_array(array) -> np.ndarray:
         array = array[None]
     elif array.ndim == 1:
         array = array[None, None]
+    elif array.ndim == 4:
+        fields.check_components(array.shape)
     elif array.ndim != 3:
-        raise InputError(f"expected a [z, y, x] array, got {array.ndim} dimensions (shape {array.shape}); "
-                         f"multi-component arrays are not supported yet: compress one component at a time")
+        raise InputError(f"expected a [z, y, x] array or a [z, y, x, C] array of C components, got "
+                         f"{array.ndim} dimensions (shape {array.shape})")
     if array.dtype.kind == "f":
         bad = ~np.isfinite(array)
         if bad.any():
@@ -87,7 +90,8 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
              encoding: str = "hashgrid", grad_weight: float = 0.0, preset: str | None = None,
              init=None, precision: str = "quantised", max_error: float | None = None,
              importance=None, roi: Sequence[Sequence[int]] | None = None,
-             roi_weight: float | None = None) -> NeuralVolume:
+             roi_weight: float | None = None, component_names: Sequence[str] | None = None,
+             warm_start: NeuralVolume | None = None) -> NeuralVolume:
     """Fit a network to ``array`` and return the compressed volume.
 
     The whole `.nvc` file is at most ``native bytes / ratio`` (or ``bpv`` bits per voxel,
@@ -96,9 +100,10 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
 
     Parameters
     ----------
-    array : array_like, shape [z, y, x]
-        A volume of integers or finite floats, one component (a 2D ``[y, x]`` or 1D
-        array is taken as one slice or one row).
+    array : array_like, shape [z, y, x] or [z, y, x, C]
+        A volume of integers or finite floats (a 2D ``[y, x]`` or 1D array is taken as one
+        slice or one row); a 4-D array is a field of ``C`` components (a vector, RGB, a
+        tensor), fitted by one network with ``C`` outputs, each normalised on its own.
     spacing, origin : 3 floats, default (1, 1, 1) and (0, 0, 0)
         Physical placement of the grid, x, y, z; spacings must be positive.
     array_name : str, default "values"
@@ -158,6 +163,11 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
         (default 10) against 1 elsewhere; instead of ``importance``.
     roi_weight : float, optional
         Weight of the ``roi`` boxes (> 0; default 10).
+    component_names : sequence of str, optional
+        Names of a multi-component array's components (VTK's component names).
+    warm_start : NeuralVolume, optional
+        Start fitting from this volume's network (the previous step of a time series);
+        its network shape is kept, so the budget is the one it was sized for.
 
     Returns
     -------
@@ -209,16 +219,19 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
     if precision not in PRECISIONS:
         raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     torch_device = resolve_device(device)
-    nz, ny, nx = data.shape
+    nz, ny, nx = data.shape[:3]
     lo, hi = float(np.min(data)), float(np.max(data))
     info = VolumeInfo(dims=(nx, ny, nz), spacing=spacing, origin=origin, array_name=str(array_name),
-                      dtype=data.dtype.name, value_range=(lo, hi), time=time)
+                      dtype=data.dtype.name, value_range=(lo, hi), time=time,
+                      components=fields.component_ranges(data, component_names))
+    if warm_start is not None:
+        config = fields.warm_start_config(warm_start, info, config, init, preset)
     explicit_budget = any(v is not None for v in (ratio, bpv, size))
     if psnr is not None and not explicit_budget and preset is None and init is None and config is None:
         return _compress_to_psnr(data, float(psnr), time_budget, steps, progress, spacing=spacing, origin=origin,
                                  array_name=array_name, seed=seed, device=device, time=time,
                                  record_timings=record_timings, encoding=encoding, grad_weight=grad_weight,
-                                 precision=precision, importance=weights)
+                                 precision=precision, importance=weights, component_names=component_names)
     budget = byte_budget(data.nbytes, data.size, ratio, bpv, size)
     worst = worst_case_training(torch_device, record_timings, seed)
     meta_init = None
@@ -231,11 +244,14 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
         if config is not None and config != meta_init.config:
             raise InputError(f"the initialisation is for preset {meta_init.preset!r}, which does not match "
                              f"the requested network")
+        if info.n_components > 1:
+            raise InputError(f"the initialisation is for a one-component network; a {info.n_components}-component "
+                             f"field cannot start from it: drop --init")
         preset = meta_init.preset
         config = meta_init.config
     elif preset is not None:
         from .presets import preset_config
-        config = preset_config(preset)
+        config = dataclasses.replace(preset_config(preset), n_outputs=info.n_components)
     if preset is not None:
         # quantised parameters can be coded down to ~1 bit each; float16 ones take 2 bytes
         per_param = sizing.STORED_BYTES_PER_PARAM if precision == "float16" else 1 / 8
@@ -250,6 +266,9 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
         except InputError:
             # Tight budget: plan without the fitting curve (it is dropped from the file later).
             config = plan_architecture(info, budget, dataclasses.replace(worst, curve=[]), encoding, precision)
+    if config.n_outputs != info.n_components:
+        raise InputError(f"the network has {config.n_outputs} output(s) but the array has {info.n_components} "
+                         f"component(s); give a config with n_outputs={info.n_components}")
     quantised = precision == "quantised"
     quantiser = None
     coding_s = 0.0
@@ -262,9 +281,11 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
         coding_s = perf_counter() - coding_start
         quantiser = BudgetQuantiser(max(1, budget - reserve))
     network = meta_init.network(seed) if meta_init is not None else NeuralField(config, seed=seed)
+    if warm_start is not None:
+        network.load_tensors(warm_start.network.named_tensors())
     torch.manual_seed(int(seed))
     if hi > lo:
-        target = ((data.astype(np.float64) - lo) / (hi - lo)).astype(np.float32)
+        target = fields.normalised_target(data, info)
         # the fit gets what planning left of the budget, and leaves room for finishing
         remaining = None if time_budget is None else max(0.0, float(time_budget) - (perf_counter() - started))
         summary = fit(network, target, steps=None if steps is None else int(steps), time_budget=remaining,

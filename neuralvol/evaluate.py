@@ -54,10 +54,17 @@ def _mlp_in_chunks(field: NeuralField, feats: torch.Tensor, dtype: torch.dtype, 
     k = feats.shape[1]
     if k <= chunk:
         return field.mlp(feats, dtype)
-    out = feats.new_empty(k)
+    c = field.config.n_outputs
+    out = feats.new_empty((k,) if c == 1 else (k, c))
     for a in range(0, k, chunk):
         out[a:a + chunk] = field.mlp(feats[:, a:a + chunk], dtype)
     return out
+
+
+def _components(field: NeuralField) -> tuple[int, ...]:
+    """Trailing output shape: () for a scalar network, (C,) for C components."""
+    c = field.config.n_outputs
+    return () if c == 1 else (c,)
 
 
 @torch.no_grad()
@@ -76,7 +83,8 @@ def evaluate_grid(field: NeuralField, ux: np.ndarray, uy: np.ndarray, uz: np.nda
     if not hasattr(field.encoding, "separable_grid"):
         return evaluate_grid_per_voxel(field, ux, uy, uz, device=device, progress=progress, dtype=dtype)
     nx, ny, nz = len(ux), len(uy), len(uz)
-    out = np.empty((nz, ny, nx), dtype=np.float32)
+    comps = _components(field)
+    out = np.empty((nz, ny, nx) + comps, dtype=np.float32)
     axes = [torch.as_tensor(u, dtype=torch.float32, device=device) for u in (ux, uy, uz)]
     grid = field.encoding.separable_grid(*axes)
     chunk = chunk_points(device) if torch.device(device).type == "cuda" else MLP_CHUNK
@@ -84,7 +92,7 @@ def evaluate_grid(field: NeuralField, ux: np.ndarray, uy: np.ndarray, uz: np.nda
     for z0 in range(0, nz, planes):
         z1 = min(nz, z0 + planes)
         feats = grid.features(z0, z1)
-        out[z0:z1] = _mlp_in_chunks(field, feats, dtype, chunk).reshape(z1 - z0, ny, nx).float().cpu().numpy()
+        out[z0:z1] = _mlp_in_chunks(field, feats, dtype, chunk).reshape((z1 - z0, ny, nx) + comps).float().cpu().numpy()
         if progress is not None:
             progress(z1 / nz)
     return out
@@ -102,7 +110,8 @@ def evaluate_grid_per_voxel(field: NeuralField, ux: np.ndarray, uy: np.ndarray, 
     tested and benchmarked against.
     """
     nx, ny, nz = len(ux), len(uy), len(uz)
-    out = np.empty((nz, ny, nx), dtype=np.float32)
+    comps = _components(field)
+    out = np.empty((nz, ny, nx) + comps, dtype=np.float32)
     tx = torch.as_tensor(ux, dtype=torch.float32, device=device)
     ty_all = torch.as_tensor(uy, dtype=torch.float32, device=device)
     tz_all = torch.as_tensor(uz, dtype=torch.float32, device=device)
@@ -111,7 +120,7 @@ def evaluate_grid_per_voxel(field: NeuralField, ux: np.ndarray, uy: np.ndarray, 
         shape = (z1 - z0, y1 - y0, nx)
         axes = (tx[None, None, :], ty_all[None, y0:y1, None], tz_all[z0:z1, None, None])
         feats = field.encoding.encode_grid(axes, shape)
-        out[z0:z1, y0:y1, :] = field.mlp(feats, dtype).reshape(shape).float().cpu().numpy()
+        out[z0:z1, y0:y1, :] = field.mlp(feats, dtype).reshape(shape + comps).float().cpu().numpy()
         if progress is not None:
             progress((i + 1) / len(blocks))
     return out
@@ -122,7 +131,7 @@ def evaluate_points(field: NeuralField, unit_points: np.ndarray,
                     device: torch.device | str = "cpu") -> np.ndarray:
     """Network output at scattered points ``[N, 3]`` given in [0, 1]^3 (x, y, z)."""
     n = unit_points.shape[0]
-    out = np.empty(n, dtype=np.float32)
+    out = np.empty((n,) + _components(field), dtype=np.float32)
     step = chunk_points(device)
     for start in range(0, n, step):
         chunk = torch.as_tensor(unit_points[start:start + step], dtype=torch.float32, device=device)

@@ -97,7 +97,7 @@ def stored_precision(field: NeuralField, dtype: torch.dtype = torch.float16):
 
 
 def whole_volume_mse(field: NeuralField, target: np.ndarray, device: torch.device) -> float:
-    nz, ny, nx = target.shape
+    nz, ny, nx = target.shape[:3]
     out = evaluate_grid(field, unit_axis(nx, 0, nx - 1), unit_axis(ny, 0, ny - 1), unit_axis(nz, 0, nz - 1),
                         device=device)
     diff = out.astype(np.float64) - target
@@ -161,10 +161,12 @@ def _fit(field: NeuralField, target: np.ndarray, *, steps: int | None, time_budg
     batch_size = batch_size or (CUDA_BATCH_SIZE if torch.device(device).type == "cuda" else BATCH_SIZE)
     learning_rate = learning_rate or LEARNING_RATE
     field.to(device).train()
-    nz, ny, nx = target.shape
-    target_t = torch.as_tensor(np.ascontiguousarray(target, dtype=np.float32).reshape(-1), device=device)
+    nz, ny, nx = target.shape[:3]
+    # [voxels] for a scalar field, [voxels, C] for C components (target [z, y, x, C])
+    flat_shape = (-1,) if target.ndim == 3 else (nz * ny * nx, target.shape[3])
+    target_t = torch.as_tensor(np.ascontiguousarray(target, dtype=np.float32).reshape(flat_shape), device=device)
     axes = [torch.as_tensor(unit_axis(n, 0, n - 1), dtype=torch.float32, device=device) for n in (nx, ny, nz)]
-    n_voxels = target_t.numel()
+    n_voxels = target_t.shape[0]
     batch = min(batch_size, max(1, n_voxels))
     generator = torch.Generator(device=device).manual_seed(int(seed) + 1)
     cdf = None
@@ -277,6 +279,6 @@ def _gradient_loss(field: NeuralField, target_t: torch.Tensor, axes, dims, grad_
             shifted = [i + step if b == a else i for b, i in enumerate(idx)]
             pts.append(torch.stack([axes[b][shifted[b]] for b in range(3)], dim=1))
             vals.append(target_t[shifted[0] + nx * (shifted[1] + ny * shifted[2])])
-    out = field(torch.cat(pts)).view(len(grad_axes), 2, batch)
-    ref = torch.stack(vals).view(len(grad_axes), 2, batch)
+    out = field(torch.cat(pts)).view(len(grad_axes), 2, batch, -1)   # -1: components
+    ref = torch.stack(vals).view(len(grad_axes), 2, batch, -1)
     return torch.mean(((out[:, 0] - out[:, 1]) - (ref[:, 0] - ref[:, 1])) ** 2 / 4.0) * len(grad_axes)

@@ -15,6 +15,10 @@ class ModelConfig:
     encoding: object  # any registered encoding config (see neuralvol.encodings)
     mlp_width: int = 64
     mlp_hidden_layers: int = 2
+    # components of a vector / multi-component field: one network with this many linear
+    # outputs (benchmarks/vector_design.py: at equal parameters it beat one network per
+    # component by 1.2-1.9 dB per component and 2 dB in magnitude, and fits 3x faster)
+    n_outputs: int = 1
 
     def mlp_shapes(self) -> list[tuple[int, int]]:
         """(out, in) of every weight matrix, output layer last."""
@@ -23,34 +27,46 @@ class ModelConfig:
         for _ in range(self.mlp_hidden_layers):
             shapes.append((self.mlp_width, fan_in))
             fan_in = self.mlp_width
-        shapes.append((1, fan_in))
+        shapes.append((self.n_outputs, fan_in))
         return shapes
 
     @property
     def n_mlp_params(self) -> int:
-        # +1: the output bias.
-        return sum(o * i for o, i in self.mlp_shapes()) + 1
+        # + the output biases.
+        return sum(o * i for o, i in self.mlp_shapes()) + self.n_outputs
 
     @property
     def n_params(self) -> int:
         return self.encoding.n_params + self.n_mlp_params
 
     def to_dict(self) -> dict:
-        return {
-            "encoding": self.encoding.to_dict(),
-            "network": {"type": "relu_mlp", "width": self.mlp_width,
-                        "hidden_layers": self.mlp_hidden_layers, "output_bias": True},
-        }
+        network = {"type": "relu_mlp", "width": self.mlp_width,
+                   "hidden_layers": self.mlp_hidden_layers, "output_bias": True}
+        if self.n_outputs != 1:  # written only for multi-component fields (format version 4)
+            network["outputs"] = self.n_outputs
+        return {"encoding": self.encoding.to_dict(), "network": network}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         net = d["network"]
         return cls(encoding=encoding_config_from_dict(d["encoding"]),
-                   mlp_width=int(net["width"]), mlp_hidden_layers=int(net["hidden_layers"]))
+                   mlp_width=int(net["width"]), mlp_hidden_layers=int(net["hidden_layers"]),
+                   n_outputs=_positive_int(net.get("outputs", 1), "outputs"))
+
+
+def _positive_int(value, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_OUTPUTS:
+        raise ValueError(f"network {what} must be an integer 1..{MAX_OUTPUTS}, got {value!r}")
+    return value
+
+
+#: most components a field may have (VTK's own arrays rarely exceed 9: a 3x3 tensor)
+MAX_OUTPUTS = 64
 
 
 class NeuralField(torch.nn.Module):
-    """f(x, y, z) -> normalised value, for coordinates in [0, 1]^3."""
+    """f(x, y, z) -> normalised value, for coordinates in [0, 1]^3: shape ``[K]`` for one
+    output, ``[K, C]`` for ``config.n_outputs = C`` components."""
 
     def __init__(self, config: ModelConfig, seed: int = 0):
         super().__init__()
@@ -65,7 +81,7 @@ class NeuralField(torch.nn.Module):
             w.uniform_(-bound, bound, generator=generator)
             layers.append(torch.nn.Parameter(w))
         self.weights = torch.nn.ParameterList(layers)
-        self.output_bias = torch.nn.Parameter(torch.zeros(1))
+        self.output_bias = torch.nn.Parameter(torch.zeros(config.n_outputs))
         self.register_buffer("_feature_major", self.encoding.feature_major_order(), persistent=False)
 
     def mlp(self, features: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -85,7 +101,9 @@ class NeuralField(torch.nn.Module):
             h = w @ h
             if i < len(self.weights) - 1:
                 h = torch.relu(h)
-        return h.squeeze(0) + self.output_bias
+        if self.config.n_outputs == 1:
+            return h.squeeze(0) + self.output_bias
+        return h.t() + self.output_bias
 
     def _mlp_low_precision(self, features: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         # Batch-major F.linear: oneDNN's bf16 path is fastest with the batch as rows; the
@@ -95,7 +113,8 @@ class NeuralField(torch.nn.Module):
             if i == 0:
                 w = w[:, self._feature_major]
             h = torch.relu_(torch.nn.functional.linear(h, w.to(dtype)))
-        return torch.nn.functional.linear(h.float(), self.weights[-1]).squeeze(1) + self.output_bias
+        out = torch.nn.functional.linear(h.float(), self.weights[-1])
+        return (out.squeeze(1) if self.config.n_outputs == 1 else out) + self.output_bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.mlp(self.encoding.encode_feature_major(x))
@@ -117,4 +136,4 @@ class NeuralField(torch.nn.Module):
         for w in self.weights:
             w.copy_(flat[start:start + w.numel()].reshape(w.shape))
             start += w.numel()
-        self.output_bias.copy_(flat[start:start + 1])
+        self.output_bias.copy_(flat[start:start + self.output_bias.numel()])

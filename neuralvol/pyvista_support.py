@@ -64,9 +64,14 @@ def _image_from_volume(vol: NeuralVolume, dims=None, region=None, scale=None, dt
     origin = list(vol.origin)
     if region is not None:  # the region's first voxel becomes the image's origin (offset stays 0)
         origin = [o + s * region[2 * a] for a, (o, s) in enumerate(zip(vol.origin, spacing))]
-    nz, ny, nx = values.shape
+    nz, ny, nx = values.shape[:3]
     image = pv.ImageData(dimensions=(nx, ny, nz), spacing=spacing, origin=origin)
-    image.point_data[vol.array_name] = values.reshape(-1)   # [z, y, x] C order = VTK order (x fastest)
+    # [z, y, x] C order = VTK order (x fastest); a [z, y, x, C] field is one C-component array
+    flat = values.reshape(-1) if values.ndim == 3 else values.reshape(-1, values.shape[3])
+    image.point_data[vol.array_name] = flat
+    for c, cname in enumerate(vol.component_names or ()):
+        if cname:
+            image.point_data.GetArray(vol.array_name).SetComponentName(c, cname)
     image.point_data.active_scalars_name = vol.array_name
     return image
 
@@ -91,7 +96,8 @@ def to_image(vol_or_path: NeuralVolume | str | os.PathLike, dims: Sequence[int] 
 # -- compressing a pv.ImageData -------------------------------------------------------
 
 def image_array(image: Any, scalars: str | None = None) -> tuple[np.ndarray, str]:
-    """The ``[z, y, x]`` point-data array ``scalars`` of an image (default: its active or only scalars)."""
+    """The ``[z, y, x]`` (``[z, y, x, C]`` for C components) point-data array ``scalars``
+    of an image (default: its active or only scalars)."""
     if not isinstance(image, pv.ImageData):
         try:
             image = pv.wrap(image)
@@ -113,11 +119,9 @@ def image_array(image: Any, scalars: str | None = None) -> tuple[np.ndarray, str
         extra = " (it is cell data: use image.cell_data_to_point_data() first)" if scalars in image.cell_data else ""
         raise InputError(f"no point-data array {scalars!r}{extra}; point arrays: {', '.join(map(repr, names)) or 'none'}")
     values = np.asarray(image.point_data[scalars])
-    if values.ndim != 1:
-        raise InputError(f"array {scalars!r} has {values.shape[1]} components; neuralvol compresses scalar fields "
-                         f"(compress each component, or e.g. its magnitude, separately)")
     nx, ny, nz = image.dimensions
-    return np.ascontiguousarray(values.reshape(nz, ny, nx)), str(scalars)
+    shape = (nz, ny, nx) if values.ndim == 1 else (nz, ny, nx, values.shape[1])
+    return np.ascontiguousarray(values.reshape(shape)), str(scalars)
 
 
 def compress_image(image: Any, scalars: str | None = None, **options) -> NeuralVolume:
@@ -146,6 +150,11 @@ def compress_image(image: Any, scalars: str | None = None, **options) -> NeuralV
     offset = getattr(image, "offset", (0, 0, 0))  # extent start: voxel 0 of the array sits there
     origin = tuple(float(o) + float(k) * s for o, k, s in zip(image.origin, offset, spacing))
     options.setdefault("array_name", name)
+    if array.ndim == 4:  # VTK's component names of a vector array travel with it
+        vtk_array = image.point_data.GetArray(name)
+        names = [vtk_array.GetComponentName(c) or "" for c in range(array.shape[3])]
+        if any(names):
+            options.setdefault("component_names", names)
     return _compress(array, spacing=spacing, origin=origin, **options)
 
 

@@ -57,7 +57,7 @@ def parameter_groups(field: NeuralField) -> list[Group]:
                 groups.append(Group("encoding", f * table.shape[-1] + lo, f * table.shape[-1] + hi, "table"))
     start = 0
     for i, w in enumerate(field.weights):
-        stop = start + w.numel() + (1 if i == len(field.weights) - 1 else 0)
+        stop = start + w.numel() + (field.output_bias.numel() if i == len(field.weights) - 1 else 0)
         groups.append(Group("mlp", start, stop, "mlp"))
         start = stop
     return groups

@@ -36,10 +36,16 @@ class VolumeInfo:
     time: float | None = None
     name: str = ""
     extent: tuple[int, ...] | None = None      # index extent within a larger image (bricks)
+    # a multi-component field ([z, y, x, C]): per component (name, (lo, hi)); None = scalar
+    components: tuple[tuple[str, tuple[float, float]], ...] | None = None
+
+    @property
+    def n_components(self) -> int:
+        return 1 if self.components is None else len(self.components)
 
     @property
     def native_bytes(self) -> int:
-        return int(np.prod(self.dims)) * np.dtype(self.dtype).itemsize
+        return int(np.prod(self.dims)) * np.dtype(self.dtype).itemsize * self.n_components
 
 
 def validate_region(region, dims) -> tuple[int, int, int, int, int, int]:
@@ -170,6 +176,12 @@ class NeuralVolume:
     array_name = property(lambda self: self.info.array_name)
     time = property(lambda self: self.info.time)
     value_range = property(lambda self: self.info.value_range)
+    n_components = property(lambda self: self.info.n_components)
+
+    @property
+    def component_names(self) -> list[str] | None:
+        """Names of a multi-component field's components ("" where unnamed), else None."""
+        return None if self.info.components is None else [n for n, _ in self.info.components]
 
     @property
     def dtype(self) -> np.dtype:
@@ -250,9 +262,10 @@ class NeuralVolume:
         Returns
         -------
         numpy.ndarray
-            Shape ``[z, y, x]`` of the region (or the grid). A file written with
-            ``max_error`` is within that bound of the original here when ``dims`` is the
-            original grid (any region); other ``dims`` are not bounded.
+            Shape ``[z, y, x]`` of the region (or the grid); ``[z, y, x, C]`` for a
+            field of ``C`` components. A file written with ``max_error`` is within that
+            bound of the original here when ``dims`` is the original grid (any region);
+            other ``dims`` are not bounded.
 
         Raises
         ------
@@ -275,14 +288,16 @@ class NeuralVolume:
         dims = self.dims if dims is None else validate_dims(dims)
         region = (0, dims[0] - 1, 0, dims[1] - 1, 0, dims[2] - 1) if region is None else validate_region(region, dims)
         shape = tuple(region[2 * a + 1] - region[2 * a] + 1 for a in (2, 1, 0))
+        if self.info.components is not None:
+            shape += (self.n_components,)
         _check_decode_fits(shape, np.dtype(out_dtype))
         axes = [unit_axis(n, region[2 * a], region[2 * a + 1]) for a, n in enumerate(dims)]
         offset, scale = self._normalisation()
-        if scale == 0.0:
-            return np.full(shape, offset, dtype=np.float64)
+        if np.all(scale == 0.0):
+            return np.broadcast_to(offset, shape).astype(np.float64)
         self.network.to(device)
         out = evaluate_grid(self.network, *axes, device=device, progress=progress)
-        values = offset + scale * out.astype(np.float64)
+        values = offset + scale * out.astype(np.float64).reshape(shape)
         if self.correction is not None and tuple(dims) == tuple(self.dims):
             self.correction.apply(values, dims, region)
             if self.dtype.kind in "iu":  # the bound is on the rounded values, whatever the output dtype
@@ -310,7 +325,7 @@ class NeuralVolume:
         Returns
         -------
         numpy.ndarray
-            ``N`` float64 values, NaN for points outside the volume's bounds (or not finite).
+            ``N`` float64 values (``(N, C)`` for ``C`` components), NaN for points outside the volume's bounds (or not finite).
 
         Raises
         ------
@@ -337,17 +352,24 @@ class NeuralVolume:
                 unit[:, a] = 0.0
                 inside &= np.abs(rel) <= tol
         unit = np.clip(np.nan_to_num(unit), 0.0, 1.0)
-        values = np.full(pts.shape[0], np.nan)
+        trailing = () if self.info.components is None else (self.n_components,)
+        values = np.full((pts.shape[0],) + trailing, np.nan)
         offset, scale = self._normalisation()
         if inside.any():
-            if scale == 0.0:
+            if np.all(scale == 0.0):
                 values[inside] = offset
             else:
                 self.network.to(device)
-                values[inside] = offset + scale * evaluate_points(self.network, unit[inside], device).astype(np.float64)
+                out = evaluate_points(self.network, unit[inside], device).astype(np.float64)
+                values[inside] = offset + scale * out.reshape((-1,) + trailing)
         return values
 
-    def _normalisation(self) -> tuple[float, float]:
+    def _normalisation(self):
+        """(offset, scale) taking the network's [0, 1] output to values: floats for a scalar
+        field, arrays of one entry per component for a multi-component one."""
+        if self.info.components is not None:
+            ranges = np.array([r for _, r in self.info.components], dtype=np.float64)
+            return ranges[:, 0], ranges[:, 1] - ranges[:, 0]
         lo, hi = self.value_range
         return float(lo), float(hi) - float(lo)
 

@@ -25,13 +25,15 @@ WRITE_SUFFIXES = (".npy", ".raw", ".vti")
 
 @dataclass
 class VolumeFile:
-    """A volume as read from disk: the [z, y, x] array (a numpy array, or a
+    """A volume as read from disk: the [z, y, x] (or [z, y, x, C]) array (a numpy array, or a
     :class:`neuralvol.lazy_arrays.LazyArray` when read with ``lazy=True``) plus its placement."""
 
     array: np.ndarray
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
     origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
     array_name: str = "values"
+    component_names: list[str] | None = None   # VTK's names of a multi-component array
+    time: float | None = None                   # VTK's TimeValue field data, if any
 
 
 def suffix_of(path: str | os.PathLike) -> str:
@@ -95,13 +97,19 @@ def _read_vtk(path, suffix: str, array_name: str | None) -> VolumeFile:
             raise InputError(f"{os.fspath(path)!r} has no point-data array {array_name!r}; arrays: {', '.join(map(str, names))}")
     if arr is None:
         raise InputError(f"{os.fspath(path)!r} has no point-data arrays")
-    if arr.GetNumberOfComponents() != 1:
-        raise InputError(f"array {arr.GetName()!r} has {arr.GetNumberOfComponents()} components; only scalar "
-                         f"arrays are supported: pick another with --array or extract one component")
+    n_comp = arr.GetNumberOfComponents()
     nx, ny, nz = image.GetDimensions()
-    values = numpy_support.vtk_to_numpy(arr).reshape(nz, ny, nx).copy()
+    shape = (nz, ny, nx) if n_comp == 1 else (nz, ny, nx, n_comp)
+    values = numpy_support.vtk_to_numpy(arr).reshape(shape).copy()
     name = arr.GetName() or "values"
-    return VolumeFile(values, tuple(image.GetSpacing()), tuple(image.GetOrigin()), name)
+    comp_names = None
+    if n_comp > 1 and any(arr.GetComponentName(c) for c in range(n_comp)):
+        comp_names = [arr.GetComponentName(c) or "" for c in range(n_comp)]
+    time_value = None
+    tv = image.GetFieldData().GetArray("TimeValue")
+    if tv is not None and tv.GetNumberOfTuples() >= 1:
+        time_value = float(tv.GetTuple1(0))
+    return VolumeFile(values, tuple(image.GetSpacing()), tuple(image.GetOrigin()), name, comp_names, time_value)
 
 
 def write_volume(path: str | os.PathLike, array: np.ndarray, spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0),
@@ -124,12 +132,13 @@ def _write_vti(path, array, spacing, origin, array_name) -> None:
     numpy_support = _import_vtk("writing .vti")
     from vtkmodules.vtkCommonDataModel import vtkImageData
     from vtkmodules.vtkIOXML import vtkXMLImageDataWriter
-    nz, ny, nx = array.shape
+    nz, ny, nx = array.shape[:3]
     image = vtkImageData()
     image.SetDimensions(nx, ny, nz)
     image.SetSpacing(*spacing)
     image.SetOrigin(*origin)
-    vtk_array = numpy_support.numpy_to_vtk(np.ascontiguousarray(array).reshape(-1), deep=True)
+    flat = np.ascontiguousarray(array).reshape((-1,) if array.ndim == 3 else (-1, array.shape[3]))
+    vtk_array = numpy_support.numpy_to_vtk(flat, deep=True)
     vtk_array.SetName(array_name)
     image.GetPointData().SetScalars(vtk_array)
     with atomic_path(path) as tmp:

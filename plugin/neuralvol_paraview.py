@@ -122,10 +122,9 @@ class NeuralVolumeReader(_alg.NeuralVolumeReader):
                 support_reload=False, **_NVC)
 @smproperty.input(name="Input", port_index=0)
 @smdomain.datatype(dataTypes=["vtkImageData"], composite_data_supported=False)
-@smdomain.xml('<InputArrayDomain name="input_array" attribute_type="point" '
-              'number_of_components="1"/>')
+@smdomain.xml('<InputArrayDomain name="input_array" attribute_type="point"/>')
 class NeuralVolumeWriter(_alg.NeuralVolumeWriter):
-    """Compresses one point-data array of an image into a ``.nvc`` file."""
+    """Compresses point-data arrays (scalar or vector) of an image into a ``.nvc`` file."""
 
     @smproperty.stringvector(name="FileName", panel_visibility="never")
     @smdomain.filelist()
@@ -139,10 +138,27 @@ class NeuralVolumeWriter(_alg.NeuralVolumeWriter):
       <ArrayListDomain name="array_list" attribute_type="Scalars" input_domain_name="input_array">
         <RequiredProperties><Property name="Input" function="Input"/></RequiredProperties>
       </ArrayListDomain>
-      <Documentation>The point-data array to compress (one component).</Documentation>
+      <Documentation>The point-data array to compress (scalar, vector or any number of
+      components); ignored when Arrays lists any.</Documentation>
     </StringVectorProperty>""")
     def SetArrayName(self, name):
         _alg.NeuralVolumeWriter.SetArrayName(self, name)
+
+    @smproperty.xml("""
+    <StringVectorProperty name="Arrays" label="Arrays" command="AddArrayName"
+                          clean_command="ClearArrayNames" repeat_command="1"
+                          number_of_elements_per_command="1" animateable="0">
+      <ArrayListDomain name="array_list" attribute_type="Scalars" input_domain_name="input_array">
+        <RequiredProperties><Property name="Input" function="Input"/></RequiredProperties>
+      </ArrayListDomain>
+      <Documentation>Several point-data arrays to compress into one file (one model each;
+      the reader shows them as point arrays). Empty: Array Name.</Documentation>
+    </StringVectorProperty>""")
+    def AddArrayName(self, name):
+        _alg.NeuralVolumeWriter.SetArrayNames(self, self.GetArrayNames() + [name])
+
+    def ClearArrayNames(self):
+        _alg.NeuralVolumeWriter.SetArrayNames(self, [])
 
     @smproperty.doublevector(name="TargetRatio", label="Target Ratio",
                              default_values=100.0)
@@ -235,7 +251,8 @@ class NeuralVolumeWriter(_alg.NeuralVolumeWriter):
     <IntVectorProperty name="WriteAllTimeSteps" label="Write All Time Steps"
                        command="SetWriteAllTimeSteps" number_of_elements="1" default_values="0">
       <BooleanDomain name="bool"/>
-      <Documentation>Compress every time step of the input into one series file.</Documentation>
+      <Documentation>Compress every time step of the input into one series file (one model
+      per step with its time value; each step's fit starts from the previous step's).</Documentation>
     </IntVectorProperty>""")
     def SetWriteAllTimeSteps(self, flag):
         _alg.NeuralVolumeWriter.SetWriteAllTimeSteps(self, flag)

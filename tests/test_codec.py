@@ -125,7 +125,7 @@ def test_nan_and_inf_are_rejected_with_counts(headsq_crop):
 
 @pytest.mark.parametrize("array, message", [
     (np.zeros((0, 4, 4), np.float32), "empty volume"),
-    (np.zeros((2, 3, 4, 3), np.float32), "multi-component"),
+    (np.zeros((2, 3, 4, 3, 2), np.float32), "or a \\[z, y, x, C\\] array of C components, got 5 dimensions"),
     (np.zeros((4, 4, 4), bool), "dtype bool is not supported"),
     (np.zeros((4, 4, 4), complex), "dtype complex128 is not supported"),
 ])

@@ -163,3 +163,18 @@ def test_gui_auto_loads_the_plugin(tmp_path):
                       f"--script={script}", "--exit"], env=env, timeout=180)
     assert result.exists(), text[-4000:]
     assert result.read_text() == "READER NeuralVolumeReader"
+
+
+@pytest.fixture(scope="module")
+def pvpython_field_checks(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pvfields")
+    proc, text = run([PVPYTHON, SCRIPTS / "pv_fields.py", PLUGIN, out])
+    return proc.returncode, text
+
+
+@pytest.mark.parametrize("check", ["vector_file_is_a_three_component_array",
+                                   "writer_saves_several_arrays_and_vectors", "series_times_and_data_time_step"])
+def test_pvpython_fields(pvpython_field_checks, check):
+    rc, text = pvpython_field_checks
+    if f"PASS {check}" not in text:
+        pytest.fail(f"pvpython check {check} did not pass:\n{text[-6000:]}")

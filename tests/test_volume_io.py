@@ -58,7 +58,7 @@ def test_nrrd_detached_header(mr, tmp_path):
     assert np.array_equal(vf.array, mr) and vf.spacing == pytest.approx((0.5, 0.75, 2.0))
 
 
-def test_array_choice_and_multicomponent_rejection(mr, tmp_path):
+def test_array_choice_and_multicomponent_reading(mr, tmp_path):
     from vtkmodules.vtkIOXML import vtkXMLImageDataWriter
     image = _image(np.repeat(mr[..., None], 3, axis=-1), name="rgb", components=3)
     extra = vtk_np.numpy_to_vtk(mr.reshape(-1).astype(np.float32), deep=True)
@@ -69,8 +69,8 @@ def test_array_choice_and_multicomponent_rejection(mr, tmp_path):
     writer.SetFileName(str(path))
     writer.SetInputData(image)
     writer.Write()
-    with pytest.raises(nv.InputError, match="'rgb' has 3 components"):
-        read_volume(path)
+    rgb = read_volume(path)  # multi-component arrays are read as [z, y, x, C] (issue 15)
+    assert rgb.array.shape == mr.shape + (3,) and np.array_equal(rgb.array[..., 2], mr)
     vf = read_volume(path, array_name="density")
     assert vf.array_name == "density" and vf.array.dtype == np.float32
     with pytest.raises(nv.InputError, match="no point-data array 'nope'; arrays: rgb, density"):

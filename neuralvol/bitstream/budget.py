@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .. import quantise
-from ..architecture import choose_architecture_for
+from ..architecture import choose_architecture_for, choose_architecture_with_outputs
 from ..errors import InputError
 from ..model import ModelConfig, NeuralField
 from ..quantise import (Group, dequantise, flat_tensors, parameter_groups, quantised_weights, segmentations,
@@ -132,7 +132,7 @@ def plan_architecture(info: "volume.VolumeInfo", budget: int, training: Training
         if max_params <= 0:
             raise InputError(f"the size budget of {budget} bytes is smaller than the file header "
                              f"(~{overhead} bytes); ask for a lower ratio or a larger size")
-        config = choose_architecture_for(encoding, info.dims, max_params)
+        config = choose_architecture_with_outputs(encoding, info.dims, max_params, info.n_components)
         needed = header_bytes(info, config, training, precision) + header_margin(budget)
         if needed <= overhead:
             return config

@@ -17,7 +17,7 @@ import math
 
 from ..encodings import ENCODINGS, encoding_config_from_dict
 from ..errors import FormatError
-from ..model import ModelConfig
+from ..model import MAX_OUTPUTS, ModelConfig
 
 # Each axis is at most VTK's int32 extent; the voxel count at most 2^40 (a 10^4-cubed grid,
 # 4 TiB as float32; the largest public volumes are ~2^36 voxels).
@@ -126,7 +126,8 @@ def check_config(d: dict, source: str, where: str) -> ModelConfig:
         _bounded_int(encoding[name], 1, ENCODING_LIMITS[name], source, where, f"encoding {name}")
     width = _bounded_int(network.get("width"), 1, MAX_MLP_WIDTH, source, where, "MLP width")
     layers = _bounded_int(network.get("hidden_layers"), 0, MAX_HIDDEN_LAYERS, source, where, "MLP hidden_layers")
-    config = ModelConfig(encoding_config_from_dict(encoding), width, layers)
+    outputs = _bounded_int(network.get("outputs", 1), 1, MAX_OUTPUTS, source, where, "network outputs")
+    config = ModelConfig(encoding_config_from_dict(encoding), width, layers, n_outputs=outputs)
     if config.n_params > MAX_PARAMETERS:
         _fail(source, where, f"describes a network of {config.n_params} parameters, more than the limit of "
                              f"{MAX_PARAMETERS}")

@@ -19,7 +19,7 @@ from .. import volume as _volume  # NeuralVolume is built here and sized by to_b
 from ..errors import FormatError
 from ..model import ModelConfig, NeuralField
 from ..version import LIBRARY_VERSION
-from . import container
+from . import components, container
 from .records import StorageEntry, TrainingSummary
 
 if TYPE_CHECKING:
@@ -32,7 +32,8 @@ VALUE_DTYPES = ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", 
 
 def model_entry(vol: NeuralVolume) -> dict:
     info = vol.info
-    offset, scale = vol._normalisation()
+    lo, hi = (float(v) for v in info.value_range)
+    offset, scale = lo, hi - lo  # the whole field's range (per-component ones: "components")
     entry = {
         "array_name": info.array_name,
         "dims": list(info.dims),
@@ -49,6 +50,8 @@ def model_entry(vol: NeuralVolume) -> dict:
         entry["time"] = float(info.time)
     if info.extent is not None:
         entry["extent"] = list(info.extent)
+    if info.components is not None:
+        entry.update(components.components_entry(info))
     entry.update(vol.config.to_dict())
     entry["storage"] = vol.storage.to_dict() if vol.storage is not None else {"precision": STORAGE_PRECISION}
     entry["training"] = vol.training.to_dict()
@@ -78,14 +81,15 @@ def to_bytes(volumes: Sequence[NeuralVolume], compact: bool = True, extra: dict 
             continue
         for name, tensor in vol.network.named_tensors().items():
             sections.append(container.Section(f"{i}/{name}", tensor.detach().cpu().numpy().astype(np.float16)))
-    extended = False
+    entries = [model_entry(v) for v in volumes]
+    extended = components.needs_extended(entries)
     for i, vol in enumerate(volumes):
         if vol.correction is not None:
             extended = True
             sections += [container.Section(f"{i}/{name}", symbols, coded=True)
                          for name, symbols in vol.correction.symbol_arrays().items()]
     header = {"format": "neuralvol", "version": container.version_for(sections, extra, extended),
-              "library": f"neuralvol {LIBRARY_VERSION}", "models": [model_entry(v) for v in volumes]}
+              "library": f"neuralvol {LIBRARY_VERSION}", "models": entries}
     header.update(extra or {})
     return container.encode(header, sections, compact)
 
@@ -141,6 +145,7 @@ def header_and_volumes(data: bytes, source: str = "file") -> tuple[dict, list[Ne
             time=entry.get("time") if isinstance(entry.get("time"), (int, float)) else None,
             name=entry.get("name") if isinstance(entry.get("name"), str) else "",
             extent=tuple(entry["extent"]) if isinstance(entry.get("extent"), list) and len(entry["extent"]) == 6 else None,
+            components=components.read_components(entry, source, i),
         )
         _field(entry, "encoding", "dict", source, i)
         _field(entry, "network", "dict", source, i)
@@ -150,6 +155,9 @@ def header_and_volumes(data: bytes, source: str = "file") -> tuple[dict, list[Ne
             raise
         except (KeyError, TypeError, ValueError) as exc:
             raise FormatError(f"{source}: model {i} has an invalid network description ({exc})") from None
+        if config.n_outputs != info.n_components:
+            raise FormatError(f"{source}: model {i} has {info.n_components} component(s) but a network of "
+                              f"{config.n_outputs} output(s)")
         network = NeuralField(config)
         storage = entry.get("storage") if isinstance(entry.get("storage"), dict) else {}
         training = TrainingSummary.from_dict(entry["training"] if isinstance(entry.get("training"), dict) else {})

@@ -76,13 +76,17 @@ def set_progress_text(algorithm, text: str) -> None:
         algorithm.SetProgressText(text)
 
 
-def numpy_to_vtk(values: np.ndarray, name: str):
-    """A VTK data array holding a copy of ``values`` (flattened, C order)."""
-    flat = np.ascontiguousarray(values).reshape(-1)
+def numpy_to_vtk(values: np.ndarray, name: str, components: int = 1, component_names=None):
+    """A VTK data array holding a copy of ``values`` (flattened, C order): one tuple per
+    point, of ``components`` values (the trailing axis of a ``[z, y, x, C]`` array)."""
+    flat = np.ascontiguousarray(values).reshape((-1,) if components == 1 else (-1, components))
     if flat.dtype == np.bool_:
         flat = flat.astype(np.uint8)
     arr = numpy_support.numpy_to_vtk(flat, deep=1)
     arr.SetName(name)
+    for c, cname in enumerate(component_names or ()):
+        if cname:
+            arr.SetComponentName(c, cname)
     return arr
 
 

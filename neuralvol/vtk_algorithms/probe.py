@@ -104,7 +104,9 @@ class NeuralVolumeProbe(_common.NvcFileMixin, VTKPythonAlgorithmBase):
             vol = self._pick_model(outInfoVec.GetInformationObject(0))
             points = _common.dataset_points(inp)
             n = len(points)
-            values = np.empty(n, dtype=np.float64)
+            # (N,) for a scalar field, (N, C) for C components
+            values = np.empty((n,) if vol.n_components == 1 and vol.component_names is None
+                              else (n, vol.n_components), dtype=np.float64)
             _common.set_progress_text(self, "Sampling neural field")
             for start in range(0, n, SAMPLE_CHUNK_POINTS):
                 if _common.check_abort(self):
@@ -119,10 +121,11 @@ class NeuralVolumeProbe(_common.NvcFileMixin, VTKPythonAlgorithmBase):
             return 0
         name = self._result or vol.array_name
         pd = out.GetPointData()
-        pd.AddArray(_common.numpy_to_vtk(values, name))
+        pd.AddArray(_common.numpy_to_vtk(values, name, values.shape[1] if values.ndim == 2 else 1,
+                                         vol.component_names))
         pd.SetActiveScalars(name)
         if self._mask:
-            mask = (~np.isnan(values)).astype(np.uint8)
+            mask = (~np.isnan(values if values.ndim == 1 else values[:, 0])).astype(np.uint8)
             arr = _common.numpy_to_vtk(mask, self._mask)
             pd.AddArray(arr)
         self.UpdateProgress(1.0)

@@ -25,6 +25,7 @@ from vtkmodules.vtkCommonExecutionModel import (
 )
 
 from . import _common
+from .fields import DecodeCache, ModelIndex
 
 #: points decoded per call: the unit of progress reports and of abort checks
 DECODE_CHUNK_POINTS = 1 << 21
@@ -77,6 +78,8 @@ class NeuralVolumeReader(_common.NvcFileMixin, VTKPythonAlgorithmBase):
         self.decoded_points = 0      # points decoded by the last execution
         # (model index, grid dims, region) per decode call, the latest DECODE_LOG_LENGTH
         self.decode_log = deque(maxlen=DECODE_LOG_LENGTH)
+        self._index = None
+        self.decode_cache = DecodeCache()
 
     # ---------------------------------------------------------------- properties
     def SetResolutionScale(self, scale):
@@ -142,20 +145,12 @@ class NeuralVolumeReader(_common.NvcFileMixin, VTKPythonAlgorithmBase):
         return models
 
     def _classify(self, models):
-        times = [m.time for m in models]
-        names = [m.array_name for m in models]
-        if len(models) == 1:
-            self._mode, self._times = "single", []
-        elif all(t is not None for t in times):
-            self._mode, self._times = "time", [float(t) for t in times]
-        elif len(set(names)) == len(names):
-            self._mode, self._times = "arrays", []
-        else:
-            self._mode, self._times = "time", [float(i) for i in range(len(models))]
+        self._index = ModelIndex(models)
+        self._mode, self._times = self._index.mode, list(self._index.times)
         self._arrays.RemoveAllArrays()
-        if self._mode == "arrays":
-            for n in names:
-                self._arrays.AddArray(n)
+        for n in self._index.selectable:
+            self._arrays.AddArray(n)
+        self.decode_cache.clear()
 
     def _grid_for(self, vol):
         if all(int(d) > 0 for d in self._dims) or not hasattr(vol, "output_dims"):
@@ -203,21 +198,9 @@ class NeuralVolumeReader(_common.NvcFileMixin, VTKPythonAlgorithmBase):
         return 1
 
     def _models_to_decode(self, info):
-        models = self._models
-        if self._mode == "single":
-            return [(0, models[0])], None
-        if self._mode == "arrays":
-            chosen = [(i, m) for i, m in enumerate(models)
-                      if self._arrays.ArrayIsEnabled(m.array_name)]
-            return chosen, None
-        t = info.Get(SDDP.UPDATE_TIME_STEP()) if info.Has(SDDP.UPDATE_TIME_STEP()) \
-            else self._times[0]
-        order = np.argsort(self._times)
-        sorted_times = np.asarray(self._times)[order]
-        # the last step at or before t (ParaView's "snap to time step" convention)
-        k = int(np.searchsorted(sorted_times, t + 1e-12 * max(1.0, abs(t)), "right")) - 1
-        idx = int(order[max(k, 0)])
-        return [(idx, models[idx])], self._times[idx]
+        t = info.Get(SDDP.UPDATE_TIME_STEP()) if info.Has(SDDP.UPDATE_TIME_STEP()) else None
+        step = self._index.step_for(t)
+        return self._index.models_for(step, self._arrays.ArrayIsEnabled), step
 
     def _requested_extent(self, info, whole):
         ext = tuple(info.Get(SDDP.UPDATE_EXTENT())) if info.Has(SDDP.UPDATE_EXTENT()) \
@@ -243,6 +226,15 @@ class NeuralVolumeReader(_common.NvcFileMixin, VTKPythonAlgorithmBase):
                 translator.PieceToExtentThreadSafe(piece, npieces, 0, list(whole), owned,
                                                    translator.BLOCK_MODE, 0)
         return _common.clip_extent(ext, whole), owned
+
+    @staticmethod
+    def _add_array(output, vol, values, active):
+        """``values`` ([z, y, x] or [z, y, x, C]) as the point array named like the model."""
+        components = values.shape[3] if values.ndim == 4 else 1
+        arr = _common.numpy_to_vtk(values, vol.array_name, components, vol.component_names)
+        output.GetPointData().AddArray(arr)
+        if active:
+            output.GetPointData().SetActiveScalars(vol.array_name)
 
     def RequestData(self, request, inInfoVec, outInfoVec):
         info = outInfoVec.GetInformationObject(0)
@@ -275,6 +267,13 @@ class NeuralVolumeReader(_common.NvcFileMixin, VTKPythonAlgorithmBase):
         try:
             for idx, vol in chosen:
                 grid_dims = None if tuple(vol.dims) == tuple(dims) else tuple(dims)
+                key = (self._models_key, idx, tuple(dims), tuple(extent), self._float)
+                values = self.decode_cache.get(key)
+                if values is not None:  # the same request as before: no decode
+                    done += _common.extent_size(extent)
+                    self._add_array(output, vol, values, first)
+                    first = False
+                    continue
                 pieces = []
                 for z0 in range(extent[4], extent[5] + 1, slab):
                     if _common.check_abort(self):
@@ -290,11 +289,9 @@ class NeuralVolumeReader(_common.NvcFileMixin, VTKPythonAlgorithmBase):
                     self.decoded_points += _common.extent_size(region)
                     self.UpdateProgress(done / total)
                 values = pieces[0] if len(pieces) == 1 else np.concatenate(pieces, axis=0)
-                arr = _common.numpy_to_vtk(values, vol.array_name)
-                output.GetPointData().AddArray(arr)
-                if first:
-                    output.GetPointData().SetActiveScalars(vol.array_name)
-                    first = False
+                self.decode_cache.put(key, values)
+                self._add_array(output, vol, values, first)
+                first = False
         except _common.expected_errors() as exc:
             _common.report_error(self, f"{self._filename}: {exc}")
             output.Initialize()

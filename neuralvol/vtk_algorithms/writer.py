@@ -19,7 +19,8 @@ from . import _common
 
 
 def image_to_array(image: vtkImageData, name: str | None = None):
-    """(values [z, y, x], array name, spacing, origin) of a point-data array of ``image``.
+    """(values [z, y, x] or [z, y, x, C], array name, spacing, origin) of a point-data
+    array of ``image`` (``C`` > 1 for a vector or multi-component array).
 
     ``name`` None picks the active scalars, else the first point-data array. The origin
     is the physical position of the first point of the extent."""
@@ -38,17 +39,24 @@ def image_to_array(image: vtkImageData, name: str | None = None):
             raise ValueError("the input image has no point-data array to compress")
     if not arr.IsA("vtkDataArray"):
         raise ValueError(f"point array {arr.GetName()!r} is not numeric")
-    if arr.GetNumberOfComponents() != 1:
-        raise ValueError(f"point array {arr.GetName()!r} has {arr.GetNumberOfComponents()} "
-                         "components; neuralvol compresses scalar fields (extract a "
-                         "component or the magnitude first, e.g. with a Calculator)")
+    n_comp = arr.GetNumberOfComponents()
     ext = image.GetExtent()
     nx, ny, nz = _common.extent_dims(ext)
-    values = _common.vtk_to_numpy(arr).reshape(nz, ny, nx)
+    values = _common.vtk_to_numpy(arr).reshape((nz, ny, nx) if n_comp == 1 else (nz, ny, nx, n_comp))
     spacing = tuple(float(s) for s in image.GetSpacing())
     origin = tuple(float(o) + ext[2 * i] * spacing[i]
                    for i, o in enumerate(image.GetOrigin()))
     return values, arr.GetName() or "values", spacing, origin
+
+
+def component_names(image: vtkImageData, name: str | None):
+    """VTK's component names of a multi-component point array (None if unnamed or scalar)."""
+    pd = image.GetPointData()
+    arr = pd.GetAbstractArray(name) if name else (pd.GetScalars() or pd.GetArray(0))
+    if arr is None or arr.GetNumberOfComponents() == 1:
+        return None
+    names = [arr.GetComponentName(c) or "" for c in range(arr.GetNumberOfComponents())]
+    return names if any(names) else None
 
 
 class NeuralVolumeWriter(VTKPythonAlgorithmBase):
@@ -85,6 +93,8 @@ class NeuralVolumeWriter(VTKPythonAlgorithmBase):
         self._roi = (0, -1, 0, -1, 0, -1)   # an empty extent: no ROI box
         self._roi_weight = 10.0
         self._all_times = False
+        self._array_names = []       # several arrays, one model each (empty: ArrayName)
+        self._previous = {}          # array name -> the last time step's volume (warm start)
         self._times = None
         self._time_index = 0
         self._collected = []
@@ -109,6 +119,13 @@ class NeuralVolumeWriter(VTKPythonAlgorithmBase):
 
     def GetArrayName(self):
         return self._array
+
+    def SetArrayNames(self, names):
+        """Several point arrays, one model each in the same file (ParaView's array list)."""
+        self._set("_array_names", [str(n) for n in (names or ()) if n])
+
+    def GetArrayNames(self):
+        return list(self._array_names)
 
     def SetTargetRatio(self, ratio):
         self._set("_ratio", float(ratio))
@@ -220,7 +237,7 @@ class NeuralVolumeWriter(VTKPythonAlgorithmBase):
             if not self._filename:
                 raise ValueError("no file name set")
             nv = _common.import_core()
-            values, name, spacing, origin = image_to_array(image, self._array)
+            names = self._array_names or [self._array]
             n_steps = len(self._times) if self._times else 1
             label = f" (time step {self._time_index + 1}/{n_steps})" if self._times else ""
 
@@ -228,18 +245,25 @@ class NeuralVolumeWriter(VTKPythonAlgorithmBase):
                 frac = (self._time_index + float(p.fraction)) / n_steps
                 self.UpdateProgress(min(max(frac, 0.0), 1.0))
                 psnr = "" if p.psnr is None else f", PSNR {p.psnr:.1f} dB"
-                _common.set_progress_text(self, f"Fitting {name}{label}{psnr}")
+                _common.set_progress_text(self, f"Fitting {', '.join(n for n in names if n) or 'array'}{label}{psnr}")
                 return not _common.check_abort(self)
 
-            _common.set_progress_text(self, f"Fitting {name}{label}")
             self.UpdateProgress(self._time_index / n_steps)
-            opts = self.codec_options()
+            step_volumes = []
+            for requested in names:
+                values, name, spacing, origin = image_to_array(image, requested)
+                opts = self.codec_options()
+                if self._times:
+                    opts["time"] = float(self._times[self._time_index])
+                    if self._time_index > 0 and name in self._previous:  # warm start (neuralvol.series)
+                        opts["warm_start"] = self._previous[name]
+                vol = nv.compress(np.ascontiguousarray(values), spacing=spacing, origin=origin,
+                                  array_name=name, progress=progress,
+                                  component_names=component_names(image, requested), **opts)
+                self._previous[name] = vol
+                step_volumes.append(vol)
             if self._times:
-                opts["time"] = float(self._times[self._time_index])
-            vol = nv.compress(np.ascontiguousarray(values), spacing=spacing, origin=origin,
-                              array_name=name, progress=progress, **opts)
-            if self._times:
-                self._collected.append(vol)
+                self._collected.extend(step_volumes)
                 if self._time_index + 1 < len(self._times):
                     self._time_index += 1
                     request.Set(SDDP.CONTINUE_EXECUTING(), 1)
@@ -248,11 +272,14 @@ class NeuralVolumeWriter(VTKPythonAlgorithmBase):
                 request.Remove(SDDP.CONTINUE_EXECUTING())
                 nv.save_models(self._filename, vols)
                 self.last_volume = vols
+            elif len(step_volumes) > 1:
+                nv.save_models(self._filename, step_volumes)
+                self.last_volume = step_volumes
             else:
                 vol.save(self._filename)
                 self.last_volume = vol
         except _common.expected_errors() as exc:
-            self._collected, self._time_index = [], 0
+            self._collected, self._time_index, self._previous = [], 0, {}
             request.Remove(SDDP.CONTINUE_EXECUTING())
             where = f"{self._filename}: " if self._filename else ""
             _common.report_error(self, f"{where}{exc}")
