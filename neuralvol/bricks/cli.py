@@ -19,8 +19,8 @@ def add_brick_arguments(parser) -> None:
                         f"volumes over {round(AUTO_BRICK_VOXELS ** (1 / 3))}^3 voxels, one model otherwise)")
     g.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP,
                    help=f"voxels each brick's model covers beyond its core, blended (default {DEFAULT_OVERLAP})")
-    g.add_argument("--allocation", default="gradient", choices=("gradient", "variance", "equal"),
-                   help="how the byte budget is shared between bricks (default gradient: by gradient energy)")
+    g.add_argument("--allocation", default="variance", choices=("variance", "gradient", "equal"),
+                   help="how the byte budget is shared between bricks (default variance: by the bricks' variance)")
     where = g.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int,
                        help="Dask LocalCluster worker processes, one thread each (default: the CPU count; "
