@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -172,10 +170,17 @@ def test_large_volumes_are_bricked_automatically_small_ones_unchanged(ct64, tmp_
     direct = nv.compress(small, array_name="s", ratio=20, steps=5, record_timings=False)
     direct.save(tmp_path / "direct.nvc")
     assert (tmp_path / "s.nvc").read_bytes() == (tmp_path / "direct.nvc").read_bytes()
+    # a volume that fits in one brick makes the unbricked file
+    assert main(["compress", str(tmp_path / "s.npy"), str(tmp_path / "one.nvc"), "--brick", "32", "--workers", "0",
+                 *args]) == 0
+    assert (tmp_path / "one.nvc").read_bytes() == (tmp_path / "direct.nvc").read_bytes()
     import neuralvol.bricks.compress as bc
+    import neuralvol.bricks.cli as bcli
     monkeypatch.setattr(bc, "AUTO_BRICK_VOXELS", 12 ** 3)
-    assert main(["compress", str(tmp_path / "s.npy"), str(tmp_path / "auto.nvc"), "--workers", "0", *args]) == 0
-    assert "compressing in bricks of 128" in capsys.readouterr().err
+    monkeypatch.setattr(bcli, "DEFAULT_BRICK", 16)
+    assert main(["compress", str(tmp_path / "s.npy"), str(tmp_path / "auto.nvc"), "--workers", "0",
+                 "--ratio", "5", "--steps", "5"]) == 0
+    assert "compressing in bricks of 16" in capsys.readouterr().err
     assert "bricks" in nv.read_header(tmp_path / "auto.nvc")
 
 

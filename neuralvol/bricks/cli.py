@@ -6,7 +6,6 @@ import os
 import sys
 import time
 
-import numpy as np
 
 from ..errors import InputError
 from .compress import AUTO_BRICK_VOXELS, DEFAULT_BRICK, DEFAULT_OVERLAP, compress_bricked, needs_bricks
@@ -76,6 +75,12 @@ def bricked_compress(args, vf) -> int:
         if "bar" in state:
             state["bar"].close()
     vol.save(args.output)
+    if not hasattr(vol, "layout"):   # it fitted in one brick: a plain one-model file
+        if not args.quiet:
+            print(f"{args.output}: {vol.nbytes} bytes, ratio {vol.ratio:.1f}:1, one brick (a single model), "
+                  f"PSNR {'exact' if vol.training.exact else f'{vol.training.psnr:.2f} dB'}, "
+                  f"{time.perf_counter() - start:.1f} s")
+        return 0
     if not args.quiet:
         r = vol.report
         psnr = "exact" if vol.training.exact else f"~{vol.training.psnr:.2f} dB (from the bricks)"

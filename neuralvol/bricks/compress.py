@@ -116,7 +116,8 @@ def compress_bricked(array, brick=DEFAULT_BRICK, spacing: Sequence[float] = (1.0
     Returns
     -------
     BrickedVolume
-        Not yet written: call ``save(path)``. ``report`` holds the peak memory, the bytes
+        (a plain NeuralVolume when the volume fits in one brick: the same file as
+        :func:`neuralvol.compress` makes). Not yet written: call ``save(path)``. ``report`` holds the peak memory, the bytes
         and PSNR of each brick.
     """
     for key in UNSUPPORTED:
@@ -140,6 +141,10 @@ def compress_bricked(array, brick=DEFAULT_BRICK, spacing: Sequence[float] = (1.0
     layout = BrickLayout.for_volume(dims, brick, overlap)
     voxels = math.prod(shape)
     budget = byte_budget(voxels * dtype.itemsize, voxels, ratio, bpv, size)
+    if len(layout) == 1:   # one brick: exactly the file an unbricked compress makes
+        from ..compress import compress
+        return compress(np.asarray(array[:, :, :]), spacing=spacing, origin=origin, array_name=array_name,
+                        ratio=ratio, bpv=bpv, size=size, time=time, **options)
     reserve = HEADER_BYTES_FIXED + HEADER_BYTES_PER_BRICK * len(layout)
     if budget < reserve + len(layout) * allocate.MIN_BRICK_BYTES:
         raise InputError(f"a budget of {budget} bytes is too small for {len(layout)} bricks (each needs about "
