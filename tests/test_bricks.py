@@ -205,3 +205,15 @@ def test_pyvista_reads_a_bricked_file_as_one_image(bricked):
     np.testing.assert_array_equal(np.asarray(image.point_data[vol.array_name]).reshape(full.shape), full)
     part = to_image(nv.open(path), region=(0, 9, 0, 9, 0, 9))
     assert part.dimensions == (10, 10, 10)
+
+
+def test_workers_get_the_file_not_the_array(ct64, tmp_path):
+    import pickle
+    from neuralvol.bricks.lazy import as_brick_source
+    np.save(tmp_path / "ct.npy", ct64)
+    mm = np.load(tmp_path / "ct.npy", mmap_mode="r")
+    assert len(pickle.dumps(mm)) > ct64.nbytes          # why a memmap is not sent as it is
+    lazy = as_brick_source(mm)
+    assert isinstance(lazy, MemmapArray) and len(pickle.dumps(lazy)) < 1000
+    back = pickle.loads(pickle.dumps(lazy))
+    np.testing.assert_array_equal(back[(slice(3, 9), slice(0, 5), slice(60, 64))], ct64[3:9, 0:5, 60:64])
