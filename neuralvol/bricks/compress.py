@@ -34,9 +34,10 @@ AUTO_BRICK_VOXELS = 256 ** 3
 DEFAULT_BRICK = 128
 # Voxels each brick's model is fitted beyond its core, blended linearly (see layout.py).
 # benchmarks/large.py --quick (64^3 turbulence crop, 8 bricks of 32, 200:1, 30 steps), PSNR
-# within 2 voxels of brick faces / interior / all: overlap 0: 20.50 / 21.15 / 21.03 (a seam);
-# 2: 21.09 / 20.88 / 20.91; 4: 21.03 / 20.48 / 20.57. Overlap 2 removes the seam for the
-# least loss (more overlap = more voxels for the same bytes and steps).
+# within 2 voxels of brick faces / interior / all: overlap 0: 19.59 / 20.77 / 20.54 (a seam);
+# 2: 20.52 / 20.39 / 20.41; 4: 21.12 / 20.14 / 20.30 (an earlier run with ~20 % fewer bytes:
+# 20.50 / 21.15 / 21.03, 21.09 / 20.88 / 20.91, 21.03 / 20.48 / 20.57). Overlap 2 removes the
+# seam for the least loss (more overlap = more voxels for the same bytes and steps).
 DEFAULT_OVERLAP = 2
 # The bricked file's bytes beyond the sum of its bricks' one-model files (each brick's budget
 # covers its own header): measured +191 bytes for 8 bricks (64^3, 19.7 kB) and -190 for 16
