@@ -37,7 +37,6 @@ except ImportError as _exc:  # pragma: no cover - depends on the environment
                       "pip install 'neuralvol[pyvista]' (or pip install pyvista)") from _exc
 
 from . import open as _open_nvc
-from . import open_all as _open_all
 from .compress import compress as _compress
 from .errors import InputError
 from .volume import NeuralVolume, validate_dims, validate_region
@@ -89,7 +88,7 @@ def to_image(vol_or_path: NeuralVolume | str | os.PathLike, dims: Sequence[int] 
 
     >>> image = to_image("head.nvc", dims=(128, 128, 186))   # doctest: +SKIP
     """
-    vol = vol_or_path if isinstance(vol_or_path, NeuralVolume) else _open_nvc(vol_or_path, model=model)
+    vol = vol_or_path if hasattr(vol_or_path, "decode") else _open_nvc(vol_or_path, model=model)   # or a BrickedVolume
     return _image_from_volume(vol, dims=dims, region=region, scale=scale, dtype=dtype)
 
 
@@ -180,7 +179,8 @@ class _NVCDecoder(BaseVTKReader):
 
     def UpdateInformation(self) -> None:  # noqa: N802 - opens and validates the file; no decoding
         if self._volumes is None:
-            self._volumes = _open_all(self._filename)
+            from .bricks.volume import read_models   # a bricked file is one volume
+            self._volumes = read_models(self._filename)
 
     @property
     def volumes(self) -> list[NeuralVolume]:

@@ -135,6 +135,20 @@ def test_mpi_pvbatch_decodes_each_piece_only():
     assert sum(points) >= total
 
 
+@pytest.mark.skipif(shutil.which("mpiexec") is None, reason="mpiexec not installed")
+def test_mpi_pvbatch_ranks_decode_only_their_bricks(tmp_path, headsq):
+    import numpy as np
+    from neuralvol.bricks import compress_bricked
+    data = np.ascontiguousarray(headsq[20:52, 16:48, 16:48])
+    path = tmp_path / "bricked.nvc"
+    compress_bricked(data, (16, 16, 8), ratio=10, overlap=2, workers=0, steps=4, record_timings=False).save(path)
+    proc, text = run(["mpiexec", "-n", "2", PVBATCH, "--symmetric", SCRIPTS / "pv_pieces.py", PLUGIN, path])
+    lines = sorted(l for l in text.splitlines() if l.startswith("RANK "))
+    assert len(lines) == 2 and all(l.endswith(" OK") for l in lines), text[-4000:]
+    bricks = [int(l.split()[12]) for l in lines]
+    assert all(0 < b < 16 for b in bricks), bricks   # of 2 x 2 x 4 bricks, each rank decodes its own
+
+
 @pytest.mark.skipif(shutil.which("xvfb-run") is None, reason="xvfb-run not installed")
 def test_headless_volume_rendering_is_not_blank(tmp_path):
     png = tmp_path / "volume.png"

@@ -6,7 +6,6 @@ import os
 import sys
 import time
 
-import numpy as np
 
 from ..errors import InputError
 from .compress import AUTO_BRICK_VOXELS, DEFAULT_BRICK, DEFAULT_OVERLAP, compress_bricked, needs_bricks
@@ -19,8 +18,8 @@ def add_brick_arguments(parser) -> None:
                         f"volumes over {round(AUTO_BRICK_VOXELS ** (1 / 3))}^3 voxels, one model otherwise)")
     g.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP,
                    help=f"voxels each brick's model covers beyond its core, blended (default {DEFAULT_OVERLAP})")
-    g.add_argument("--allocation", default="gradient", choices=("gradient", "variance", "equal"),
-                   help="how the byte budget is shared between bricks (default gradient: by gradient energy)")
+    g.add_argument("--allocation", default="variance", choices=("variance", "gradient", "equal"),
+                   help="how the byte budget is shared between bricks (default variance: by the bricks' variance)")
     where = g.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int,
                        help="Dask LocalCluster worker processes, one thread each (default: the CPU count; "
@@ -76,6 +75,12 @@ def bricked_compress(args, vf) -> int:
         if "bar" in state:
             state["bar"].close()
     vol.save(args.output)
+    if not hasattr(vol, "layout"):   # it fitted in one brick: a plain one-model file
+        if not args.quiet:
+            print(f"{args.output}: {vol.nbytes} bytes, ratio {vol.ratio:.1f}:1, one brick (a single model), "
+                  f"PSNR {'exact' if vol.training.exact else f'{vol.training.psnr:.2f} dB'}, "
+                  f"{time.perf_counter() - start:.1f} s")
+        return 0
     if not args.quiet:
         r = vol.report
         psnr = "exact" if vol.training.exact else f"~{vol.training.psnr:.2f} dB (from the bricks)"

@@ -32,14 +32,19 @@ from .volume import BrickedVolume
 # already takes ~300 s on 2 cores (issue 14), and 128^3 bricks give such a volume >= 8 tasks.
 AUTO_BRICK_VOXELS = 256 ** 3
 DEFAULT_BRICK = 128
-# Voxels each brick's model is fitted beyond its core, blended linearly (see layout.py);
-# chosen by benchmarks/large.py (seam vs interior PSNR at overlaps 0, 2, 4).
-DEFAULT_OVERLAP = 4
-# Multi-model JSON header bytes per brick beyond what each brick's compact file already
-# reserves, plus the file's fixed part (the bricks entry); the exact size is checked after
-# fitting (see _assemble).
-HEADER_BYTES_PER_BRICK = 120
-HEADER_BYTES_FIXED = 400
+# Voxels each brick's model is fitted beyond its core, blended linearly (see layout.py).
+# benchmarks/large.py --quick (64^3 turbulence crop, 8 bricks of 32, 200:1, 30 steps), PSNR
+# within 2 voxels of brick faces / interior / all: overlap 0: 19.59 / 20.77 / 20.54 (a seam);
+# 2: 20.52 / 20.39 / 20.41; 4: 21.12 / 20.14 / 20.30 (an earlier run with ~20 % fewer bytes:
+# 20.50 / 21.15 / 21.03, 21.09 / 20.88 / 20.91, 21.03 / 20.48 / 20.57). Overlap 2 removes the
+# seam for the least loss (more overlap = more voxels for the same bytes and steps).
+DEFAULT_OVERLAP = 2
+# The bricked file's bytes beyond the sum of its bricks' one-model files (each brick's budget
+# covers its own header): measured +191 bytes for 8 bricks (64^3, 19.7 kB) and -190 for 16
+# (32^3, 3.2 kB; the shared JSON header compresses repeated keys). The exact size is checked
+# after fitting, and bricks are refitted smaller if it is over (compress_bricked).
+HEADER_BYTES_PER_BRICK = 16
+HEADER_BYTES_FIXED = 320
 REFIT_ROUNDS = 3
 UNSUPPORTED = ("psnr", "preset", "init", "config")
 
@@ -76,7 +81,7 @@ def fit_task(source, slices, extent, origin, spacing, array_name, size, options)
 def compress_bricked(array, brick=DEFAULT_BRICK, spacing: Sequence[float] = (1.0, 1.0, 1.0),
                      origin: Sequence[float] = (0.0, 0.0, 0.0), array_name: str = "values", *,
                      ratio: float | None = None, bpv: float | None = None, size: int | None = None,
-                     overlap: int = DEFAULT_OVERLAP, allocation: str = "gradient", workers: int | None = 0,
+                     overlap: int = DEFAULT_OVERLAP, allocation: str = "variance", workers: int | None = 0,
                      scheduler: str | None = None, client=None,
                      progress: Callable[[int, int, dict], bool | None] | None = None,
                      time: float | None = None, **options) -> BrickedVolume:
@@ -91,11 +96,11 @@ def compress_bricked(array, brick=DEFAULT_BRICK, spacing: Sequence[float] = (1.0
         Brick core size in voxels.
     ratio, bpv, size :
         The byte budget of the whole file (default ratio 100); the file never exceeds it.
-    overlap : int, default 4
+    overlap : int, default 2
         Voxels each model covers beyond its core on each side, blended linearly on decode.
-    allocation : str, default "gradient"
-        Difficulty used to share the budget: "gradient" (mean squared finite difference),
-        "variance" or "equal".
+    allocation : str, default "variance"
+        Difficulty used to share the budget: "variance" (of the brick's values), "gradient"
+        (mean squared finite difference) or "equal" (see :mod:`.allocate` for the measurements).
     workers : int, default 0
         0: fit in this process; W > 0: a new ``LocalCluster`` of W one-thread worker processes.
     scheduler : str, optional
@@ -112,7 +117,8 @@ def compress_bricked(array, brick=DEFAULT_BRICK, spacing: Sequence[float] = (1.0
     Returns
     -------
     BrickedVolume
-        Not yet written: call ``save(path)``. ``report`` holds the peak memory, the bytes
+        (a plain NeuralVolume when the volume fits in one brick: the same file as
+        :func:`neuralvol.compress` makes). Not yet written: call ``save(path)``. ``report`` holds the peak memory, the bytes
         and PSNR of each brick.
     """
     for key in UNSUPPORTED:
@@ -136,6 +142,10 @@ def compress_bricked(array, brick=DEFAULT_BRICK, spacing: Sequence[float] = (1.0
     layout = BrickLayout.for_volume(dims, brick, overlap)
     voxels = math.prod(shape)
     budget = byte_budget(voxels * dtype.itemsize, voxels, ratio, bpv, size)
+    if len(layout) == 1:   # one brick: exactly the file an unbricked compress makes
+        from ..compress import compress
+        return compress(np.asarray(array[:, :, :]), spacing=spacing, origin=origin, array_name=array_name,
+                        ratio=ratio, bpv=bpv, size=size, time=time, **options)
     reserve = HEADER_BYTES_FIXED + HEADER_BYTES_PER_BRICK * len(layout)
     if budget < reserve + len(layout) * allocate.MIN_BRICK_BYTES:
         raise InputError(f"a budget of {budget} bytes is too small for {len(layout)} bricks (each needs about "

@@ -13,11 +13,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..bitstream import atomic_io, container, schema
+from ..bitstream import atomic_io, schema
 from ..bitstream.records import TrainingSummary
 from ..errors import FormatError, InputError
 from ..evaluate import evaluate_grid, evaluate_points
-from ..volume import (NeuralVolume, VolumeInfo, _check_decode_fits, cast_to_dtype, scaled_dims, validate_dims,
+from ..volume import (NeuralVolume, VolumeInfo, _check_decode_fits, cast_to_dtype, validate_dims,
                       validate_region)
 from .layout import BrickLayout
 
