@@ -45,6 +45,7 @@ def _progress_bar(enabled: bool):
 
 def cmd_compress(args) -> int:
     from . import compress
+    from .importance import load_importance
     from .series import cmd_compress_many, is_many
     from .volume_io import read_volume
     if is_many(args):  # several inputs, a glob, a .pvd or several --array: one model each
@@ -55,7 +56,7 @@ def cmd_compress(args) -> int:
     from .bricks.cli import bricked_compress, wants_bricks
     if wants_bricks(args, vf.array):
         return bricked_compress(args, vf)
-    importance = _load_importance(args.importance) if args.importance else None
+    importance = load_importance(args.importance) if args.importance else None
     update, close = _progress_bar(not args.quiet)
     start = time.perf_counter()
     try:
@@ -91,16 +92,6 @@ def cmd_compress(args) -> int:
         print(f"warning: target PSNR {args.psnr} dB not reached within the budget (best {t.psnr:.2f} dB); "
               f"kept the best file found", file=sys.stderr)
     return 0
-
-
-def _load_importance(path: str):
-    from .errors import InputError
-    if not path.endswith(".npy"):
-        raise InputError(f"--importance takes a .npy weight volume of the input's [z, y, x] shape, got {path!r}")
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read the importance volume {path!r}: {exc}") from None
 
 
 def cmd_meta_train(args) -> int:

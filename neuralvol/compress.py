@@ -197,15 +197,18 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
     import_optimiser_machinery()   # once per process, outside the budget (see there)
     started = perf_counter()
     data = validate_array(array)
-    weights = importance_weights(data.shape, importance, roi, roi_weight)
+    weights = importance_weights(data.shape[:3], importance, roi, roi_weight)  # one weight per voxel
     if max_error is not None:
+        if data.ndim == 4:
+            raise InputError(f"max_error needs a scalar [z, y, x] field, got {data.shape[3]} components; "
+                             f"compress each component with its own bound")
         from .error_bound import compress_bounded
         return compress_bounded(compress, data, max_error, spacing=spacing, origin=origin, array_name=array_name,
                                 ratio=ratio, bpv=bpv, size=size, time_budget=time_budget, steps=steps, psnr=psnr,
                                 seed=seed, device=device, progress=progress, time=time,
                                 record_timings=record_timings, config=config, encoding=encoding,
                                 grad_weight=grad_weight, preset=preset, init=init, precision=precision,
-                                importance=weights)
+                                importance=weights, warm_start=warm_start)
     spacing = _vec3(spacing, "spacing", positive=True)
     origin = _vec3(origin, "origin", positive=False)
     if steps is not None and int(steps) < 0:

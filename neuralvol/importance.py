@@ -84,3 +84,13 @@ def region_mask(shape: tuple[int, int, int], roi) -> np.ndarray:
     for x0, x1, y0, y1, z0, z1 in roi:
         mask[z0:z1 + 1, y0:y1 + 1, x0:x1 + 1] = True
     return mask
+
+
+def load_importance(path: str) -> np.ndarray:
+    """The CLI's ``--importance`` weight volume: a ``.npy`` file, read without pickle."""
+    if not str(path).endswith(".npy"):
+        raise InputError(f"--importance takes a .npy weight volume of the input's [z, y, x] shape, got {path!r}")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read the importance volume {path!r}: {exc}") from None

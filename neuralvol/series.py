@@ -153,6 +153,7 @@ def cmd_compress_many(args, progress_bar) -> int:
     import time as _time
 
     from .compress import compress
+    from .importance import load_importance
     from .volume import save_models
     from .volume_io import read_volume
     steps = expand_inputs(args.inputs)
@@ -163,7 +164,8 @@ def cmd_compress_many(args, progress_bar) -> int:
     opts = dict(ratio=args.ratio, bpv=args.bpv, size=args.size, time_budget=args.time_budget, steps=args.steps,
                 psnr=args.psnr, seed=args.seed, device=args.device, record_timings=not args.reproducible,
                 encoding=args.encoding, grad_weight=args.grad_weight, preset=args.preset, init=args.init,
-                precision=args.precision)
+                precision=args.precision, max_error=args.max_error, roi=args.roi, roi_weight=args.roi_weight,
+                importance=load_importance(args.importance) if args.importance else None)
     files = [[read_volume(s.path, array_name=a, dims=args.dims, dtype=args.dtype) for a in arrays] for s in steps]
     names = [vf.array_name for vf in files[0]]
     if len(set(names)) != len(names):

@@ -66,6 +66,10 @@ def bricked_compress(args, vf) -> int:
         raise InputError("--psnr is not supported with bricks yet; give --ratio, --bpv or --size")
     if args.preset is not None or args.init is not None:
         raise InputError("--preset/--init are not supported with bricks yet; drop them or --brick")
+    for flag, value in (("--max-error", args.max_error), ("--importance", args.importance), ("--roi", args.roi)):
+        if value is not None:  # a per-brick bound would not hold across the blended overlaps
+            raise InputError(f"{flag} is not supported with bricks yet; without --brick it works on volumes "
+                             f"up to {round(AUTO_BRICK_VOXELS ** (1 / 3))}^3 voxels")
     try:
         vol = compress_bricked(vf.array, args.brick, spacing=vf.spacing, origin=vf.origin, array_name=vf.array_name,
                                ratio=args.ratio, bpv=args.bpv, size=args.size, overlap=args.overlap,

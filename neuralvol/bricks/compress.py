@@ -46,7 +46,9 @@ DEFAULT_OVERLAP = 2
 HEADER_BYTES_PER_BRICK = 16
 HEADER_BYTES_FIXED = 320
 REFIT_ROUNDS = 3
-UNSUPPORTED = ("psnr", "preset", "init", "config")
+# max_error: a per-brick bound would not hold across the blended overlaps; importance/roi:
+# boxes and weights are in whole-grid coordinates, which no brick fit translates yet.
+UNSUPPORTED = ("psnr", "preset", "init", "config", "max_error", "importance", "roi", "roi_weight", "warm_start")
 
 
 def needs_bricks(shape) -> bool:
@@ -123,8 +125,8 @@ def compress_bricked(array, brick=DEFAULT_BRICK, spacing: Sequence[float] = (1.0
     """
     for key in UNSUPPORTED:
         if options.get(key) is not None:
-            raise InputError(f"{key} is not supported with bricks yet; compress without --brick, "
-                             f"or give a ratio/size instead")
+            raise InputError(f"{key} is not supported with bricks yet; compress without --brick"
+                             + (", or give a ratio/size instead" if key == "psnr" else ""))
     shape = tuple(int(n) for n in array.shape)
     if len(shape) != 3:
         raise InputError(f"bricked compression needs a [z, y, x] volume, got shape {shape}")
