@@ -86,7 +86,7 @@ def cmd_compress(args) -> int:
                     f"{r:g}:1 -> file {vol.info.native_bytes / b:.1f}:1" for r, b in vol.bound_search))
         if vol.n_components > 1:
             from .fields import component_report
-            print(component_report(vol, vf.array))
+            print(component_report(vol, np.asarray(vf.array)))
     t = vol.training
     if args.psnr is not None and not t.exact and (t.psnr or 0) < args.psnr:
         print(f"warning: target PSNR {args.psnr} dB not reached within the budget (best {t.psnr:.2f} dB); "
@@ -240,7 +240,7 @@ def cmd_info(args) -> int:
         print(f"  model {i}: {m['array_name']!r}{time_txt} dims {'x'.join(map(str, m['dims']))} {m['dtype']} "
               f"range [{m['value_range'][0]:g}, {m['value_range'][1]:g}]")
         print(f"    spacing {tuple(m['spacing'])} origin {tuple(m['origin'])}")
-        if m["components"]:
+        if m.get("components"):
             print(f"    {len(m['components'])} components: " + ", ".join(
                 f"{c['name'] or c_i} [{c['value_range'][0]:g}, {c['value_range'][1]:g}]"
                 for c_i, c in enumerate(m["components"])))

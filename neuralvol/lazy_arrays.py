@@ -79,9 +79,10 @@ def source_kind(source: str | os.PathLike) -> str | None:
 
 def _check_volume(shape, dtype, what: str) -> None:
     from .bitstream.schema import VALUE_DTYPES
-    if len(shape) != 3:
-        raise InputError(f"{what} has {len(shape)} dimensions (shape {tuple(shape)}); a [z, y, x] volume needs 3: "
-                         f"pick a 3D array or slice one out and save it")
+    # [z, y, x], or [z, y, x, C] for a field of C components (compress() checks C)
+    if len(shape) not in (3, 4):
+        raise InputError(f"{what} has {len(shape)} dimensions (shape {tuple(shape)}); a [z, y, x] volume needs 3 "
+                         f"([z, y, x, C] for C components): pick a 3D array or slice one out and save it")
     if np.dtype(dtype).name not in VALUE_DTYPES:
         raise InputError(f"{what} has dtype {np.dtype(dtype)}, which is not supported; use an integer or float "
                          f"array ({', '.join(VALUE_DTYPES)})")
@@ -127,7 +128,9 @@ class LazyArray:
             self._handle = self._open()
         return self._handle
 
-    ndim = 3
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
 
     @property
     def size(self) -> int:

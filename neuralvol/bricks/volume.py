@@ -49,6 +49,11 @@ class BrickedVolume:
     array_name = property(lambda self: self.info.array_name)
     time = property(lambda self: self.info.time)
     value_range = property(lambda self: self.info.value_range)
+    # bricked files hold scalar fields without error-bound corrections (compress_bricked refuses both)
+    n_components = property(lambda self: self.info.n_components)
+    component_names = NeuralVolume.component_names
+    correction = None
+    max_error = None
     bounds = NeuralVolume.bounds
     output_dims = NeuralVolume.output_dims
     grid_spacing = NeuralVolume.grid_spacing
