@@ -9,6 +9,9 @@ Three tables, one row per (volume, ratio):
   a 256^3 volume), the physical limit (MLP multiply-adds per voxel / this machine's measured
   GEMM throughput, fp32 and bf16), and SPERR's decode of the same volume at the same bytes
   (when ``.venv-baselines`` exists, see ``benchmarks/setup_baselines.sh``);
+* **ParaView**: ``pvpython`` opening the same model as a file and fetching the image
+  (``benchmarks/paraview_fetch.py``; when ParaView and ``.venv-paraview`` exist, see
+  ``.ci/setup-paraview.sh``), against the in-process decode in the same ParaView Python;
 * **points**: ``sample`` Mpts/s at 2^20 random points, kernel against PyTorch.
 
     .venv/bin/python benchmarks/speed.py --threads 2                # 64^3, 128^3, 256^3 at 100:1 and 800:1
@@ -18,7 +21,11 @@ Three tables, one row per (volume, ratio):
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +39,8 @@ from neuralvol.kernels import build
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import rd  # noqa: E402  (the SPERR worker and the volume loader live there)
 
+REPO = Path(__file__).resolve().parents[1]
+PV_VENV = REPO / ".venv-paraview"
 VOLUMES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "volumes"
 DATA = Path(__file__).resolve().parents[1] / "data"
 # name -> (file, crop): the 64^3, 128^3 and 256^3 models of the issue's table
@@ -84,6 +93,26 @@ def fit_steps_per_s(data, ratio: float, steps: int, device: str) -> tuple[object
     return vol, vol.training.steps / vol.training.seconds
 
 
+def paraview_fetch(vol) -> dict | None:
+    """Seconds of ParaView's reader on ``vol`` saved as a file (benchmarks/paraview_fetch.py), or
+    None without pvpython / .venv-paraview. ParaView's Python uses its own default threads."""
+    pvpython = shutil.which("pvpython")
+    if pvpython is None or not (PV_VENV / "bin" / "python").exists():
+        return None
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env.update(PV_VENV=str(PV_VENV), PYTHONPATH=str(REPO / "plugin" / "shim"))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.nvc"
+        vol.save(path)
+        proc = subprocess.run([pvpython, str(REPO / "benchmarks" / "paraview_fetch.py"),
+                               str(REPO / "plugin" / "neuralvol_paraview.py"), str(path)],
+                              capture_output=True, text=True, env=env, timeout=1800)
+    line = next((l for l in proc.stdout.splitlines() if l.startswith("PARAVIEW ")), None)
+    if line is None:
+        return {"failed": (proc.stdout + proc.stderr)[-300:].replace("\n", " ")}
+    return {k: float(v) for k, v in (item.split("=") for item in line.split()[1:])}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -93,6 +122,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--reference", action="store_true", help="also time the per-voxel full decode (slow)")
     parser.add_argument("--no-sperr", action="store_true")
+    parser.add_argument("--no-paraview", action="store_true", help="skip the pvpython open + fetch column")
     parser.add_argument("--quick", action="store_true", help="64^3 at 100:1, 60 steps")
     parser.add_argument("--volume-dir", type=Path, default=None, help="look here first for NAME.npy")
     args = parser.parse_args()
@@ -108,7 +138,7 @@ def main() -> None:
     gemm = {dt: gemm_macs_per_s(64, dt, args.device) for dt in (torch.float32, torch.bfloat16)}
     print(f"GEMM 2^15 x 64 x 64: fp32 {gemm[torch.float32] / 1e9:.1f} GMAC/s, bf16 {gemm[torch.bfloat16] / 1e9:.1f} GMAC/s")
 
-    fit_rows, decode_rows, point_rows = [], [], []
+    fit_rows, decode_rows, point_rows, paraview_rows = [], [], [], []
     for name in args.volumes:
         data = load(name, args.volume_dir)
         nz, ny, nx = data.shape
@@ -145,6 +175,15 @@ def main() -> None:
                 f"{region_s:.3f} | {region_s / full_s:.3f} | {nx}x{ny}: {slice_s * 1e3:.0f} | "
                 f"{limit[torch.float32]:.2f} / {limit[torch.bfloat16]:.2f} | {sperr_s} |")
 
+            pv = None if args.no_paraview or args.device != "cpu" else paraview_fetch(vol)
+            if pv is not None and "failed" in pv:
+                paraview_rows.append(f"| {name} | {ratio:g} | failed: {pv['failed']} | | | | |")
+            elif pv is not None:
+                reader_s = pv["update_s"] + pv["fetch_s"]
+                paraview_rows.append(
+                    f"| {name} | {ratio:g} | {pv['decode_s']:.2f} | {pv['update_s']:.2f} | {pv['fetch_s']:.2f} | "
+                    f"{reader_s / pv['decode_s']:.2f} | {pv['again_s']:.3f} |")
+
             points = np.random.default_rng(0).random((1 << 20, 3)) * np.asarray(vol.bounds[1::2])
             sample = lambda: vol.sample(points, device=args.device)  # noqa: E731
             fast_pts = len(points) / timed(sample, args.device)
@@ -163,6 +202,13 @@ def main() -> None:
           "limit s fp32 / bf16 | SPERR decode s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(decode_rows))
+    if paraview_rows:
+        print("\nParaView (pvpython, the model saved as a file; decode = nv.open(file).decode() in the same "
+              "ParaView Python; update = the reader's first UpdatePipeline; fetch = servermanager.Fetch; "
+              "again = a second UpdatePipeline with the same request)\n")
+        print("| volume | ratio | decode s | update s | fetch s | (update + fetch) / decode | again s |")
+        print("|---|---|---|---|---|---|---|")
+        print("\n".join(paraview_rows))
     print("\nScattered points (sample, 2^20 random points)\n")
     print("| volume | ratio | Mpts/s kernel | Mpts/s PyTorch | speed-up |")
     print("|---|---|---|---|---|")
