@@ -106,7 +106,7 @@ def main(argv=None) -> int:
         data = turbulence(n)
         np.save(work / "field.npy", data)
         rows["volume"] = f"{n}^3 float32 turbulence ({data.nbytes / 2 ** 20:.0f} MiB), made in {time.perf_counter() - t:.1f} s"
-        lazy = MemmapArray.from_npy(work / "field.npy")
+        lazy = MemmapArray(work / "field.npy")
         budget = int(data.nbytes / args.ratio)
         print(f"# {rows['volume']}; budget {budget} bytes ({args.ratio:g}:1); brick {brick}; {steps} steps", flush=True)
         # 1. workers: speed-up and memory

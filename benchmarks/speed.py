@@ -93,14 +93,22 @@ def fit_steps_per_s(data, ratio: float, steps: int, device: str) -> tuple[object
     return vol, vol.training.steps / vol.training.seconds
 
 
-def paraview_fetch(vol) -> dict | None:
+# The launch environment docs/PARAVIEW.md recommends: pvpython links Debian's OpenBLAS, whose
+# sgemm_ then serves torch's fp32 matmuls, and its threads fight torch's spinning OpenMP
+# threads for the cores (256^3 embryo decode in pvpython: 11.8-12.4 s default, 5.3-6.0 s
+# passive; 4.9-5.3 s in a plain venv).
+PARAVIEW_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def paraview_fetch(vol, extra_env: dict | None = None) -> dict | None:
     """Seconds of ParaView's reader on ``vol`` saved as a file (benchmarks/paraview_fetch.py), or
-    None without pvpython / .venv-paraview. ParaView's Python uses its own default threads."""
+    None without pvpython / .venv-paraview. ParaView's Python uses its own default threads;
+    ``extra_env`` is added to its environment."""
     pvpython = shutil.which("pvpython")
     if pvpython is None or not (PV_VENV / "bin" / "python").exists():
         return None
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-    env.update(PV_VENV=str(PV_VENV), PYTHONPATH=str(REPO / "plugin" / "shim"))
+    env.update(PV_VENV=str(PV_VENV), PYTHONPATH=str(REPO / "plugin" / "shim"), **(extra_env or {}))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.nvc"
         vol.save(path)
@@ -175,14 +183,16 @@ def main() -> None:
                 f"{region_s:.3f} | {region_s / full_s:.3f} | {nx}x{ny}: {slice_s * 1e3:.0f} | "
                 f"{limit[torch.float32]:.2f} / {limit[torch.bfloat16]:.2f} | {sperr_s} |")
 
-            pv = None if args.no_paraview or args.device != "cpu" else paraview_fetch(vol)
+            pv = None if args.no_paraview or args.device != "cpu" else paraview_fetch(vol, PARAVIEW_ENV)
             if pv is not None and "failed" in pv:
-                paraview_rows.append(f"| {name} | {ratio:g} | failed: {pv['failed']} | | | | |")
+                paraview_rows.append(f"| {name} | {ratio:g} | failed: {pv['failed']} | | | | | |")
             elif pv is not None:
                 reader_s = pv["update_s"] + pv["fetch_s"]
+                plain = paraview_fetch(vol)
+                plain_s = f"{plain['decode_s']:.2f}" if plain and "failed" not in plain else "failed"
                 paraview_rows.append(
                     f"| {name} | {ratio:g} | {pv['decode_s']:.2f} | {pv['update_s']:.2f} | {pv['fetch_s']:.2f} | "
-                    f"{reader_s / pv['decode_s']:.2f} | {pv['again_s']:.3f} |")
+                    f"{reader_s / pv['decode_s']:.2f} | {pv['again_s']:.3f} | {plain_s} |")
 
             points = np.random.default_rng(0).random((1 << 20, 3)) * np.asarray(vol.bounds[1::2])
             sample = lambda: vol.sample(points, device=args.device)  # noqa: E731
@@ -205,9 +215,11 @@ def main() -> None:
     if paraview_rows:
         print("\nParaView (pvpython, the model saved as a file; decode = nv.open(file).decode() in the same "
               "ParaView Python; update = the reader's first UpdatePipeline; fetch = servermanager.Fetch; "
-              "again = a second UpdatePipeline with the same request)\n")
-        print("| volume | ratio | decode s | update s | fetch s | (update + fetch) / decode | again s |")
-        print("|---|---|---|---|---|---|---|")
+              "again = a second UpdatePipeline with the same request; all with OMP_WAIT_POLICY=PASSIVE, "
+              "as docs/PARAVIEW.md says, and the last column's decode without it)\n")
+        print("| volume | ratio | decode s | update s | fetch s | (update + fetch) / decode | again s | "
+              "decode s, default OpenMP waits |")
+        print("|---|---|---|---|---|---|---|---|")
         print("\n".join(paraview_rows))
     print("\nScattered points (sample, 2^20 random points)\n")
     print("| volume | ratio | Mpts/s kernel | Mpts/s PyTorch | speed-up |")

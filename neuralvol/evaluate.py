@@ -6,7 +6,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .model import NeuralField
+from .model import NeuralField, scratch
 
 # Points per chunk: big enough to amortise Python overhead, small enough for L2/L3 caches
 # and bounded memory (indices are [L, 8, K] int64).
@@ -50,14 +50,16 @@ SLAB_VOXELS = 1 << 18
 MLP_CHUNK = 1 << 15
 
 
-def _mlp_in_chunks(field: NeuralField, feats: torch.Tensor, dtype: torch.dtype, chunk: int) -> torch.Tensor:
+def _mlp_in_chunks(field: NeuralField, feats: torch.Tensor, dtype: torch.dtype, chunk: int,
+                   workspace: dict | None = None) -> torch.Tensor:
     k = feats.shape[1]
     if k <= chunk:
-        return field.mlp(feats, dtype)
+        return field.mlp(feats, dtype, workspace)
     c = field.config.n_outputs
-    out = feats.new_empty((k,) if c == 1 else (k, c))
+    shape = (k,) if c == 1 else (k, c)
+    out = feats.new_empty(shape) if workspace is None else scratch(workspace, "mlp out", shape, feats)
     for a in range(0, k, chunk):
-        out[a:a + chunk] = field.mlp(feats[:, a:a + chunk], dtype)
+        out[a:a + chunk] = field.mlp(feats[:, a:a + chunk], dtype, workspace)
     return out
 
 
@@ -89,10 +91,14 @@ def evaluate_grid(field: NeuralField, ux: np.ndarray, uy: np.ndarray, uz: np.nda
     grid = field.encoding.separable_grid(*axes)
     chunk = chunk_points(device) if torch.device(device).type == "cuda" else MLP_CHUNK
     planes = max(1, max(SLAB_VOXELS, chunk) // max(nx * ny, 1))
+    workspace = {}   # the slab's features and the MLP's activations, reused slab after slab
+    n_feats = field.encoding.n_output_dims
     for z0 in range(0, nz, planes):
         z1 = min(nz, z0 + planes)
-        feats = grid.features(z0, z1)
-        out[z0:z1] = _mlp_in_chunks(field, feats, dtype, chunk).reshape((z1 - z0, ny, nx) + comps).float().cpu().numpy()
+        feats = grid.features(z0, z1, out=scratch(workspace, "features", (n_feats, (z1 - z0) * ny * nx),
+                                                   field.encoding.table))
+        values = _mlp_in_chunks(field, feats, dtype, chunk, workspace)
+        out[z0:z1] = values.reshape((z1 - z0, ny, nx) + comps).float().cpu().numpy()
         if progress is not None:
             progress(z1 / nz)
     return out

@@ -189,7 +189,7 @@ class MemmapArray(LazyArray):
             mm = self._open()
             # a 2D [y, x] or 1D array is one slice or one row, as compress() takes it
             self.shape, self.dtype = (1,) * (3 - mm.ndim) + tuple(mm.shape), mm.dtype
-            self._handle = self._as_volume(mm)
+            del mm
         else:
             try:
                 self.dtype = np.dtype(dtype)
@@ -221,9 +221,13 @@ class MemmapArray(LazyArray):
         return {"path": self.path}
 
     def __getitem__(self, key) -> np.ndarray:
-        # a copy in memory: the caller gets a plain array that neither pins the mapping
-        # nor pickles as the file's pages
-        return np.array(self.handle[key])
+        # A copy through a mapping made for this read and dropped after it: the caller gets a
+        # plain array that neither pins the mapping nor pickles as the file's pages, and no
+        # mapping outlives the read. Kept mappings hold every page read through them in the
+        # process's RSS: a Dask worker that fitted the 64 bricks of a 512^3 .npy reported
+        # 8.5 GiB of file pages (the file is 512 MiB; each task's copy of the array had its
+        # own mapping), enough for Dask's memory monitor to pause or restart it.
+        return np.array(self._open()[key])
 
     def close(self) -> None:
         self._handle = None     # the mapping closes when the last view of it goes
