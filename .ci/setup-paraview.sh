@@ -54,4 +54,4 @@ sed "s#@NEURALVOL_PLUGIN_DIR@#$ROOT/plugin#" "$ROOT/xml/neuralvol.plugins.xml.in
   > "$ROOT/xml/neuralvol.plugins.xml"
 
 echo "setup-paraview: ParaView $(pvpython --version 2>/dev/null | tail -1 || echo '?'), venv $VENV ready"
-echo "setup-paraview: use it with  PV_VENV=$VENV PYTHONPATH=$ROOT/plugin/shim PV_PLUGIN_PATH=$ROOT/plugin paraview"
+echo "setup-paraview: use it with  PV_VENV=$VENV PYTHONPATH=$ROOT/plugin/shim PV_PLUGIN_PATH=$ROOT/plugin OMP_WAIT_POLICY=PASSIVE paraview"
