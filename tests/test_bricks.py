@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -12,6 +13,8 @@ from neuralvol.bricks import BrickLayout, MemmapArray, compress_bricked
 from neuralvol.bricks.quality import seam_psnr
 from neuralvol.cli import main
 from neuralvol.metrics import psnr
+
+from conftest import REPO
 
 STEPS = 40
 OPTIONS = dict(steps=STEPS, record_timings=False, seed=3)
@@ -216,3 +219,14 @@ def test_workers_get_the_file_not_the_array(ct64, tmp_path):
     assert isinstance(lazy, MemmapArray) and len(pickle.dumps(lazy)) < 1000
     back = pickle.loads(pickle.dumps(lazy))
     np.testing.assert_array_equal(back[(slice(3, 9), slice(0, 5), slice(60, 64))], ct64[3:9, 0:5, 60:64])
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
+def test_a_spawned_process_reports_its_own_peak_memory():
+    # ru_maxrss survives execve: Dask workers spawned by a client that had made a 512^3
+    # field reported the client's 2275 MiB as their own peak
+    import subprocess
+    held = np.ones(100_000_000)   # 763 MiB resident in this process
+    code = "from neuralvol.bricks.runner import peak_rss_bytes; print(peak_rss_bytes())"
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert int(child.stdout) < held.nbytes * 3 // 4, int(child.stdout)
