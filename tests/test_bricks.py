@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +14,6 @@ from neuralvol.bricks import BrickLayout, MemmapArray, compress_bricked
 from neuralvol.bricks.quality import seam_psnr
 from neuralvol.cli import main
 from neuralvol.metrics import psnr
-
-from conftest import REPO
 
 STEPS = 40
 OPTIONS = dict(steps=STEPS, record_timings=False, seed=3)
@@ -228,5 +227,8 @@ def test_a_spawned_process_reports_its_own_peak_memory():
     import subprocess
     held = np.ones(100_000_000)   # 763 MiB resident in this process
     code = "from neuralvol.bricks.runner import peak_rss_bytes; print(peak_rss_bytes())"
-    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    # (no `from conftest import ...` in this module: Dask workers unpickle KillOnFitRead by
+    # importing it, and there `conftest` can be tests/vtk/conftest.py)
+    repo = Path(__file__).resolve().parents[1]
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo)
     assert int(child.stdout) < held.nbytes * 3 // 4, int(child.stdout)
