@@ -51,13 +51,12 @@ MLP_CHUNK = 1 << 15
 
 
 def _mlp_in_chunks(field: NeuralField, feats: torch.Tensor, dtype: torch.dtype, chunk: int,
-                   workspace: dict | None = None) -> torch.Tensor:
+                   workspace: dict) -> torch.Tensor:
     k = feats.shape[1]
     if k <= chunk:
         return field.mlp(feats, dtype, workspace)
     c = field.config.n_outputs
-    shape = (k,) if c == 1 else (k, c)
-    out = feats.new_empty(shape) if workspace is None else scratch(workspace, "mlp out", shape, feats)
+    out = scratch(workspace, "mlp out", (k,) if c == 1 else (k, c), feats)
     for a in range(0, k, chunk):
         out[a:a + chunk] = field.mlp(feats[:, a:a + chunk], dtype, workspace)
     return out

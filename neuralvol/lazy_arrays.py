@@ -229,9 +229,6 @@ class MemmapArray(LazyArray):
         # own mapping), enough for Dask's memory monitor to pause or restart it.
         return np.array(self._open()[key])
 
-    def close(self) -> None:
-        self._handle = None     # the mapping closes when the last view of it goes
-
 
 class ZarrArray(LazyArray):
     """A zarr array (format 2 or 3) in a local store, ``array_path`` inside it."""

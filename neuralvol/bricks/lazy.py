@@ -30,7 +30,7 @@ def as_brick_source(array):
         npy = np.load(array.filename, mmap_mode="r", allow_pickle=False)
         if npy.shape == array.shape and npy.dtype == array.dtype and npy.offset == array.offset:
             return MemmapArray(array.filename)
-    except ValueError:
+    except (ValueError, EOFError):   # not a .npy: a raw file
         pass
     nz, ny, nx = array.shape
     return MemmapArray(array.filename, dims=(nx, ny, nz), dtype=array.dtype, offset=array.offset)
