@@ -25,13 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "examples"))
 
-
-def peak_rss() -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
+from neuralvol.bricks.runner import peak_rss_bytes as peak_rss  # noqa: E402  (VmHWM on Linux)
 
 
 def measure(fn):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -110,6 +111,8 @@ def test_dask_lazy_input_gives_the_in_process_file(cluster_client, ct64, tmp_pat
     assert vol.report["peak_rss_workers"] and all(v > 0 for v in vol.report["peak_rss_workers"].values())
 
 
+# Nothing in this module comes from `conftest` by import: Dask workers unpickle
+# KillOnFitRead by importing this module, and there `conftest` can be tests/vtk/conftest.py.
 class KillOnFitRead(MemmapArray):
     """Reads of brick ``victim`` kill the worker once, on the fit pass (the 2nd read), marked by files."""
 
@@ -224,11 +227,8 @@ def test_workers_get_the_file_not_the_array(ct64, tmp_path):
 def test_a_spawned_process_reports_its_own_peak_memory():
     # ru_maxrss survives execve: Dask workers spawned by a client that had made a 512^3
     # field reported the client's 2275 MiB as their own peak
-    import subprocess
     held = np.ones(100_000_000)   # 763 MiB resident in this process
     code = "from neuralvol.bricks.runner import peak_rss_bytes; print(peak_rss_bytes())"
-    # (no `from conftest import ...` in this module: Dask workers unpickle KillOnFitRead by
-    # importing it, and there `conftest` can be tests/vtk/conftest.py)
     repo = Path(__file__).resolve().parents[1]
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo)
     assert int(child.stdout) < held.nbytes * 3 // 4, int(child.stdout)
