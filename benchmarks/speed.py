@@ -4,7 +4,8 @@ Three tables, one row per (volume, ratio):
 
 * **fit**: fitting steps/s (batch 2^13) through the C++ hash-grid kernel and through the
   pure-PyTorch path (``kernels.build.pytorch_only()``), same model, same seed;
-* **decode**: full-grid seconds and Mvox/s (separable grid), the per-voxel gather it
+* **decode**: full-grid seconds and Mvox/s (separable grid; fp32, the default, and
+  ``compute="bfloat16"``, whose PSNR cost benchmarks/compute_precision.py measures), the per-voxel gather it
   replaced (``--reference``; slow on 256^3), a 1/8 region, one z slice in-process (256^2 on
   a 256^3 volume), the physical limit (MLP multiply-adds per voxel / this machine's measured
   GEMM throughput, fp32 and bf16), and SPERR's decode of the same volume at the same bytes
@@ -160,6 +161,8 @@ def main() -> None:
 
             decode = lambda: vol.decode(device=args.device, dtype=np.float32)  # noqa: E731
             full_s = timed(decode, args.device, repeat=3)   # best of 3: single runs varied 6.0-10.7 s at 256^3
+            bf16_s = timed(lambda: vol.decode(device=args.device, dtype=np.float32, compute="bfloat16"),
+                           args.device, repeat=3)
             reference_s = ""
             if args.reference:
                 reference_s = f"{timed(lambda: evaluate_grid_per_voxel(vol.network, *(unit_axis(n, 0, n - 1) for n in vol.dims), device=args.device), args.device):.2f}"
@@ -179,7 +182,8 @@ def main() -> None:
                 except RuntimeError as exc:
                     sperr_s = f"failed ({exc})"
             decode_rows.append(
-                f"| {name} | {ratio:g} | {full_s:.2f} | {data.size / full_s / 1e6:.2f} | {reference_s} | "
+                f"| {name} | {ratio:g} | {full_s:.2f} | {data.size / full_s / 1e6:.2f} | {bf16_s:.2f} | "
+                f"{data.size / bf16_s / 1e6:.2f} | {reference_s} | "
                 f"{region_s:.3f} | {region_s / full_s:.3f} | {nx}x{ny}: {slice_s * 1e3:.0f} | "
                 f"{limit[torch.float32]:.2f} / {limit[torch.bfloat16]:.2f} | {sperr_s} |")
 
@@ -208,9 +212,9 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     print("\n".join(fit_rows))
     print("\nDecode (float32 out; region = the central 1/8; limit = MLP MACs / measured GEMM rate)\n")
-    print("| volume | ratio | full s | Mvox/s | per-voxel s | 1/8 region s | region / full | z slice ms | "
-          "limit s fp32 / bf16 | SPERR decode s |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| volume | ratio | full s | Mvox/s | full s bf16 | Mvox/s bf16 | per-voxel s | 1/8 region s | region / full | "
+          "z slice ms | limit s fp32 / bf16 | SPERR decode s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(decode_rows))
     if paraview_rows:
         print("\nParaView (pvpython, the model saved as a file; decode = nv.open(file).decode() in the same "

@@ -137,7 +137,7 @@ def cmd_decompress(args) -> int:
     from .lazy_arrays import source_kind
     if source_kind(args.output) in ("zarr", "hdf5"):
         return _decompress_chunked(vol, dims, args, source_kind(args.output))
-    values = vol.decode(dims=dims, region=args.region)
+    values = vol.decode(dims=dims, region=args.region, compute=args.compute)
     spacing = vol.grid_spacing(dims) if dims is not None else vol.spacing
     origin = list(vol.origin)
     if args.region is not None:
@@ -360,6 +360,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--region", type=int, nargs=6, metavar=("X0", "X1", "Y0", "Y1", "Z0", "Z1"),
                    help="inclusive index extent of the output grid")
     d.add_argument("--model", type=int, default=0, help="which model of a multi-model file")
+    # neuralvol.evaluate.COMPUTE_CHOICES, spelt out so that parsing arguments does not import torch
+    d.add_argument("--compute", choices=("float32", "auto", "bfloat16"), default="float32",
+                   help="MLP arithmetic: float32 (default), bfloat16 (faster on CPUs with AVX512-BF16 "
+                        "or AMX), auto (bfloat16 where measured harmless; see NeuralVolume.decode); "
+                        "zarr/HDF5 output is float32")
     d.add_argument("--chunks", type=int, default=64,
                    help="zarr/HDF5 output: chunk edge in voxels, one decode per chunk (default 64)")
     d.add_argument("--decode-threads", dest="workers", type=int,

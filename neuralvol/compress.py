@@ -361,7 +361,8 @@ def _finish_quantised(network: NeuralField, info: VolumeInfo, data: np.ndarray, 
 
 
 def psnr_of(vol: NeuralVolume, original: np.ndarray, device: torch.device | str = "cpu") -> float:
-    return psnr(original, vol.decode(device=str(device)))
+    # float32: the recorded PSNR is the exact decode's (an "auto" decode is measured against it)
+    return psnr(original, vol.decode(device=str(device), compute="float32"))
 
 
 def _fit_header_into_budget(vol: NeuralVolume, budget: int, strict: bool = True) -> None:

@@ -202,7 +202,7 @@ def attach(vol, original: np.ndarray, max_error: float) -> None:
     and check the bound on every voxel as :meth:`NeuralVolume.decode` will compute it."""
     from .volume import cast_to_dtype
     vol.correction = None
-    values = vol.decode_values()
+    values = vol.decode_values(compute="float32")   # the arithmetic every bounded decode uses
     layer = build(values, original, max_error, vol.value_range)
     layer.apply(values, vol.dims, (0, vol.dims[0] - 1, 0, vol.dims[1] - 1, 0, vol.dims[2] - 1))
     decoded = cast_to_dtype(values, original.dtype).astype(np.float64)

@@ -6,6 +6,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .errors import InputError
 from .model import NeuralField, scratch
 
 # Points per chunk: big enough to amortise Python overhead, small enough for L2/L3 caches
@@ -44,10 +45,59 @@ def unit_axis(n_grid: int, start: int, stop: int) -> np.ndarray:
 # Voxels per slab of output planes on the separable path: each level's lattice is gathered
 # once per slab, so larger slabs amortise the coarse levels' gathers and Python overhead.
 SLAB_VOXELS = 1 << 18
-# Columns per MLP call: 2^14-2^15 keeps the [64, K] hidden activations in L2; batches of
-# 2^14-2^15 gave the best samples/s on this 2-core Sapphire Rapids (L2 2 MiB per core), and
-# 2^18 was 6-8x slower per step than 2^16.
+# Rows per MLP call: 2^14-2^15 keeps the [K, 64] hidden activations in L2 (2 MiB per core).
+# Full 256^3 decode of the embryo 100:1 model, batch-major MLP, 2 threads on this EPYC:
+# 2^13 / 2^14 / 2^15 rows 3.24 / 3.18 / 3.15 s fp32 and 2.83 / 2.25 / 2.02 s bf16.
 MLP_CHUNK = 1 << 15
+
+
+#: what a decode may ask for: fp32, bf16 hidden layers, or bf16 where it is measured harmless
+COMPUTE_CHOICES = ("float32", "auto", "bfloat16")
+# "auto" takes bf16 when its RMS difference from fp32 is at most this share of the model's
+# own RMS error (from the PSNR its file records): even fully correlated errors then cost under
+# 20*log10(1.025) = 0.21 dB. benchmarks/compute_precision.py (100:1 fits): shares 0.006-0.024
+# lost 0.000-0.009 dB (embryo, headsq, carotid, marschner-lobb); viscous fingers 0.065 lost
+# 0.008 dB; nucleon 0.087 and hydrogen 0.10 lost 0.12 and 0.28 dB, and stay fp32.
+BF16_ERROR_SHARE = 0.025
+# Points of the fp32/bf16 comparison: 2^14 cost a few ms; on the embryo models the share
+# varied by under 5 % over 5 seeds and was within 3 % of the whole 256^3 grid's.
+BF16_CHECK_POINTS = 1 << 14
+
+
+def bf16_is_native(device: torch.device | str) -> bool:
+    """Whether bf16 GEMMs run natively (AVX512-BF16 / AMX on CPU, any CUDA GPU torch runs)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and torch.backends.mkldnn.is_available() and \
+        bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+@torch.no_grad()
+def bf16_error(field: NeuralField, device: torch.device | str = "cpu") -> float:
+    """RMS difference, in units of the network's output range, between the bf16 and fp32 MLP
+    on fixed pseudo-random points (the same points every call: a decode is deterministic)."""
+    points = torch.rand((BF16_CHECK_POINTS, 3), generator=torch.Generator().manual_seed(0)).to(device)
+    feats = field.encoding.encode_feature_major(points)
+    diff = field.mlp(feats, torch.bfloat16, {}) - field.mlp(feats, torch.float32, {})
+    return float(diff.double().square().mean().sqrt())
+
+
+def mlp_dtype(field: NeuralField, compute: str, device: torch.device | str,
+              model_psnr: float | None) -> torch.dtype:
+    """The MLP's compute dtype for a decode asked for at ``compute`` (one of :data:`COMPUTE_CHOICES`).
+
+    "auto" is bf16 only where it runs natively, the model's PSNR is known, and
+    :func:`bf16_error` is at most :data:`BF16_ERROR_SHARE` of the model's RMS error.
+    """
+    if compute not in COMPUTE_CHOICES:
+        raise InputError(f"compute must be one of {', '.join(COMPUTE_CHOICES)}; got {compute!r}")
+    if compute != "auto":
+        return torch.float32 if compute == "float32" else torch.bfloat16
+    if model_psnr is None or not np.isfinite(model_psnr) or not bf16_is_native(device):
+        return torch.float32
+    model_rms = 10.0 ** (-float(model_psnr) / 20.0)
+    return torch.bfloat16 if bf16_error(field, device) <= BF16_ERROR_SHARE * model_rms else torch.float32
 
 
 def _mlp_in_chunks(field: NeuralField, feats: torch.Tensor, dtype: torch.dtype, chunk: int,

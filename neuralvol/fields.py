@@ -82,7 +82,7 @@ def component_errors(original: np.ndarray, decoded: np.ndarray) -> dict:
 
 def component_report(vol, original: np.ndarray) -> str:
     """One line: PSNR per component and of the magnitude, and the magnitude error."""
-    e = component_errors(original, vol.decode())
+    e = component_errors(original, vol.decode(compute="float32"))
     names = vol.component_names or [""] * vol.n_components
     per = ", ".join(f"{n or c} {p:.2f}" for c, (n, p) in enumerate(zip(names, e["psnr"])))
     return (f"PSNR per component (dB): {per}; magnitude {e['magnitude_psnr']:.2f} dB, "

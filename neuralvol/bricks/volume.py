@@ -97,9 +97,10 @@ class BrickedVolume:
         return out
 
     def decode(self, dims: Sequence[int] | None = None, region: Sequence[int] | None = None,
-               dtype=None, device: str = "cpu", progress: Callable[[float], None] | None = None) -> np.ndarray:
+               dtype=None, device: str = "cpu", progress: Callable[[float], None] | None = None,
+               compute: str = "float32") -> np.ndarray:
         """Decode on a grid over the whole bounds, like :meth:`NeuralVolume.decode`; only the
-        bricks whose blend weights touch ``region`` are evaluated."""
+        bricks whose blend weights touch ``region`` are evaluated (``compute`` per brick)."""
         dims = self.dims if dims is None else validate_dims(dims)
         region = (0, dims[0] - 1, 0, dims[1] - 1, 0, dims[2] - 1) if region is None else validate_region(region, dims)
         out_dtype = self.dtype if dtype is None else np.dtype(dtype)
@@ -130,7 +131,9 @@ class BrickedVolume:
                 values = np.full((len(axes[2]), len(axes[1]), len(axes[0])), offset)
             else:
                 brick.network.to(device)
-                values = offset + scale * evaluate_grid(brick.network, *axes, device=device).astype(np.float64)
+                mlp_dtype = brick.mlp_dtype(compute, device)
+                values = offset + scale * evaluate_grid(brick.network, *axes, device=device,
+                                                        dtype=mlp_dtype).astype(np.float64)
             w = weights[2][:, None, None] * weights[1][None, :, None] * weights[0][None, None, :]
             acc[sl[2], sl[1], sl[0]] += w * values
             self.decoded_bricks.add(i)
