@@ -97,6 +97,12 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
     The whole `.nvc` file is at most ``native bytes / ratio`` (or ``bpv`` bits per voxel,
     or ``size`` bytes; default ratio 100). Fitting stops after ``steps``, ``time_budget``
     seconds (default 60 when neither is given) or when the PSNR reaches ``psnr`` dB.
+    A quantised file under 8 KiB (``CURVE_MIN_BUDGET``) with a planned network and a time
+    budget is first fitted briefly with two networks of different sizes (more coded bits per
+    parameter in the smaller), each for a fifth of the time, and the one of higher PSNR goes
+    on from there for the rest: there the best bit depth depends on the field. Not with
+    ``steps`` (one network fits them all), a ``psnr`` target, importance weights or a
+    constant array.
 
     Parameters
     ----------
@@ -263,12 +269,29 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
             raise InputError(f"preset {preset!r} needs about {needed} bytes, more than the requested {budget}; "
                              f"use a smaller preset or a lower ratio")
         budget = max(budget, needed + sizing.HEADER_MARGIN + 4096) if not explicit_budget else budget
+    trial_configs = []
     if config is None:
-        try:
-            config = plan_architecture(info, budget, worst, encoding, precision)
-        except InputError:
-            # Tight budget: plan without the fitting curve (it is dropped from the file later).
-            config = plan_architecture(info, budget, dataclasses.replace(worst, curve=[]), encoding, precision)
+        # A quantised file under CURVE_MIN_BUDGET carries no fitting curve (_finish_quantised
+        # drops it), so planning must not reserve its ~110 bytes: at neghip 400:1 (718 bytes)
+        # that reserve cut the network from 841 to 649 parameters, coded at 7.8 bits each
+        # instead of the planned 5.5 (benchmarks/plan_curve.py measures what it costs).
+        plan_worst = worst if precision != "quantised" or budget >= sizing.CURVE_MIN_BUDGET else \
+            dataclasses.replace(worst, curve=[])
+        config = _plan(info, budget, plan_worst, encoding, precision)
+        # trials split a time budget (``steps`` promise that many steps of one network) and
+        # are judged by plain PSNR: not for a PSNR target, a constant or a weighted fit
+        if plan_worst is not worst and steps is None and psnr is None and hi > lo and weights is None:
+            # the other candidate: the network planned with the curve's reserve, as before
+            # (fewer parameters, more bits each; see CURVE_MIN_BUDGET in neuralvol.bitstream.budget)
+            smaller = _plan(info, budget, worst, encoding, precision)
+            trial_configs = [config, smaller] if smaller != config else []
+    if trial_configs:
+        remaining = max(0.0, float(time_budget) - (perf_counter() - started))
+        return _best_trial(trial_configs, remaining, progress, lambda c, seconds, report, start_from: compress(
+            data, spacing=spacing, origin=origin, array_name=array_name, size=budget, time_budget=seconds,
+            seed=seed, device=device, progress=report, time=time, record_timings=record_timings, config=c,
+            encoding=encoding, grad_weight=grad_weight, precision=precision, component_names=component_names,
+            warm_start=start_from))
     if config.n_outputs != info.n_components:
         raise InputError(f"the network has {config.n_outputs} output(s) but the array has {info.n_components} "
                          f"component(s); give a config with n_outputs={info.n_components}")
@@ -312,6 +335,45 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
     _record_psnr(vol, data, summary, record_timings, torch_device)
     _fit_header_into_budget(vol, budget)
     return vol
+
+
+def _plan(info: VolumeInfo, budget: int, worst: TrainingSummary, encoding: str, precision: str) -> ModelConfig:
+    try:
+        return plan_architecture(info, budget, worst, encoding, precision)
+    except InputError:
+        # Tight budget: plan without the fitting curve (it is dropped from the file later).
+        return plan_architecture(info, budget, dataclasses.replace(worst, curve=[]), encoding, precision)
+
+
+# Share of the time budget each candidate network's trial fit gets; the better one then
+# continues from its trial's weights for what is left.
+TRIAL_SHARE = 0.2
+
+
+def _best_trial(configs: list[ModelConfig], time_budget: float, progress, fit_one: Callable) -> NeuralVolume:
+    """The best of ``configs``: each fitted by ``fit_one(config, seconds, report, warm_start)``
+    for ``TRIAL_SHARE`` of ``time_budget``, the one of higher PSNR (the first on a tie) then
+    continued from its trial's weights for the rest. See ``CURVE_MIN_BUDGET`` in
+    :mod:`neuralvol.bitstream.budget`."""
+    start = perf_counter()
+
+    def reporter(first: float, span: float):
+        def report(p: FitProgress):
+            if progress is not None:
+                return progress(FitProgress(first + span * p.fraction, p.psnr, p.elapsed, p.step))
+        return report
+
+    best = None
+    for i, config in enumerate(configs):
+        vol = fit_one(config, TRIAL_SHARE * time_budget, reporter(i * TRIAL_SHARE, TRIAL_SHARE), None)
+        reached = math.inf if vol.training.exact else (vol.training.psnr or -math.inf)
+        if best is None or reached > best[0]:
+            best = (reached, vol)
+    if best[0] == math.inf:
+        return best[1]
+    done = len(configs) * TRIAL_SHARE
+    rest = max(0.0, time_budget - (perf_counter() - start))
+    return fit_one(best[1].config, rest, reporter(done, 1.0 - done), best[1])
 
 
 def _compress_to_psnr(data: np.ndarray, target: float, time_budget, steps, progress, **kwargs) -> NeuralVolume:

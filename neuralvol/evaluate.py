@@ -45,9 +45,9 @@ def unit_axis(n_grid: int, start: int, stop: int) -> np.ndarray:
 # Voxels per slab of output planes on the separable path: each level's lattice is gathered
 # once per slab, so larger slabs amortise the coarse levels' gathers and Python overhead.
 SLAB_VOXELS = 1 << 18
-# Rows per MLP call: 2^14-2^15 keeps the [K, 64] hidden activations in L2 (2 MiB per core).
-# Full 256^3 decode of the embryo 100:1 model, batch-major MLP, 2 threads on this EPYC:
-# 2^13 / 2^14 / 2^15 rows 3.24 / 3.18 / 3.15 s fp32 and 2.83 / 2.25 / 2.02 s bf16.
+# Rows per MLP call. Full 256^3 decode of the embryo 100:1 model, batch-major MLP, 2 threads
+# on this 2-core EPYC: 2^13 / 2^14 / 2^15 rows 3.24 / 3.18 / 3.15 s fp32, and bf16 (with a
+# bf16 output layer, since made fp32) 2.83 / 2.25 / 2.02 s. Runs here vary by +-20 %.
 MLP_CHUNK = 1 << 15
 
 

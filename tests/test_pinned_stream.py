@@ -118,13 +118,21 @@ def test_v3_goldens_header_and_reencoding(name):
     assert to_bytes([neuralvol.open(DATA / name)]) == (DATA / name).read_bytes()
 
 
+# The encoder's bytes where a deliberate change made them differ from the golden file (which
+# stays, pinning the decoder): the headsq crop's 700-byte file is planned without the fitting
+# curve's header reserve since the curve is left out of files that small (a 6 x 2 x 56 grid
+# instead of 6 x 2 x 40; 16.92 dB instead of 16.41; benchmarks/plan_curve.py).
+ENCODER_SHA = {"format_v3_headsq_crop.nvc": "ffbe39c503eece3f88aca997447978a64cad339efdca15b2c5ba5f270d8e6941"}
+
+
 @pytest.mark.parametrize("name", sorted(V3_MODELS))
 def test_fitting_again_gives_the_golden_file(name):
     """Encoder unchanged end to end: the same seed and steps give the golden bytes (planning,
-    rate control, quantisation, coding and the header all included; ~1 s each)."""
+    rate control, quantisation, coding and the header all included; ~1 s each), or the bytes
+    :data:`ENCODER_SHA` pins after a deliberate change."""
     array, kwargs = _crops()[name]
     vol = compress(array, record_timings=False, device="cpu", **kwargs)
-    assert sha(to_bytes([vol])) == GOLDENS[name][0]
+    assert sha(to_bytes([vol])) == ENCODER_SHA.get(name, GOLDENS[name][0])
 
 
 def test_adaptive_coder_bytes_are_pinned():

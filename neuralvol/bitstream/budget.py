@@ -52,6 +52,12 @@ QAT_HEADER_SLACK = 2
 # Below this many bytes the fitting curve (~80 header bytes) is left out of quantised
 # files: there it would cost over 1 % of the parameters' bytes.
 CURVE_MIN_BUDGET = 8 * 1024
+# Planning for such a file without the curve's bytes gives a larger network than planning
+# with them did (as every file was planned before), whose parameters get fewer coded bits
+# each. With a time budget neuralvol.compress fits both briefly and continues the better.
+# 60 s, benchmarks/plan_curve.py, each network alone: the larger won by 0.9-1.5 dB on
+# neghip 400:1 and 800:1 and head_mr_small 400:1 (5.9-6.0 bits against 7.8-11); on
+# hydrogen 400:1 the smaller won by 2.5 dB in one run and lost by 1.7 dB in the next.
 # Rate control's allowance for the adaptive coder's flush (its output is within two bytes
 # of the estimate) and for each stored segment length.
 ADAPTIVE_SLACK_BYTES = 2
