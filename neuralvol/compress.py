@@ -373,7 +373,9 @@ def _best_trial(configs: list[ModelConfig], time_budget: float, progress, fit_on
         return best[1]
     done = len(configs) * TRIAL_SHARE
     rest = max(0.0, time_budget - (perf_counter() - start))
-    return fit_one(best[1].config, rest, reporter(done, 1.0 - done), best[1])
+    final = fit_one(best[1].config, rest, reporter(done, 1.0 - done), best[1])
+    # a restart at the full learning rate could end below the trial it started from
+    return final if (final.training.psnr or -math.inf) >= best[0] else best[1]
 
 
 def _compress_to_psnr(data: np.ndarray, target: float, time_budget, steps, progress, **kwargs) -> NeuralVolume:
