@@ -127,9 +127,10 @@ class NeuralField(torch.nn.Module):
 
         oneDNN's GEMMs are fastest with the batch as rows, and the transposed view of the
         feature-major input needs no copy (fp32; bf16 costs one cast). Measured on this
-        2-core EPYC (2^15 rows, 32 -> 64 -> 64 -> 1): fp32 46-49 GMAC/s batch-major against
-        15-20 feature-major; bf16 (AVX512-BF16) 90-123 GMAC/s. The hidden activations
-        ping-pong between two workspace buffers (see :func:`scratch`).
+        2-core EPYC (32 -> 64 -> 64 -> 1, 2 threads): fp32 46-49 GMAC/s batch-major against
+        16-20 feature-major at 2^13 rows, 24-39 against 19 at 2^15; bf16 (AVX512-BF16)
+        90-123 GMAC/s at 2^14-2^15. The hidden activations ping-pong between two workspace
+        buffers (see :func:`scratch`).
         """
         h = features.t()
         if dtype != torch.float32:
