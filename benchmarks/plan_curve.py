@@ -25,6 +25,7 @@ import torch
 import neuralvol as nv
 from neuralvol.bitstream import budget as sizing
 from neuralvol.bitstream.records import worst_case_training
+from neuralvol.compress import _plan
 from neuralvol.metrics import psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -32,17 +33,11 @@ import rd  # noqa: E402  (SPERR's worker and the volume folder)
 
 
 def networks(data: np.ndarray, budget: int):
-    """(old plan, plan without the curve's reserve) for ``budget`` bytes. The old plan
-    reserved the curve's bytes, falling back to none where that left no room."""
+    """(old plan, plan without the curve's reserve) for ``budget`` bytes: the two candidates
+    ``compress`` plans (the old one reserved the curve's bytes where they left room)."""
     info = nv.compress(data, size=budget, steps=1, seed=0).info
     worst = worst_case_training("cpu", record_timings=True, seed=0)
-    bare = dataclasses.replace(worst, curve=[])
-    plan = lambda training: sizing.plan_architecture(info, budget, training, "hashgrid", "quantised")  # noqa: E731
-    try:
-        old = plan(worst)
-    except nv.InputError:
-        old = plan(bare)
-    return old, plan(bare)
+    return tuple(_plan(info, budget, w, "hashgrid", "quantised") for w in (worst, dataclasses.replace(worst, curve=[])))
 
 
 def main() -> None:

@@ -271,16 +271,16 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
         budget = max(budget, needed + sizing.HEADER_MARGIN + 4096) if not explicit_budget else budget
     trial_configs = []
     if config is None:
-        # A quantised file under CURVE_MIN_BUDGET carries no fitting curve (_finish_quantised
-        # drops it), so planning must not reserve its ~110 bytes: at neghip 400:1 (718 bytes)
-        # that reserve cut the network from 841 to 649 parameters, coded at 7.8 bits each
-        # instead of the planned 5.5 (benchmarks/plan_curve.py measures what it costs).
-        plan_worst = worst if precision != "quantised" or budget >= sizing.CURVE_MIN_BUDGET else \
-            dataclasses.replace(worst, curve=[])
-        config = _plan(info, budget, plan_worst, encoding, precision)
+        # A file that carries no fitting curve (_finish_quantised drops it) must not be
+        # planned with its ~110 bytes reserved: at neghip 400:1 (718 bytes) that reserve cut
+        # the network from 841 to 649 parameters, coded at 7.8 bits each instead of the
+        # planned 5.5 (benchmarks/plan_curve.py measures what it costs).
+        with_curve = sizing.carries_curve(budget, precision)
+        config = _plan(info, budget, worst if with_curve else dataclasses.replace(worst, curve=[]), encoding,
+                       precision)
         # trials split a time budget (``steps`` promise that many steps of one network) and
         # are judged by plain PSNR: not for a PSNR target, a constant or a weighted fit
-        if plan_worst is not worst and steps is None and psnr is None and hi > lo and weights is None:
+        if not with_curve and steps is None and psnr is None and hi > lo and weights is None:
             # the other candidate: the network planned with the curve's reserve, as before
             # (fewer parameters, more bits each; see CURVE_MIN_BUDGET in neuralvol.bitstream.budget)
             smaller = _plan(info, budget, worst, encoding, precision)
@@ -402,7 +402,7 @@ def _record_psnr(vol: NeuralVolume, data: np.ndarray, summary: TrainingSummary, 
 def _finish_quantised(network: NeuralField, info: VolumeInfo, data: np.ndarray, summary: TrainingSummary, budget: int,
                       record_timings: bool, device, trained: BudgetQuantiser | None = None) -> NeuralVolume:
     """Quantise for good with the finest steps whose whole file fits ``budget``; PSNR after that."""
-    if budget < sizing.CURVE_MIN_BUDGET:
+    if not sizing.carries_curve(budget, "quantised"):
         summary = dataclasses.replace(summary, curve=[])
     floats = {k: v.clone() for k, v in network.named_tensors().items()}
     # The reserve comes from a worst-case summary *with* timings, whatever is recorded, so

@@ -322,11 +322,14 @@ class NeuralVolume:
         """The MLP's compute dtype for a decode at ``compute`` (see :meth:`decode`) of the
         original grid (``bounded``: where a max_error correction applies) or not; the "auto"
         measurement is made once per device type and recorded PSNR, and kept."""
-        if bounded and compute == "bfloat16":
-            raise InputError("this file's max_error bound holds only for a float32 decode: "
-                             "use compute='float32' or 'auto'")
-        if compute != "auto" or bounded:   # the corrections were computed from float32 values
-            return mlp_dtype(self.network, compute, device, None) if not bounded else torch.float32
+        requested = mlp_dtype(self.network, compute, device, None)   # checks the name; "auto" is fp32 here
+        if bounded:   # the corrections were computed from float32 values
+            if compute == "bfloat16":
+                raise InputError("this file's max_error bound holds only for a float32 decode: "
+                                 "use compute='float32' or 'auto'")
+            return torch.float32
+        if compute != "auto":
+            return requested
         psnr = self.training.psnr if isinstance(self.training.psnr, (int, float)) else None
         key = (torch.device(device).type, psnr)
         if key not in self._auto_dtype:

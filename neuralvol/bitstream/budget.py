@@ -87,6 +87,11 @@ def byte_budget(native_bytes: int, n_voxels: int, ratio=None, bpv=None, size=Non
     return budget
 
 
+def carries_curve(budget: int, precision: str) -> bool:
+    """Whether a file of ``budget`` bytes keeps its fitting curve (float16 files always do)."""
+    return precision != "quantised" or budget >= CURVE_MIN_BUDGET
+
+
 def worst_case_storage(config: ModelConfig, precision: str) -> StorageEntry | None:
     return None if precision == "float16" else StorageEntry.worst_case(len(config.mlp_shapes()))
 
