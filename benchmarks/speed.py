@@ -13,7 +13,13 @@ Three tables, one row per (volume, ratio):
 * **ParaView**: ``pvpython`` opening the same model as a file and fetching the image
   (``benchmarks/paraview_fetch.py``; when ParaView and ``.venv-paraview`` exist, see
   ``.ci/setup-paraview.sh``), against the in-process decode in the same ParaView Python;
-* **points**: ``sample`` Mpts/s at 2^20 random points, kernel against PyTorch.
+* **points**: ``sample`` Mpts/s at 2^20 random points, kernel against PyTorch;
+* **GPU-resident** (``--device cuda`` only): the full grid decoded into a CUDA tensor
+  (``evaluate_grid(..., into=)``, no copy to the host), Gvox/s through the Triton kernel
+  and through the PyTorch operations it replaced, fp32 and bf16 MLP.
+
+On CUDA "kernel" means :mod:`neuralvol.kernels.hashgrid_triton` (when Triton is importable)
+and fitting batches are 2^18 points; on CPU, the C++ kernel and 2^13.
 
     .venv/bin/python benchmarks/speed.py --threads 2                # 64^3, 128^3, 256^3 at 100:1 and 800:1
     .venv/bin/python benchmarks/speed.py --quick                    # 64^3 only, few steps
@@ -34,8 +40,9 @@ import numpy as np
 import torch
 
 import neuralvol as nv
-from neuralvol.evaluate import evaluate_grid_per_voxel, unit_axis
-from neuralvol.kernels import build
+from neuralvol import fields, fitting
+from neuralvol.evaluate import evaluate_grid, evaluate_grid_per_voxel, unit_axis
+from neuralvol.kernels import build, hashgrid_triton
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import rd  # noqa: E402  (the SPERR worker and the volume loader live there)
@@ -85,13 +92,35 @@ def gemm_macs_per_s(width: int, dtype: torch.dtype, device: str) -> float:
     return k * width * width / seconds
 
 
+def resident_decode_s(vol, dtype: torch.dtype, device: str) -> float:
+    """Best-of-3 seconds to decode the full grid into a tensor on ``device`` (no host copy)."""
+    nx, ny, nz = vol.dims
+    field = vol.network.to(device)
+    comps = () if field.config.n_outputs == 1 else (field.config.n_outputs,)
+    into = torch.empty((nz, ny, nx) + comps, dtype=torch.float32, device=device)
+    axes = [unit_axis(n, 0, n - 1) for n in (nx, ny, nz)]
+    return timed(lambda: evaluate_grid(field, *axes, device=device, dtype=dtype, into=into), device, repeat=3)
+
+
 def mlp_macs_per_voxel(vol) -> int:
     return sum(int(w.numel()) for w in vol.network.weights)
 
 
 def fit_steps_per_s(data, ratio: float, steps: int, device: str) -> tuple[object, float]:
-    vol = nv.compress(data, ratio=ratio, steps=steps, device=device, seed=0)
-    return vol, vol.training.steps / vol.training.seconds
+    """The planned model at ``ratio`` and the fitting loop's steps/s on it, timed alone.
+
+    compress's own fit also re-plans the quantisation now and then during its last
+    (quantisation-aware) steps: ~20 trial codings on the CPU each, ~6 s of a 300-step
+    fit of the 256^3 model whatever the device (measured on the H200 machine: 42.5
+    steps/s through compress against 200 for the loop alone), so it is left out here.
+    """
+    vol = nv.compress(data, ratio=ratio, steps=3, device=device, seed=0)   # also compiles Triton's kernels
+    target = fields.normalised_target(data, vol.info)
+    field = vol.network
+    fitting.fit(field, target, steps=3, time_budget=None, device=torch.device(device), seed=0)   # warm-up
+    summary = fitting.fit(field, target, steps=steps, time_budget=None, device=torch.device(device), seed=0)
+    field.to("cpu")
+    return vol, summary.steps / summary.seconds
 
 
 # The launch environment docs/PARAVIEW.md recommends: pvpython links Debian's OpenBLAS, whose
@@ -141,13 +170,14 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     sperr = not args.no_sperr and rd.BASELINES_PYTHON.exists()
     print(f"device {args.device}" + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else "")
-          + f", {torch.get_num_threads()} torch threads; hash-grid points path: {build.status()}")
+          + f", {torch.get_num_threads()} torch threads; hash-grid points path: {build.status()}"
+          + (f"; Triton {hashgrid_triton.triton.__version__}" if hashgrid_triton.available() else "; no Triton"))
     if not sperr:
         print("SPERR column empty: no .venv-baselines (bash benchmarks/setup_baselines.sh) or --no-sperr")
     gemm = {dt: gemm_macs_per_s(64, dt, args.device) for dt in (torch.float32, torch.bfloat16)}
     print(f"GEMM 2^15 x 64 x 64: fp32 {gemm[torch.float32] / 1e9:.1f} GMAC/s, bf16 {gemm[torch.bfloat16] / 1e9:.1f} GMAC/s")
 
-    fit_rows, decode_rows, point_rows, paraview_rows = [], [], [], []
+    fit_rows, decode_rows, point_rows, paraview_rows, resident_rows = [], [], [], [], []
     for name in args.volumes:
         data = load(name, args.volume_dir)
         nz, ny, nx = data.shape
@@ -205,9 +235,19 @@ def main() -> None:
                 torch_pts = len(points) / timed(sample, args.device)
             point_rows.append(f"| {name} | {ratio:g} | {fast_pts / 1e6:.2f} | {torch_pts / 1e6:.2f} | "
                               f"{fast_pts / torch_pts:.2f} |")
+            if args.device.startswith("cuda"):
+                cells = []
+                for dt in (torch.float32, torch.bfloat16):
+                    fast = resident_decode_s(vol, dt, args.device)
+                    with build.pytorch_only():
+                        old = resident_decode_s(vol, dt, args.device)
+                    cells.append(f"{fast * 1e3:.1f} | {data.size / fast / 1e9:.2f} | {old * 1e3:.1f} | "
+                                 f"{data.size / old / 1e9:.2f}")
+                resident_rows.append(f"| {name} | {ratio:g} | " + " | ".join(cells) +
+                                     f" | {limit[torch.float32] * 1e3:.2f} / {limit[torch.bfloat16] * 1e3:.2f} |")
             print(f"{name} {ratio:g}:1 done", file=sys.stderr, flush=True)
 
-    print("\nFitting (batch 2^13)\n")
+    print(f"\nFitting (batch 2^{18 if args.device.startswith('cuda') else 13})\n")
     print("| volume | dims | ratio | params | steps/s kernel | steps/s PyTorch | speed-up |")
     print("|---|---|---|---|---|---|---|")
     print("\n".join(fit_rows))
@@ -225,6 +265,13 @@ def main() -> None:
               "decode s, default OpenMP waits |")
         print("|---|---|---|---|---|---|---|---|")
         print("\n".join(paraview_rows))
+    if resident_rows:
+        print("\nGPU-resident full decode (into a CUDA tensor, no host copy; kernel = Triton, old = the PyTorch "
+              "operations; limit = MLP MACs / measured GEMM rate)\n")
+        print("| volume | ratio | fp32 ms | Gvox/s | old fp32 ms | old Gvox/s | bf16 ms | Gvox/s | old bf16 ms | "
+              "old Gvox/s | limit ms fp32 / bf16 |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        print("\n".join(resident_rows))
     print("\nScattered points (sample, 2^20 random points)\n")
     print("| volume | ratio | Mpts/s kernel | Mpts/s PyTorch | speed-up |")
     print("|---|---|---|---|---|")

@@ -395,6 +395,7 @@ def _compress_to_psnr(data: np.ndarray, target: float, time_budget, steps, progr
 
 def _record_psnr(vol: NeuralVolume, data: np.ndarray, summary: TrainingSummary, record_timings: bool, device) -> None:
     reached = psnr_of(vol, data, device)
+    vol.network.to("cpu")  # what compress returns lives on the CPU, wherever it was fitted and measured
     summary.psnr, summary.exact = None if math.isinf(reached) else round(reached, 4), math.isinf(reached)
     vol.training = _round_training(summary, record_timings)
 

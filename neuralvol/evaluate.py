@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
+from .kernels import build, hashgrid_triton
 from .model import NeuralField, scratch
 
 # Points per chunk: big enough to amortise Python overhead, small enough for L2/L3 caches
@@ -122,32 +123,52 @@ def _components(field: NeuralField) -> tuple[int, ...]:
 def evaluate_grid(field: NeuralField, ux: np.ndarray, uy: np.ndarray, uz: np.ndarray,
                   device: torch.device | str = "cpu",
                   progress: Callable[[float], None] | None = None,
-                  dtype: torch.dtype = torch.float32) -> np.ndarray:
+                  dtype: torch.dtype = torch.float32, into: torch.Tensor | None = None) -> np.ndarray | torch.Tensor:
     """Network output on the tensor-product grid ``uz x uy x ux``, shape ``[nz, ny, nx]``.
 
     Grid encodings (hash and dense grids) take the separable path
     (:class:`~neuralvol.encodings.hashgrid.SeparableGrid`): each level is gathered on the
-    lattice points the grid touches and interpolated along z, y, x, slab by slab. Other
+    lattice points the grid touches and interpolated along z, y, x, slab by slab; on CUDA
+    with Triton, one kernel launch per slab encodes its voxels instead. Other
     encodings fall back to :func:`evaluate_grid_per_voxel`. ``dtype`` is the MLP's compute
     precision (see :meth:`NeuralField.mlp`).
+
+    ``into``, a float32 tensor of the output's shape on ``device``, receives the values
+    instead of a new numpy array and is returned: a GPU decode then stays on the GPU, with
+    no copy to the host (grid encodings only).
     """
-    if not hasattr(field.encoding, "separable_grid"):
-        return evaluate_grid_per_voxel(field, ux, uy, uz, device=device, progress=progress, dtype=dtype)
     nx, ny, nz = len(ux), len(uy), len(uz)
     comps = _components(field)
-    out = np.empty((nz, ny, nx) + comps, dtype=np.float32)
+    if into is not None and (tuple(into.shape) != (nz, ny, nx) + comps or into.dtype != torch.float32
+                             or into.device.type != torch.device(device).type or not hasattr(field.encoding, "separable_grid")):
+        raise InputError(f"into must be a float32 tensor of shape {(nz, ny, nx) + comps} on {device} "
+                         f"(grid encodings only), got {tuple(into.shape)} {into.dtype} on {into.device}")
+    if not hasattr(field.encoding, "separable_grid"):
+        return evaluate_grid_per_voxel(field, ux, uy, uz, device=device, progress=progress, dtype=dtype)
+    out = np.empty((nz, ny, nx) + comps, dtype=np.float32) if into is None else into
     axes = [torch.as_tensor(u, dtype=torch.float32, device=device) for u in (ux, uy, uz)]
-    grid = field.encoding.separable_grid(*axes)
+    table = field.encoding.table
+    # On CUDA one Triton launch encodes a slab's voxels directly; the separable path's
+    # per-level, per-plane operations would be launch-bound there (see kernels.hashgrid_triton).
+    triton_levels = None
+    if hashgrid_triton.usable(table, axes[0]) and not build.switched_off():
+        triton_levels = field.encoding.triton_levels(table.device)
+    else:
+        grid = field.encoding.separable_grid(*axes)
     chunk = chunk_points(device) if torch.device(device).type == "cuda" else MLP_CHUNK
     planes = max(1, max(SLAB_VOXELS, chunk) // max(nx * ny, 1))
     workspace = {}   # the slab's features and the MLP's activations, reused slab after slab
     n_feats = field.encoding.n_output_dims
     for z0 in range(0, nz, planes):
         z1 = min(nz, z0 + planes)
-        feats = grid.features(z0, z1, out=scratch(workspace, "features", (n_feats, (z1 - z0) * ny * nx),
-                                                   field.encoding.table))
+        feats = scratch(workspace, "features", (n_feats, (z1 - z0) * ny * nx), table)
+        if triton_levels is not None:
+            hashgrid_triton.forward_grid_into(triton_levels, table.detach(), axes, z0, z1, feats)
+        else:
+            grid.features(z0, z1, out=feats)
         values = _mlp_in_chunks(field, feats, dtype, chunk, workspace)
-        out[z0:z1] = values.reshape((z1 - z0, ny, nx) + comps).float().cpu().numpy()
+        values = values.reshape((z1 - z0, ny, nx) + comps).float()
+        out[z0:z1] = values if into is not None else values.cpu().numpy()
         if progress is not None:
             progress(z1 / nz)
     return out

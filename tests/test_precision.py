@@ -93,3 +93,17 @@ def test_the_command_line_offers_the_same_compute_choices(head_mr_fit, tmp_path,
     with pytest.raises(SystemExit):
         main(["decompress", str(path), str(tmp_path / "x.npy"), "--compute", "fp16"])
     assert "invalid choice: 'fp16'" in capsys.readouterr().err
+
+
+def test_grid_decode_into_a_tensor_gives_the_same_values_and_checks_it(head_mr_fit):
+    """``into=`` keeps a decode on the device (no host copy on a GPU); wrong buffers are refused."""
+    vol = head_mr_fit[0]
+    net = vol.network
+    axes = [evaluate.unit_axis(n, 0, n - 1) for n in vol.dims]
+    expected = evaluate.evaluate_grid(net, *axes)
+    into = torch.full(expected.shape, float("nan"))
+    assert evaluate.evaluate_grid(net, *axes, into=into) is into
+    np.testing.assert_array_equal(into.numpy(), expected)
+    for bad in (torch.empty(expected.shape[:2]), torch.empty(expected.shape, dtype=torch.float64)):
+        with pytest.raises(InputError, match="into must be a float32 tensor of shape"):
+            evaluate.evaluate_grid(net, *axes, into=bad)

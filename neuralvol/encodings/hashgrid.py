@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ..kernels import hashgrid as point_kernel
+from ..kernels import build, hashgrid_triton
 
 PRIMES = (1, 2654435761, 805459861)
 UINT32_MASK = 0xFFFFFFFF
@@ -261,6 +262,7 @@ class HashGridEncoding(torch.nn.Module):
         self._dense = config.level_is_dense()
         self._offsets = config.level_offsets()
         self._kernel_levels = None
+        self._triton_levels = {}
 
     @property
     def n_output_dims(self) -> int:
@@ -358,12 +360,23 @@ class HashGridEncoding(torch.nn.Module):
         """Encode points ``[N, 3]`` to ``[F * L, N]`` (the fast layout the MLP consumes).
 
         On CPU this is the fused C++ kernel of :mod:`neuralvol.kernels.hashgrid` when it
-        built, else :meth:`encode_feature_major_pytorch`; both give the same values to a few
-        ulp (the order of the eight corner products in the sum differs).
+        built, on CUDA the Triton kernels of :mod:`neuralvol.kernels.hashgrid_triton` when
+        Triton is importable, else :meth:`encode_feature_major_pytorch`; all give the same
+        values to a few ulp (the order of the eight corner products in the sum differs).
         """
         if point_kernel.usable(self.table, x):
             return point_kernel.encode_points(self, x)
+        if hashgrid_triton.usable(self.table, x) and not build.switched_off():
+            return hashgrid_triton.encode_points(self, x)
         return self.encode_feature_major_pytorch(x)
+
+    def triton_levels(self, device: torch.device) -> "hashgrid_triton.LevelConstants":
+        """The per-level constants of the Triton kernels on ``device`` (made once per device)."""
+        device = torch.device(device)
+        cached = self._triton_levels.get(device)
+        if cached is None:
+            cached = self._triton_levels[device] = hashgrid_triton.LevelConstants(self, device)
+        return cached
 
     def kernel_levels(self) -> "point_kernel.LevelTable":
         if self._kernel_levels is None:

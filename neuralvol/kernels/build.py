@@ -97,7 +97,7 @@ def _declare(lib: ctypes.CDLL) -> None:
 
 
 def _load() -> ctypes.CDLL:
-    if os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "off", "false", "no"):
+    if _switched_off_by_env():
         raise OSError(f"disabled by {ENV_SWITCH}={os.environ[ENV_SWITCH]}")
     compiler = _compiler()
     if compiler is None:
@@ -110,6 +110,15 @@ def _load() -> ctypes.CDLL:
     if lib.nv_abi_version() != ABI_VERSION:
         raise OSError(f"{path} has ABI {lib.nv_abi_version()}, expected {ABI_VERSION}")
     return lib
+
+
+def _switched_off_by_env() -> bool:
+    return os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "off", "false", "no")
+
+
+def switched_off() -> bool:
+    """Whether every kernel, CPU and GPU, is off: inside :func:`pytorch_only` or by ``NEURALVOL_KERNELS=0``."""
+    return bool(_switched_off) or _switched_off_by_env()
 
 
 def library() -> ctypes.CDLL | None:
