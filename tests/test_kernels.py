@@ -132,3 +132,45 @@ def test_missing_compiler_is_reported_not_raised(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "pure PyTorch (no C++ compiler found (set CXX, or install g++))"
     assert not list(tmp_path.iterdir())
+
+
+THREADS_CODE = """
+import sys, numpy as np, torch
+from neuralvol.kernels import build
+if sys.argv[1] == "std":
+    build.OPENMP_FLAGS = ()   # the fallback build: std::thread instead of torch's OpenMP pool
+torch.set_num_threads(2)
+from neuralvol.encodings import HashGridConfig, HashGridEncoding
+enc = HashGridEncoding(HashGridConfig(6, 2, 512, 4, 40), generator=torch.Generator().manual_seed(0))
+with torch.no_grad():
+    enc.table.normal_(generator=torch.Generator().manual_seed(1))
+pts = torch.rand((3000, 3), generator=torch.Generator().manual_seed(2))
+feats = enc.encode_feature_major(pts)
+feats.backward(torch.randn(feats.shape, generator=torch.Generator().manual_seed(3)))
+u = torch.linspace(0, 1, 19)
+grid = enc.separable_grid(u, u[:11], u[:7]).features(0, 7)
+np.savez(sys.argv[2], feats=feats.detach().numpy(), grad=enc.table.grad.numpy(), grid=grid.numpy())
+maps = open("/proc/self/maps").read() if sys.platform == "linux" else ""
+print(build.status(), sorted({line.split()[-1] for line in maps.splitlines() if "libgomp" in line}))
+"""
+
+
+@needs_kernel
+def test_openmp_and_std_thread_builds_give_the_same_bits_on_one_openmp_runtime(tmp_path):
+    """The kernels run on torch's OpenMP pool where -fopenmp builds (no second libgomp in the
+    process); the std::thread fallback build gives the same bits."""
+    results = {}
+    for kind in ("omp", "std"):
+        done = subprocess.run([sys.executable, "-c", THREADS_CODE, kind, str(tmp_path / f"{kind}.npz")],
+                              capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "NEURALVOL_KERNEL_CACHE": str(tmp_path / kind)})
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("C++ kernel"), done.stdout
+        results[kind] = (np.load(tmp_path / f"{kind}.npz"), done.stdout)
+    for name in ("feats", "grad", "grid"):
+        np.testing.assert_array_equal(results["omp"][0][name], results["std"][0][name])
+    omp_lib, std_lib = (next((tmp_path / kind).glob("hashgrid_cpu-*.so")).read_bytes() for kind in ("omp", "std"))
+    assert b"GOMP_parallel" in omp_lib and b"GOMP_parallel" not in std_lib
+    if sys.platform == "linux":
+        loaded = results["omp"][1].split("[", 1)[1]
+        assert loaded.count("libgomp") == 1, loaded   # torch's own copy, not a second runtime

@@ -31,6 +31,9 @@ ABI_VERSION = 1
 # PyTorch's separate mul and add do. No -march=native: a cache on a shared home directory
 # must load on every node of a cluster.
 FLAGS = ("-O3", "-std=c++17", "-fPIC", "-shared", "-pthread", "-ffp-contract=off", "-fno-math-errno")
+# OpenMP, so the kernels run on PyTorch's own thread pool (see for_each_thread in the
+# source); a compiler without it (clang without libomp) builds the std::thread version.
+OPENMP_FLAGS = ("-fopenmp",)
 ENV_SWITCH = "NEURALVOL_KERNELS"
 ENV_CACHE = "NEURALVOL_KERNEL_CACHE"
 
@@ -58,7 +61,7 @@ def _cache_dir() -> Path:
 def _library_path(compiler: str) -> Path:
     key = hashlib.sha256()
     key.update(SOURCE.read_bytes())
-    key.update(" ".join(FLAGS).encode())
+    key.update(" ".join(FLAGS + OPENMP_FLAGS).encode())
     key.update(compiler.encode())
     key.update(f"{platform.machine()} {sys.platform}".encode())
     try:
@@ -73,8 +76,11 @@ def _compile(compiler: str, target: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=target.stem + ".", suffix=".so.tmp", dir=target.parent)
     os.close(fd)
     try:
-        done = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True,
-                              timeout=300)
+        for extra in (OPENMP_FLAGS, ()):
+            done = subprocess.run([compiler, *FLAGS, *extra, str(SOURCE), "-o", tmp], capture_output=True,
+                                  text=True, timeout=300)
+            if done.returncode == 0:
+                break
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
             raise OSError(f"{Path(compiler).name} failed: {last}")
