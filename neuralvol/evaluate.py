@@ -140,7 +140,8 @@ def evaluate_grid(field: NeuralField, ux: np.ndarray, uy: np.ndarray, uz: np.nda
     nx, ny, nz = len(ux), len(uy), len(uz)
     comps = _components(field)
     if into is not None and (tuple(into.shape) != (nz, ny, nx) + comps or into.dtype != torch.float32
-                             or into.device.type != torch.device(device).type or not hasattr(field.encoding, "separable_grid")):
+                             or into.device.type != torch.device(device).type
+                             or not hasattr(field.encoding, "separable_grid")):
         raise InputError(f"into must be a float32 tensor of shape {(nz, ny, nx) + comps} on {device} "
                          f"(grid encodings only), got {tuple(into.shape)} {into.dtype} on {into.device}")
     if not hasattr(field.encoding, "separable_grid"):
