@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
-from .kernels import build, hashgrid_triton
+from .kernels import hashgrid_triton
 from .model import NeuralField, scratch
 
 # Points per chunk: big enough to amortise Python overhead, small enough for L2/L3 caches
@@ -151,9 +151,9 @@ def evaluate_grid(field: NeuralField, ux: np.ndarray, uy: np.ndarray, uz: np.nda
     table = field.encoding.table
     # On CUDA one Triton launch encodes a slab's voxels directly; the separable path's
     # per-level, per-plane operations would be launch-bound there (see kernels.hashgrid_triton).
-    triton_levels = None
-    if hashgrid_triton.usable(table, axes[0]) and not build.switched_off():
-        triton_levels = field.encoding.triton_levels(table.device)
+    kernel_levels = None
+    if hashgrid_triton.usable(table, axes[0]):
+        kernel_levels = field.encoding.kernel_levels(table.device)
     else:
         grid = field.encoding.separable_grid(*axes)
     chunk = chunk_points(device) if torch.device(device).type == "cuda" else MLP_CHUNK
@@ -163,8 +163,8 @@ def evaluate_grid(field: NeuralField, ux: np.ndarray, uy: np.ndarray, uz: np.nda
     for z0 in range(0, nz, planes):
         z1 = min(nz, z0 + planes)
         feats = scratch(workspace, "features", (n_feats, (z1 - z0) * ny * nx), table)
-        if triton_levels is not None:
-            hashgrid_triton.forward_grid_into(triton_levels, table.detach(), axes, z0, z1, feats)
+        if kernel_levels is not None:
+            hashgrid_triton.forward_grid_into(kernel_levels, table.detach(), axes, z0, z1, feats)
         else:
             grid.features(z0, z1, out=feats)
         values = _mlp_in_chunks(field, feats, dtype, chunk, workspace)

@@ -52,7 +52,7 @@ def test_forward_points_match_pytorch(mode, config):
     pts = _points(1000, device)
     with torch.no_grad():
         ref = enc.encode_feature_major_pytorch(pts)
-        got = hashgrid_triton.forward_points(enc.triton_levels(device), pts, enc.table, interpret=mode != "cuda")
+        got = hashgrid_triton.forward_points(enc.kernel_levels(device), pts, enc.table, interpret=mode != "cuda")
     assert got.shape == ref.shape == (config.n_features * config.n_levels, 1000)
     # points outside [0, 1] (the probe filter's) wrap like the reference: dense levels modulo
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=5e-6)
@@ -71,7 +71,7 @@ def test_forward_grid_matches_per_voxel(mode):
     k = (z1 - z0) * 7 * 13
     out = torch.full((config.n_output_dims, k), float("nan"), device=device)
     with torch.no_grad():
-        hashgrid_triton.forward_grid_into(enc.triton_levels(device), enc.table, (ux, uy, uz), z0, z1, out,
+        hashgrid_triton.forward_grid_into(enc.kernel_levels(device), enc.table, (ux, uy, uz), z0, z1, out,
                                           interpret=mode != "cuda")
         ref = enc.encode_grid((ux[None, None, :], uy[None, :, None], uz[z0:z1, None, None]), (z1 - z0, 7, 13))
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=5e-6)
@@ -86,7 +86,7 @@ def test_backward_matches_autograd_and_is_deterministic(mode, config):
     grad_out = torch.randn((config.n_output_dims, 700), generator=torch.Generator().manual_seed(7)).to(device)
     enc.encode_feature_major_pytorch(pts).backward(grad_out)
     ref = enc.table.grad.clone()
-    levels = enc.triton_levels(device)
+    levels = enc.kernel_levels(device)
     interpret = mode != "cuda"
     got = hashgrid_triton.backward_points(levels, pts, grad_out, interpret=interpret)
     # fixed-point accumulation: exact sums of contributions rounded to 2^-39 of max |g|

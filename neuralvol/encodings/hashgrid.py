@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..kernels import hashgrid as point_kernel
-from ..kernels import build, hashgrid_triton
+from ..kernels import hashgrid_triton
 
 PRIMES = (1, 2654435761, 805459861)
 UINT32_MASK = 0xFFFFFFFF
@@ -261,8 +261,7 @@ class HashGridEncoding(torch.nn.Module):
         self._sizes = config.level_sizes()
         self._dense = config.level_is_dense()
         self._offsets = config.level_offsets()
-        self._kernel_levels = None
-        self._triton_levels = {}
+        self._kernel_levels = {}
 
     @property
     def n_output_dims(self) -> int:
@@ -366,22 +365,17 @@ class HashGridEncoding(torch.nn.Module):
         """
         if point_kernel.usable(self.table, x):
             return point_kernel.encode_points(self, x)
-        if hashgrid_triton.usable(self.table, x) and not build.switched_off():
+        if hashgrid_triton.usable(self.table, x):
             return hashgrid_triton.encode_points(self, x)
         return self.encode_feature_major_pytorch(x)
 
-    def triton_levels(self, device: torch.device) -> "hashgrid_triton.LevelConstants":
-        """The per-level constants of the Triton kernels on ``device`` (made once per device)."""
+    def kernel_levels(self, device: torch.device | str = "cpu") -> "point_kernel.LevelTable":
+        """The per-level constants of the compiled kernels on ``device`` (made once per device)."""
         device = torch.device(device)
-        cached = self._triton_levels.get(device)
+        cached = self._kernel_levels.get(device)
         if cached is None:
-            cached = self._triton_levels[device] = hashgrid_triton.LevelConstants(self, device)
+            cached = self._kernel_levels[device] = point_kernel.LevelTable(self, device)
         return cached
-
-    def kernel_levels(self) -> "point_kernel.LevelTable":
-        if self._kernel_levels is None:
-            self._kernel_levels = point_kernel.LevelTable(self)
-        return self._kernel_levels
 
     def encode_feature_major_pytorch(self, x: torch.Tensor) -> torch.Tensor:
         """:meth:`encode_feature_major` in PyTorch operations only (every device; the reference)."""

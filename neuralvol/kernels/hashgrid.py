@@ -16,19 +16,21 @@ from . import build
 
 
 class LevelTable:
-    """The per-level constants the kernel takes, as contiguous CPU arrays (made once)."""
+    """The per-level constants the kernels take, as contiguous tensors on one device (made
+    once per device): CPU for the C++ kernel, CUDA for :mod:`.hashgrid_triton`."""
 
-    def __init__(self, encoding):
+    def __init__(self, encoding, device: torch.device | str = "cpu"):
         cfg = encoding.config
-        self.n_levels, self.n_features = cfg.n_levels, cfg.n_features
-        self.offsets = torch.tensor(encoding._offsets[:cfg.n_levels], dtype=torch.int64)
-        self.sizes = torch.tensor(encoding._sizes, dtype=torch.int64)
-        self.res = torch.tensor(encoding._res, dtype=torch.int64)
-        self.dense = torch.tensor(encoding._dense, dtype=torch.uint8)
+        self.n_levels, self.n_features, self.n_entries = cfg.n_levels, cfg.n_features, cfg.n_entries
+        self.offsets = torch.tensor(encoding._offsets[:cfg.n_levels], dtype=torch.int64, device=device)
+        self.sizes = torch.tensor(encoding._sizes, dtype=torch.int64, device=device)
+        self.res = torch.tensor(encoding._res, dtype=torch.int64, device=device)
+        self.dense = torch.tensor(encoding._dense, dtype=torch.uint8, device=device)
         # float32 exactly as PyTorch rounds a Python float scalar against a float32 tensor.
-        self.scales = torch.from_numpy(np.asarray(encoding._scales, dtype=np.float32))
+        self.scales = torch.from_numpy(np.asarray(encoding._scales, dtype=np.float32)).to(device)
 
     def args(self):
+        """The C++ kernel's pointer arguments (CPU tables)."""
         return (self.offsets.data_ptr(), self.sizes.data_ptr(), self.res.data_ptr(), self.dense.data_ptr(),
                 self.scales.data_ptr())
 

@@ -35,6 +35,9 @@ import math
 
 import torch
 
+from . import build
+from .hashgrid import LevelTable
+
 try:  # Triton ships with CUDA builds of PyTorch; the CPU wheels have none.
     import triton
     import triton.language as tl
@@ -56,9 +59,11 @@ def available() -> bool:
 
 
 def usable(table: torch.Tensor, coords: torch.Tensor) -> bool:
-    """Whether the compiled kernels can encode these points (CUDA float32, Triton importable)."""
+    """Whether the compiled kernels can encode these points (CUDA float32, Triton importable,
+    kernels not switched off by ``NEURALVOL_KERNELS=0`` or :func:`build.pytorch_only`)."""
     return (triton is not None and table.device.type == "cuda" and coords.device == table.device
-            and table.dtype == torch.float32 and coords.dtype == torch.float32 and not coords.requires_grad)
+            and table.dtype == torch.float32 and coords.dtype == torch.float32 and not coords.requires_grad
+            and not build.switched_off())
 
 
 def _encode_forward(coords, ux, uy, uz, table, out, scales, res, sizes, offsets, dense,
@@ -178,26 +183,17 @@ def _kernels(interpret: bool):
     return triton.jit(_encode_forward), triton.jit(_encode_backward)
 
 
-class LevelConstants:
-    """The per-level constants the kernels read, as tensors on one device (made once per device)."""
-
-    def __init__(self, encoding, device: torch.device):
-        cfg = encoding.config
-        self.n_levels, self.n_features = cfg.n_levels, cfg.n_features
-        self.n_entries = cfg.n_entries
-        # float32 as PyTorch rounds a Python float scalar against a float32 tensor
-        self.scales = torch.tensor(encoding._scales, dtype=torch.float32, device=device)
-        self.res = torch.tensor(encoding._res, dtype=torch.int64, device=device)
-        self.sizes = torch.tensor(encoding._sizes, dtype=torch.int64, device=device)
-        self.offsets = torch.tensor(encoding._offsets[:cfg.n_levels], dtype=torch.int64, device=device)
-        self.dense = torch.tensor(encoding._dense, dtype=torch.int32, device=device)
-        self.padded_features = 1 << max(0, math.ceil(math.log2(cfg.n_features)))
-
-    def args(self):
-        return self.scales, self.res, self.sizes, self.offsets, self.dense
+def _level_args(levels: LevelTable):
+    """The kernels' per-level tensor arguments, in their order."""
+    return levels.scales, levels.res, levels.sizes, levels.offsets, levels.dense
 
 
-def _launch_forward(levels: LevelConstants, table: torch.Tensor, out: torch.Tensor, n: int,
+def _padded_features(levels: LevelTable) -> int:
+    """F rounded up to a power of two (tl.arange's lengths are powers of two)."""
+    return 1 << max(0, math.ceil(math.log2(levels.n_features)))
+
+
+def _launch_forward(levels: LevelTable, table: torch.Tensor, out: torch.Tensor, n: int,
                     coords=None, axes=None, z0: int = 0, interpret: bool = False) -> torch.Tensor:
     forward, _ = _kernels(interpret)
     if axes is None:
@@ -208,8 +204,8 @@ def _launch_forward(levels: LevelConstants, table: torch.Tensor, out: torch.Tens
         nx, ny = ux.numel(), uy.numel()
         coords = ux
     grid = (triton.cdiv(n, BLOCK),)
-    forward[grid](coords, ux, uy, uz, table, out, *levels.args(), n, nx, ny, z0, table.shape[1],
-                  levels.n_levels, GRID=axes is not None, F=levels.n_features, FP=levels.padded_features,
+    forward[grid](coords, ux, uy, uz, table, out, *_level_args(levels), n, nx, ny, z0, table.shape[1],
+                  levels.n_levels, GRID=axes is not None, F=levels.n_features, FP=_padded_features(levels),
                   BLOCK=BLOCK, **_options(interpret))
     return out
 
@@ -220,7 +216,7 @@ def _options(interpret: bool) -> dict:
     return {} if interpret else {"enable_fp_fusion": False}
 
 
-def forward_points(levels: LevelConstants, coords: torch.Tensor, table: torch.Tensor,
+def forward_points(levels: LevelTable, coords: torch.Tensor, table: torch.Tensor,
                    interpret: bool = False) -> torch.Tensor:
     """``[N, 3]`` points -> ``[F * L, N]`` features (feature-major), no autograd."""
     n = coords.shape[0]
@@ -230,7 +226,7 @@ def forward_points(levels: LevelConstants, coords: torch.Tensor, table: torch.Te
     return out
 
 
-def backward_points(levels: LevelConstants, coords: torch.Tensor, grad_out: torch.Tensor,
+def backward_points(levels: LevelTable, coords: torch.Tensor, grad_out: torch.Tensor,
                     interpret: bool = False) -> torch.Tensor:
     """Gradient of the table ``[F, E]`` from the features' gradient ``[F * L, N]`` (deterministic)."""
     _, backward = _kernels(interpret)
@@ -248,13 +244,13 @@ def backward_points(levels: LevelConstants, coords: torch.Tensor, grad_out: torc
         stop = min(n, start + MAX_BACKWARD_POINTS)
         part = grad_out[:, start:stop].contiguous() if (start, stop) != (0, n) else grad_out
         grid = (triton.cdiv(stop - start, BLOCK),)
-        backward[grid](coords[start:stop].contiguous(), part, fixed, grad, *levels.args(), stop - start,
-                       levels.n_entries, levels.n_levels, F=levels.n_features, FP=levels.padded_features,
+        backward[grid](coords[start:stop].contiguous(), part, fixed, grad, *_level_args(levels), stop - start,
+                       levels.n_entries, levels.n_levels, F=levels.n_features, FP=_padded_features(levels),
                        BLOCK=BLOCK, **_options(interpret))
     return grad.to(torch.float64).div_(fixed.double()).float()
 
 
-def forward_grid_into(levels: LevelConstants, table: torch.Tensor, axes, z0: int, z1: int, out: torch.Tensor,
+def forward_grid_into(levels: LevelTable, table: torch.Tensor, axes, z0: int, z1: int, out: torch.Tensor,
                       interpret: bool = False) -> torch.Tensor:
     """Features ``[F * L, K]`` of planes ``z0..z1-1`` of the grid ``uz x uy x ux`` into ``out``."""
     ux, uy, uz = (a.contiguous() for a in axes)
@@ -266,7 +262,7 @@ def forward_grid_into(levels: LevelConstants, table: torch.Tensor, axes, z0: int
 
 class _TritonEncode(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, table: torch.Tensor, coords: torch.Tensor, levels: LevelConstants, interpret: bool):
+    def forward(ctx, table: torch.Tensor, coords: torch.Tensor, levels: LevelTable, interpret: bool):
         ctx.save_for_backward(coords)
         ctx.levels, ctx.interpret = levels, interpret
         return forward_points(levels, coords, table.detach(), interpret)
@@ -279,7 +275,7 @@ class _TritonEncode(torch.autograd.Function):
 
 def encode_points(encoding, coords: torch.Tensor, interpret: bool = False) -> torch.Tensor:
     """``[N, 3]`` points -> ``[F * L, N]`` features, differentiable in the table."""
-    levels = encoding.triton_levels(coords.device)
+    levels = encoding.kernel_levels(coords.device)
     coords = coords.contiguous()
     table = encoding.table
     if torch.is_grad_enabled() and table.requires_grad:
