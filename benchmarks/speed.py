@@ -7,8 +7,9 @@ Three tables, one row per (volume, ratio):
 * **decode**: full-grid seconds and Mvox/s (separable grid; fp32, the default, and
   ``compute="bfloat16"``, whose PSNR cost benchmarks/compute_precision.py measures), the per-voxel gather it
   replaced (``--reference``; slow on 256^3), a 1/8 region, one z slice in-process (256^2 on
-  a 256^3 volume), the physical limit (MLP multiply-adds per voxel / this machine's measured
-  GEMM throughput, fp32 and bf16), and SPERR's decode of the same volume at the same bytes
+  a 256^3 volume), the decode with the MLP as torch's GEMMs (the path the fused
+  kernel replaced), the physical limit (MLP multiply-adds per voxel / this machine's fastest
+  measured rate for a 64 x 64 layer, torch's GEMM or the kernel, fp32 and bf16), and SPERR's decode of the same volume at the same bytes
   (when ``.venv-baselines`` exists, see ``benchmarks/setup_baselines.sh``);
 * **ParaView**: ``pvpython`` opening the same model as a file and fetching the image
   (``benchmarks/paraview_fetch.py``; when ParaView and ``.venv-paraview`` exist, see
@@ -43,6 +44,7 @@ import neuralvol as nv
 from neuralvol import fields, fitting
 from neuralvol.evaluate import evaluate_grid, evaluate_grid_per_voxel, unit_axis
 from neuralvol.kernels import build, hashgrid_triton
+from neuralvol.kernels import mlp as mlp_kernel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import rd  # noqa: E402  (the SPERR worker and the volume loader live there)
@@ -83,13 +85,20 @@ def timed(fn, device: str, repeat: int = 1) -> float:
     return best
 
 
-def gemm_macs_per_s(width: int, dtype: torch.dtype, device: str) -> float:
-    """Measured multiply-adds/s of one hidden layer's GEMM at the decode's chunk size."""
+def gemm_macs_per_s(width: int, dtype: torch.dtype, device: str) -> dict[str, float]:
+    """Measured multiply-adds/s of one hidden layer (``width`` x ``width``): torch's GEMM at
+    the decode's chunk size, and on CPU the fused MLP kernel (that layer plus a 1-output layer,
+    2^18 rows), whichever this machine has."""
     k = 1 << 15
     a = torch.randn(k, width, device=device).to(dtype)
     w = torch.randn(width, width, device=device).to(dtype)
-    seconds = timed(lambda: torch.nn.functional.linear(a, w), device, repeat=20)
-    return k * width * width / seconds
+    rates = {"torch": k * width * width / timed(lambda: torch.nn.functional.linear(a, w), device, repeat=20)}
+    feats = torch.randn(width, 1 << 18)
+    if device == "cpu" and mlp_kernel.usable(feats, dtype):
+        weights, bias = [torch.randn(width, width), torch.randn(1, width)], torch.zeros(1)
+        seconds = timed(lambda: mlp_kernel.forward(weights, bias, feats, dtype), device, repeat=10)
+        rates["kernel"] = feats.shape[1] * width * (width + 1) / seconds
+    return rates
 
 
 def resident_decode_s(vol, dtype: torch.dtype, device: str) -> float:
@@ -174,8 +183,10 @@ def main() -> None:
           + (f"; Triton {hashgrid_triton.triton.__version__}" if hashgrid_triton.available() else "; no Triton"))
     if not sperr:
         print("SPERR column empty: no .venv-baselines (bash benchmarks/setup_baselines.sh) or --no-sperr")
-    gemm = {dt: gemm_macs_per_s(64, dt, args.device) for dt in (torch.float32, torch.bfloat16)}
-    print(f"GEMM 2^15 x 64 x 64: fp32 {gemm[torch.float32] / 1e9:.1f} GMAC/s, bf16 {gemm[torch.bfloat16] / 1e9:.1f} GMAC/s")
+    rates = {dt: gemm_macs_per_s(64, dt, args.device) for dt in (torch.float32, torch.bfloat16)}
+    for dt, name in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
+        print(f"64 x 64 layer, {name}: " + ", ".join(f"{k} {v / 1e9:.1f} GMAC/s" for k, v in rates[dt].items()))
+    gemm = {dt: max(r.values()) for dt, r in rates.items()}   # the limit: the fastest this machine measured
 
     fit_rows, decode_rows, point_rows, paraview_rows, resident_rows = [], [], [], [], []
     for name in args.volumes:
@@ -193,6 +204,12 @@ def main() -> None:
             full_s = timed(decode, args.device, repeat=3)   # best of 3: single runs varied 6.0-10.7 s at 256^3
             bf16_s = timed(lambda: vol.decode(device=args.device, dtype=np.float32, compute="bfloat16"),
                            args.device, repeat=3)
+            gemm_s = ""   # the MLP as torch's GEMMs, the path the fused kernel replaced (CPU)
+            if args.device == "cpu" and mlp_kernel.usable(torch.zeros((1, 1)), torch.float32):
+                with mlp_kernel.torch_gemms():
+                    gemm_s = " / ".join(
+                        f"{timed(lambda c=c: vol.decode(dtype=np.float32, compute=c), args.device, repeat=3):.2f}"
+                        for c in ("float32", "bfloat16"))
             reference_s = ""
             if args.reference:
                 reference_s = f"{timed(lambda: evaluate_grid_per_voxel(vol.network, *(unit_axis(n, 0, n - 1) for n in vol.dims), device=args.device), args.device):.2f}"
@@ -213,7 +230,7 @@ def main() -> None:
                     sperr_s = f"failed ({exc})"
             decode_rows.append(
                 f"| {name} | {ratio:g} | {full_s:.2f} | {data.size / full_s / 1e6:.2f} | {bf16_s:.2f} | "
-                f"{data.size / bf16_s / 1e6:.2f} | {reference_s} | "
+                f"{data.size / bf16_s / 1e6:.2f} | {gemm_s} | {reference_s} | "
                 f"{region_s:.3f} | {region_s / full_s:.3f} | {nx}x{ny}: {slice_s * 1e3:.0f} | "
                 f"{limit[torch.float32]:.2f} / {limit[torch.bfloat16]:.2f} | {sperr_s} |")
 
@@ -252,9 +269,9 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     print("\n".join(fit_rows))
     print("\nDecode (float32 out; region = the central 1/8; limit = MLP MACs / measured GEMM rate)\n")
-    print("| volume | ratio | full s | Mvox/s | full s bf16 | Mvox/s bf16 | per-voxel s | 1/8 region s | region / full | "
-          "z slice ms | limit s fp32 / bf16 | SPERR decode s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| volume | ratio | full s | Mvox/s | full s bf16 | Mvox/s bf16 | torch GEMMs s fp32 / bf16 | per-voxel s | "
+          "1/8 region s | region / full | z slice ms | limit s fp32 / bf16 | SPERR decode s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(decode_rows))
     if paraview_rows:
         print("\nParaView (pvpython, the model saved as a file; decode = nv.open(file).decode() in the same "

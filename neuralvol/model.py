@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from .encodings import encoding_config_from_dict, make_encoding
+from .kernels import mlp as mlp_kernel
 
 
 @dataclass(frozen=True)
@@ -130,8 +131,13 @@ class NeuralField(torch.nn.Module):
         2-core EPYC (32 -> 64 -> 64 -> 1, 2 threads): fp32 46-49 GMAC/s batch-major against
         16-20 feature-major at 2^13 rows, 24-39 against 19 at 2^15; bf16 (AVX512-BF16)
         90-123 GMAC/s at 2^14-2^15. The hidden activations ping-pong between two workspace
-        buffers (see :func:`scratch`).
+        buffers (see :func:`scratch`). On CPUs with AVX-512 the fused kernel of
+        :mod:`neuralvol.kernels.mlp` runs every layer instead, tile by tile.
         """
+        if mlp_kernel.usable(features, dtype):
+            weights = [self.weights[0][:, self._feature_major], *self.weights[1:]]
+            out = mlp_kernel.forward(weights, self.output_bias, features, dtype)
+            return out.squeeze(1) if self.config.n_outputs == 1 else out
         h = features.t()
         if dtype != torch.float32:
             h = h.to(dtype)

@@ -123,7 +123,7 @@ def test_library_is_compiled_into_the_cache_atomically(tmp_path):
     done = _run("from neuralvol.kernels import build; print(build.status())", NEURALVOL_KERNEL_CACHE=str(tmp_path))
     assert done.returncode == 0 and done.stdout.startswith("C++ kernel"), done.stderr
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert len(files) == 1 and files[0].startswith("hashgrid_cpu-") and files[0].endswith(".so")
+    assert len(files) == 1 and files[0].startswith("kernels_cpu-") and files[0].endswith(".so")
 
 
 def test_missing_compiler_is_reported_not_raised(tmp_path):
@@ -169,8 +169,104 @@ def test_openmp_and_std_thread_builds_give_the_same_bits_on_one_openmp_runtime(t
         results[kind] = (np.load(tmp_path / f"{kind}.npz"), done.stdout)
     for name in ("feats", "grad", "grid"):
         np.testing.assert_array_equal(results["omp"][0][name], results["std"][0][name])
-    omp_lib, std_lib = (next((tmp_path / kind).glob("hashgrid_cpu-*.so")).read_bytes() for kind in ("omp", "std"))
+    omp_lib, std_lib = (next((tmp_path / kind).glob("kernels_cpu-*.so")).read_bytes() for kind in ("omp", "std"))
     assert b"GOMP_parallel" in omp_lib and b"GOMP_parallel" not in std_lib
     if sys.platform == "linux":
         loaded = results["omp"][1].split("[", 1)[1]
         assert loaded.count("libgomp") == 1, loaded   # torch's own copy, not a second runtime
+
+
+# --- the decoder's MLP kernel (mlp_cpu.cpp) -------------------------------------------------
+
+from neuralvol.kernels import mlp as mlp_kernel  # noqa: E402
+
+_probe = torch.zeros((1, 1))
+needs_mlp_fp32 = pytest.mark.skipif(not mlp_kernel.usable(_probe, torch.float32),
+                                    reason=f"MLP kernel unavailable: {build.status()}")
+needs_mlp_bf16 = pytest.mark.skipif(not mlp_kernel.usable(_probe, torch.bfloat16),
+                                    reason=f"bf16 MLP kernel unavailable: {build.status()}")
+
+
+def _reference_mlp(weights, bias, feats, bf16):
+    """float64 ReLU MLP; with ``bf16`` the hidden layers' inputs and weights rounded to bf16
+    first, as the kernel does (it accumulates in fp32 and runs the output layer in fp32)."""
+    h = feats.t().double()
+    for w in weights[:-1]:
+        if bf16:
+            h, w = h.to(torch.bfloat16).double(), w.to(torch.bfloat16)
+        h = torch.relu(h @ w.double().t())
+    return h @ weights[-1].double().t() + bias.double()
+
+
+# (input features, hidden widths, outputs, batch): the 100:1 and 800:1 shapes, widths and
+# inputs that are not multiples of the kernel's 8-neuron blocks or of bf16 pairs, several
+# outputs, a linear model, batches with a partial 32-voxel tile and below one tile.
+MLP_SHAPES = [(32, (64, 64), 1, 4099), (32, (32, 32), 1, 64), (33, (17,), 1, 5), (24, (20, 20, 20), 3, 77),
+              (7, (8, 8), 4, 31), (16, (), 1, 50)]
+
+
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("shape", MLP_SHAPES, ids=lambda s: f"{s[0]}-{'x'.join(map(str, s[1])) or 'linear'}-{s[2]}-{s[3]}")
+def test_mlp_kernel_equals_the_float64_network(shape, bf16):
+    if not mlp_kernel.usable(_probe, torch.bfloat16 if bf16 else torch.float32):
+        pytest.skip(f"MLP kernel unavailable here: {build.status()}")
+    n_in, hidden, n_out, k = shape
+    g = torch.Generator().manual_seed(k)
+    dims = (n_in, *hidden, n_out)
+    weights = [torch.randn(dims[i + 1], dims[i], generator=g) / dims[i] ** 0.5 for i in range(len(dims) - 1)]
+    bias = torch.randn(n_out, generator=g)
+    # a column slice of a wider feature-major buffer: rows k + 13 apart, as a slab's chunk
+    feats = torch.randn(n_in, k + 13, generator=g)[:, 5:5 + k]
+    out = mlp_kernel.forward(weights, bias, feats, torch.bfloat16 if bf16 else torch.float32)
+    ref = _reference_mlp(weights, bias, feats, bf16)
+    assert out.shape == (k, n_out) and out.dtype == torch.float32
+    # fp32: sums in another order; bf16: an fp32 activation on a rounding boundary may round
+    # the other way into the next layer
+    scale = ref.abs().max().item()
+    torch.testing.assert_close(out.double(), ref, rtol=0, atol=(3e-4 if bf16 else 2e-6) * scale)
+
+
+@needs_mlp_fp32
+def test_mlp_kernel_gives_the_same_bits_on_any_thread_count():
+    g = torch.Generator().manual_seed(0)
+    weights = [torch.randn(64, 32, generator=g), torch.randn(64, 64, generator=g), torch.randn(1, 64, generator=g)]
+    feats = torch.randn(32, 5000, generator=g)
+    results = {}
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            for dtype in ([torch.float32, torch.bfloat16] if mlp_kernel.usable(feats, torch.bfloat16)
+                          else [torch.float32]):
+                results[threads, dtype] = mlp_kernel.forward(weights, torch.zeros(1), feats, dtype)
+    finally:
+        torch.set_num_threads(before)
+    for (threads, dtype), out in results.items():
+        assert torch.equal(out, results[1, dtype]), (threads, dtype)
+
+
+@needs_mlp_fp32
+def test_real_model_decodes_alike_through_the_mlp_kernel_and_torch_gemms():
+    """A fitted headsq model: the full grid through the kernel (fp32 and bf16) against the
+    same decode with every kernel off (oneDNN's GEMMs); the kernel must also be in use."""
+    import neuralvol as nv
+    from neuralvol import metrics
+
+    data = np.load(HEADSQ).astype(np.float32)
+    vol = nv.compress(data, ratio=40, steps=150, seed=1, record_timings=False)
+    calls = []
+    original = mlp_kernel.forward
+    mlp_kernel.forward = lambda *a: calls.append(a[-1]) or original(*a)
+    try:
+        fast = {c: vol.decode(compute=c) for c in ("float32", "bfloat16")}
+    finally:
+        mlp_kernel.forward = original
+    assert torch.float32 in calls and (torch.bfloat16 in calls or not mlp_kernel.usable(_probe, torch.bfloat16))
+    with build.pytorch_only():
+        slow = {c: vol.decode(compute=c) for c in ("float32", "bfloat16")}
+    value_range = float(data.max() - data.min())
+    np.testing.assert_allclose(fast["float32"], slow["float32"], rtol=0, atol=1e-5 * value_range)
+    # bf16 both ways: the same rounding of inputs and weights, so within bf16's own error
+    np.testing.assert_allclose(fast["bfloat16"], slow["bfloat16"], rtol=0, atol=2e-2 * value_range)
+    psnr = {c: metrics.psnr(data, fast[c]) for c in fast}
+    assert psnr["float32"] > 25 and abs(psnr["bfloat16"] - psnr["float32"]) < 0.1, psnr

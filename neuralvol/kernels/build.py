@@ -1,8 +1,8 @@
 """Compile the C++ kernels once per machine and load them with ctypes.
 
-The source ships with the package (``*.cpp`` beside this file). On first use it is
-compiled with the system C++ compiler (``$CXX``, else ``c++``/``g++``) into a cache
-directory keyed by the source's hash, the compiler and the machine, so an edited source
+The sources ship with the package (``*.cpp`` and ``*.h`` beside this file). On first use they are
+compiled into one library with the system C++ compiler (``$CXX``, else ``c++``/``g++``) into a cache
+directory keyed by the sources' hash, the compiler and the machine, so an edited source
 or another compiler never reuses a stale library. The library is written to a temporary
 name and renamed, so processes compiling at once (Dask workers) never load half a file.
 Compiling takes ~1 s: the sources use a plain C ABI and include no torch headers.
@@ -25,8 +25,9 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-SOURCE = Path(__file__).with_name("hashgrid_cpu.cpp")
-ABI_VERSION = 1
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("hashgrid_cpu.cpp", "mlp_cpu.cpp"))
+HEADERS = (Path(__file__).with_name("threads.h"),)
+ABI_VERSION = 2
 # -ffp-contract=off: no fused multiply-add, so positions and weights round exactly as
 # PyTorch's separate mul and add do. No -march=native: a cache on a shared home directory
 # must load on every node of a cluster.
@@ -34,6 +35,8 @@ FLAGS = ("-O3", "-std=c++17", "-fPIC", "-shared", "-pthread", "-ffp-contract=off
 # OpenMP, so the kernels run on PyTorch's own thread pool (see for_each_thread in the
 # source); a compiler without it (clang without libomp) builds the std::thread version.
 OPENMP_FLAGS = ("-fopenmp",)
+#: what nv_mlp_isa() found on this CPU (mlp_cpu.cpp asks it at run time)
+MLP_ISA = {0: "torch's GEMMs, no AVX-512", 1: "AVX-512, fp32 only", 2: "AVX-512 + BF16"}
 ENV_SWITCH = "NEURALVOL_KERNELS"
 ENV_CACHE = "NEURALVOL_KERNEL_CACHE"
 
@@ -60,7 +63,8 @@ def _cache_dir() -> Path:
 
 def _library_path(compiler: str) -> Path:
     key = hashlib.sha256()
-    key.update(SOURCE.read_bytes())
+    for source in SOURCES + HEADERS:
+        key.update(source.read_bytes())
     key.update(" ".join(FLAGS + OPENMP_FLAGS).encode())
     key.update(compiler.encode())
     key.update(f"{platform.machine()} {sys.platform}".encode())
@@ -68,7 +72,7 @@ def _library_path(compiler: str) -> Path:
         key.update(subprocess.run([compiler, "--version"], capture_output=True, timeout=30).stdout)
     except (OSError, subprocess.SubprocessError):
         pass
-    return _cache_dir() / f"hashgrid_cpu-{key.hexdigest()[:16]}.so"
+    return _cache_dir() / f"kernels_cpu-{key.hexdigest()[:16]}.so"
 
 
 def _compile(compiler: str, target: Path) -> None:
@@ -77,7 +81,7 @@ def _compile(compiler: str, target: Path) -> None:
     os.close(fd)
     try:
         for extra in (OPENMP_FLAGS, ()):
-            done = subprocess.run([compiler, *FLAGS, *extra, str(SOURCE), "-o", tmp], capture_output=True,
+            done = subprocess.run([compiler, *FLAGS, *extra, *map(str, SOURCES), "-o", tmp], capture_output=True,
                                   text=True, timeout=300)
             if done.returncode == 0:
                 break
@@ -99,6 +103,9 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.nv_grid_level.argtypes = [p, i64, i32, i32, i64, i64, p, i64, p, i64, p, i64, p, p, i64, p, p, i64, p, p,
                                   i64, p, i64, i32]
     lib.nv_grid_level.restype = None
+    lib.nv_mlp_forward.argtypes = [p, i64, i64, i32, p, p, i32, p, i32]
+    lib.nv_mlp_forward.restype = ctypes.c_int
+    lib.nv_mlp_isa.argtypes, lib.nv_mlp_isa.restype = [], ctypes.c_int
     lib.nv_abi_version.argtypes, lib.nv_abi_version.restype = [], ctypes.c_int
 
 
@@ -145,11 +152,13 @@ def library() -> ctypes.CDLL | None:
 
 
 def status() -> str:
-    """One line: which path the CPU hash-grid encoding uses, and why."""
+    """One line: which path the CPU hash-grid encoding and the decoder's MLP use, and why."""
     if _switched_off:
         return "pure PyTorch (inside kernels.build.pytorch_only())"
     lib = library()
-    return "C++ kernel (hashgrid_cpu)" if lib is not None else f"pure PyTorch ({_reason})"
+    if lib is None:
+        return f"pure PyTorch ({_reason})"
+    return f"C++ kernels (hash grid; decode MLP: {MLP_ISA[lib.nv_mlp_isa()]})"
 
 
 @contextmanager

@@ -11,13 +11,14 @@
 // scatter-add needs no atomics and every thread count gives the same bits.
 #include <cmath>
 #include <cstdint>
-#include <thread>
 #include <vector>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+
+#include "threads.h"
 
 namespace {
+
+using nv::for_each_thread;
+using nv::parallel_ranges;
 
 constexpr uint64_t kMask = 0xFFFFFFFFull;
 constexpr int64_t kPrimes[3] = {1, 2654435761LL, 805459861LL};
@@ -123,26 +124,7 @@ void backward_level(const Level& lv, int l, const float* coords, int64_t n, cons
   }
 }
 
-// Threads: built with -fopenmp, the work runs on PyTorch's own OpenMP pool (the library
-// links libgomp.so.1, and the loader hands it the copy torch already loaded). Our own
-// std::threads competed with that pool's workers, which spin for a while after every torch
-// op: measured on 2 cores, encode (2^13 points, L=16) 1.2 ms alone and a 64x64x8192 mm 0.5 ms
-// alone, but the pair alternating took 3.0 ms with 2 std::threads and also with 1.
-// Each thread takes levels t, t + T, ... (or its own range of rows): every thread count
-// gives the same bits. Without OpenMP, std::thread as before.
-template <typename Body>
-void for_each_thread(int n_threads, Body body) {
-#ifdef _OPENMP
-#pragma omp parallel num_threads(n_threads)
-  body(omp_get_thread_num(), omp_get_num_threads());
-#else
-  std::vector<std::thread> pool;
-  for (int t = 1; t < n_threads; ++t) pool.emplace_back(body, t, n_threads);
-  body(0, n_threads);
-  for (auto& th : pool) th.join();
-#endif
-}
-
+// Each thread takes levels t, t + T, ...: every thread count gives the same bits.
 template <typename Body>
 void for_each_level(int n_levels, int n_threads, Body body) {
   if (n_threads > n_levels) n_threads = n_levels;
@@ -168,7 +150,7 @@ std::vector<Level> make_levels(int n_levels, const int64_t* offsets, const int64
 
 extern "C" {
 
-int nv_abi_version() { return 1; }
+int nv_abi_version() { return 2; }
 
 // coords: [N, 3] row-major (x, y, z in [0, 1]); table: [F, E]; out: [F * L, N], row f * L + l.
 void nv_hashgrid_forward(const float* coords, int64_t n, const float* table, int64_t n_entries,
@@ -211,18 +193,6 @@ void nv_hashgrid_backward(const float* coords, int64_t n, const float* grad_out,
 // the same algorithm in PyTorch ops (three lerp passes, ~60% of a 256^3 decode): see
 // benchmarks/speed.py. Rows are split across threads (each owns its outputs).
 namespace {
-
-// [0, n) cut into one contiguous range per thread (each writes only its own outputs).
-template <typename Body>
-void parallel_ranges(int64_t n, int n_threads, Body body) {
-  int64_t threads = n_threads < 1 ? 1 : n_threads;
-  if (threads > n) threads = n;
-  if (threads <= 1) {
-    body(0, n);
-    return;
-  }
-  for_each_thread(static_cast<int>(threads), [&](int t, int nt) { body(n * t / nt, n * (t + 1) / nt); });
-}
 
 // torch.lerp's formula, so the kernel and the PyTorch path round alike.
 inline float lerp(float a, float b, float w) {

@@ -1,0 +1,63 @@
+"""The decoder's MLP on CPU through the fused C++ kernel (``mlp_cpu.cpp``), inference only.
+
+Every layer of a tile of 32 voxels runs while its activations stay in L1, with the ReLU and
+the bf16 casts done on the accumulators (see the source for the layout). Measured on this
+project's 2-core EPYC (Zen 4, 2 threads), 32 -> 64 -> 64 -> 1, 2^18 voxels per call: fp32
+19-22 ms (73-84 GMAC/s), bf16 13-14 ms (117-128 GMAC/s); oneDNN's GEMMs with torch's
+elementwise passes took 30 ms and 27 ms for the same work (benchmarks/speed.py times the
+whole decode both ways). Needs AVX-512 (fp32) and AVX512-BF16 (bf16); elsewhere the
+caller keeps torch's batch-major GEMMs (:meth:`NeuralField._mlp_batch_major`).
+"""
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+
+import torch
+
+from . import build
+
+_lock = threading.Lock()
+_gemms_only = 0  # depth of nested torch_gemms() blocks
+
+
+@contextmanager
+def torch_gemms():
+    """Inside, the decoder's MLP runs as torch's GEMMs, the path this kernel replaced
+    (benchmarks/speed.py times both in one run); the hash-grid kernels stay on."""
+    global _gemms_only
+    with _lock:
+        _gemms_only += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _gemms_only -= 1
+
+
+def usable(features: torch.Tensor, dtype: torch.dtype) -> bool:
+    """Whether the kernel can run this MLP: CPU float32 features with unit batch stride, an
+    fp32 or bf16 computation this CPU has the instructions for."""
+    lib = build.library()
+    if lib is None or _gemms_only or features.device.type != "cpu" or features.dtype != torch.float32:
+        return False
+    if features.dim() != 2 or features.stride(1) != 1 or dtype not in (torch.float32, torch.bfloat16):
+        return False
+    return lib.nv_mlp_isa() >= (2 if dtype == torch.bfloat16 else 1)
+
+
+def forward(weights: list[torch.Tensor], output_bias: torch.Tensor, features: torch.Tensor,
+            dtype: torch.dtype) -> torch.Tensor:
+    """``[F_in, K]`` feature-major inputs -> ``[K, C]`` outputs of the ReLU MLP whose
+    ``[out, in]`` weight matrices are ``weights`` (columns in the features' order), with
+    ``output_bias`` added. The caller checked :func:`usable`."""
+    k = features.shape[1]
+    dims = torch.tensor([weights[0].shape[1]] + [w.shape[0] for w in weights], dtype=torch.int32)
+    params = torch.cat([w.detach().reshape(-1).float() for w in weights] + [output_bias.detach().float()])
+    out = torch.empty((k, weights[-1].shape[0]), dtype=torch.float32)
+    done = build.library().nv_mlp_forward(features.data_ptr(), k, features.stride(0), len(weights),
+                                          dims.data_ptr(), params.data_ptr(), int(dtype == torch.bfloat16),
+                                          out.data_ptr(), torch.get_num_threads())
+    if done != 0:
+        raise RuntimeError("the MLP kernel refused a computation usable() accepted")
+    return out
