@@ -1,5 +1,7 @@
 """The byte budget (neuralvol.bitstream.budget): rate control fills the budget and never exceeds it."""
 import dataclasses
+import importlib
+import math
 import time
 
 import pytest
@@ -49,3 +51,63 @@ def test_small_files_trial_both_plans_inside_the_time_budget(head_mr):
     assert vol.config in (larger, smaller) and vol.nbytes <= nbytes
     assert elapsed <= 3.0 * 1.05 + 1.0, f"compress took {elapsed:.2f} s for a 3 s budget"
     assert fractions == sorted(fractions) and fractions[-1] == 1.0 and fractions[0] < 0.2
+
+
+def test_the_file_keeps_the_steps_quantisation_aware_training_settled_on(headsq, monkeypatch):
+    """At 8 KiB and more the file carries its fitting curve; QAT's steps must be planned with
+    that reserve (and a margin) so the final coding keeps them instead of rounding the settled
+    weights afresh. Before stop 22 they never fitted there."""
+    compress_module = importlib.import_module("neuralvol.compress")   # the package exports the function
+
+    kept = []
+    original = compress_module.quantise_for_good
+
+    def spy(field, budget, trained=None):
+        groups, step = original(field, budget, trained)
+        kept.append(trained is not None and groups is trained.groups)
+        return groups, step
+
+    monkeypatch.setattr(compress_module, "quantise_for_good", spy)
+    nbytes = 12_000
+    assert nbytes >= sizing.CURVE_MIN_BUDGET
+    vol = nv.compress(headsq, size=nbytes, steps=400, seed=0, record_timings=False)
+    assert kept == [True] and vol.nbytes <= nbytes and vol.training.curve
+
+
+def test_qat_keeps_the_checkpoint_whose_quantised_values_scored_best(quantised_crop, headsq_crop):
+    """fitting._BestQuantised: worse weights checked later do not replace the best ones, and a
+    re-plan (new steps) starts the competition again."""
+    import copy
+
+    import torch
+
+    from neuralvol import fields, fitting
+    from neuralvol.evaluate import unit_axis
+
+    field = copy.deepcopy(quantised_crop.network)   # the fixture's network is shared
+    target = fields.normalised_target(headsq_crop, quantised_crop.info)
+    nz, ny, nx = target.shape
+    axes = [torch.as_tensor(unit_axis(n, 0, n - 1), dtype=torch.float32) for n in (nx, ny, nz)]
+    quantiser = sizing.BudgetQuantiser(quantised_crop.nbytes - 200)
+    quantiser.settle(field)
+    best = fitting._BestQuantised(quantiser, torch.as_tensor(target.reshape(-1)), axes, (nx, ny, nz), 0, "cpu")
+    good = [p.detach().clone() for p in field.parameters()]
+    best.check(field)
+    fitted_mse = best.mse
+    with torch.no_grad():
+        for p in field.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
+    best.check(field)   # worse: the fit's own weights stay the best
+    assert best.mse == fitted_mse and 10 * math.log10(1 / fitted_mse) > 15   # PSNR of the quantised fit
+    best.restore(field)
+    assert all(torch.equal(p, g) for p, g in zip(field.parameters(), good))
+    with torch.no_grad():
+        field.encoding.table.add_(0.05)
+    quantiser.settle(field)   # new steps: the next check wins whatever it scores
+    best.check(field)
+    assert best.mse != fitted_mse
+    moved = [p.detach().clone() for p in field.parameters()]
+    with torch.no_grad():
+        field.encoding.table.zero_()
+    best.restore(field)
+    assert all(torch.equal(p, m) for p, m in zip(field.parameters(), moved))

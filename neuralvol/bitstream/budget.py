@@ -11,7 +11,8 @@ One home for the sizing of an `.nvc` file:
   slack constants it charges), :func:`steps_for_budget` (the finest quantisation steps that
   fit), and :class:`BudgetQuantiser`, the ``quantiser`` that :func:`neuralvol.fitting.fit`
   uses for quantisation-aware training: it re-plans the steps as the weights move, at steps
-  doubling apart; :func:`quantise_for_good` fixes the final steps.
+  doubling apart, until :meth:`BudgetQuantiser.settle` fixes them for QAT's last half;
+  :func:`quantise_for_good` fixes the final steps (those settled on, when they fit).
 """
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ TARGET_BITS_PER_PARAM = 5.5
 # Bytes the coded parameters get less during quantisation-aware training than at the end
 # (the final coding may choose other segments for the adaptive coder).
 QAT_HEADER_SLACK = 2
+QAT_BUDGET_MARGIN = 0.0
 # Below this many bytes the fitting curve (~80 header bytes) is left out of quantised
 # files: there it would cost over 1 % of the parameters' bytes.
 CURVE_MIN_BUDGET = 8 * 1024
@@ -200,6 +202,10 @@ MLP_BITS_TRIED = (8, 6, 4)
 # move, a handful of times in all (each plan is ~20 trial codings), and the same steps on
 # every run, so a fixed seed still gives the same file.
 FIRST_REPLAN_GAP = 8
+# As the weights settle onto the last steps their coded size drifts by a few bytes either way
+# (hydrogen, carotid, viscous fingers 100:1, 3 seeds: -11 to +19 bytes of 6.6-10 KB); a size
+# over the budget made the final coding plan afresh and round the weights anew (0.3-3.6 dB).
+SETTLE_MARGIN = 0.005
 
 
 class BudgetQuantiser:
@@ -213,6 +219,7 @@ class BudgetQuantiser:
         self._next_plan = 0
         self._gap = FIRST_REPLAN_GAP
         self._steps: list[torch.Tensor] | None = None
+        self.plans = 0  # how many times the steps were planned (fitting's best checkpoint resets on a new plan)
 
     def plan(self, field: NeuralField, flat: dict | None = None) -> list[Group]:
         """Steps for the current weights; InputError when even the coarsest steps do not fit."""
@@ -226,6 +233,7 @@ class BudgetQuantiser:
             raise InputError(f"the parameters cannot be coded into {self.budget} bytes even at the coarsest "
                              f"quantisation; ask for a lower ratio or a larger size")
         self.groups, self.table_step = groups, step
+        self.plans += 1
         return groups
 
     def __call__(self, field: NeuralField):
@@ -236,6 +244,24 @@ class BudgetQuantiser:
             self._next_plan = self._calls + self._gap
             self._gap *= 2
         self._calls += 1
+        return quantised_weights(field, self._steps)
+
+    def settle(self, field: NeuralField) -> None:
+        """Plan once more for the current weights, :data:`SETTLE_MARGIN` inside the budget,
+        and keep these steps to the end: the last part of quantisation-aware training
+        settles the weights onto them, and the margin lets the file keep them."""
+        budget = self.budget
+        self.budget = max(1, int(budget * (1.0 - SETTLE_MARGIN)))
+        try:
+            self.plan(field)
+        finally:
+            self.budget = budget
+        self._steps = step_tensors(field, self.groups)
+        self._next_plan = math.inf
+
+    def current(self, field: NeuralField):
+        """Context in which ``field`` holds its values quantised with the current steps: an
+        evaluation, which neither counts towards nor triggers a re-plan."""
         return quantised_weights(field, self._steps)
 
 
