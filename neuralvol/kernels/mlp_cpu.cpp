@@ -76,33 +76,58 @@ std::vector<uint32_t> pack_bf16(const Layer& L, int in_pairs) {
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512bf16")
 
+// The two arithmetics: fp32 inputs times fp32 weights, or bf16 pairs times bf16 pairs (vdpbf16ps
+// adds both products), each accumulating in fp32 with the weight broadcast to 16 voxels.
+struct Fp32Math {
+  using Value = float;
+  using Vector = __m512;
+  static Vector load(const float* p) { return _mm512_loadu_ps(p); }
+  static __m512 madd(__m512 acc, Vector x, float w) { return _mm512_fmadd_ps(_mm512_set1_ps(w), x, acc); }
+};
+struct Bf16Math {
+  using Value = uint32_t;
+  using Vector = __m512bh;
+  static Vector load(const uint32_t* p) { return reinterpret_cast<__m512bh>(_mm512_loadu_si512(p)); }
+  static __m512 madd(__m512 acc, Vector x, uint32_t w) {
+    return _mm512_dpbf16_ps(acc, x, reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(w))));
+  }
+};
+
+// One block of 8 neurons on one tile, ReLU'd: inputs in rows ld apart (n of them: inputs or
+// pairs), weights wb [n][8] -> acc[neuron][vector].
+template <typename Math>
+inline void relu_block(const typename Math::Value* in, int64_t ld, int n, const typename Math::Value* wb,
+                       __m512 (&acc)[kBlock][kVectors]) {
+#pragma GCC unroll 16
+  for (int j = 0; j < kBlock; ++j)
+#pragma GCC unroll 4
+    for (int v = 0; v < kVectors; ++v) acc[j][v] = _mm512_setzero_ps();
+  for (int i = 0; i < n; ++i) {
+    typename Math::Vector x[kVectors];
+#pragma GCC unroll 4
+    for (int v = 0; v < kVectors; ++v) x[v] = Math::load(in + i * ld + 16 * v);
+    const typename Math::Value* w = wb + i * kBlock;
+#pragma GCC unroll 16
+    for (int j = 0; j < kBlock; ++j)
+#pragma GCC unroll 4
+      for (int v = 0; v < kVectors; ++v) acc[j][v] = Math::madd(acc[j][v], x[v], w[j]);
+  }
+  const __m512 zero = _mm512_setzero_ps();
+#pragma GCC unroll 16
+  for (int j = 0; j < kBlock; ++j)
+#pragma GCC unroll 4
+    for (int v = 0; v < kVectors; ++v) acc[j][v] = _mm512_max_ps(acc[j][v], zero);
+}
+
 // A hidden layer on one tile: in [fan_in][ld] fp32 -> relu -> out [out_pad][kTile] fp32.
 void hidden_fp32(const float* in, int64_t ld, int fan_in, const float* wp, int out_pad, float* out) {
   for (int j0 = 0; j0 < out_pad; j0 += kBlock) {
-    const float* wb = wp + static_cast<int64_t>(j0) * fan_in;
     __m512 acc[kBlock][kVectors];
+    relu_block<Fp32Math>(in, ld, fan_in, wp + static_cast<int64_t>(j0) * fan_in, acc);
 #pragma GCC unroll 16
     for (int j = 0; j < kBlock; ++j)
 #pragma GCC unroll 4
-      for (int v = 0; v < kVectors; ++v) acc[j][v] = _mm512_setzero_ps();
-    for (int i = 0; i < fan_in; ++i) {
-      __m512 x[kVectors];
-#pragma GCC unroll 4
-      for (int v = 0; v < kVectors; ++v) x[v] = _mm512_loadu_ps(in + i * ld + 16 * v);
-      const float* w = wb + i * kBlock;
-#pragma GCC unroll 16
-      for (int j = 0; j < kBlock; ++j) {
-        const __m512 wv = _mm512_set1_ps(w[j]);
-#pragma GCC unroll 4
-        for (int v = 0; v < kVectors; ++v) acc[j][v] = _mm512_fmadd_ps(wv, x[v], acc[j][v]);
-      }
-    }
-    const __m512 zero = _mm512_setzero_ps();
-#pragma GCC unroll 16
-    for (int j = 0; j < kBlock; ++j)
-#pragma GCC unroll 4
-      for (int v = 0; v < kVectors; ++v)
-        _mm512_storeu_ps(out + (j0 + j) * kTile + 16 * v, _mm512_max_ps(acc[j][v], zero));
+      for (int v = 0; v < kVectors; ++v) _mm512_storeu_ps(out + (j0 + j) * kTile + 16 * v, acc[j][v]);
   }
 }
 
@@ -128,29 +153,8 @@ void to_pairs(const float* in, int64_t ld, int n, uint32_t* out) {
 void hidden_bf16(const uint32_t* in, int pairs, const uint32_t* wp, int out_pad, uint32_t* out_pairs,
                  float* out_fp32) {
   for (int j0 = 0; j0 < out_pad; j0 += kBlock) {
-    const uint32_t* wb = wp + static_cast<int64_t>(j0) * pairs;
     __m512 acc[kBlock][kVectors];
-#pragma GCC unroll 16
-    for (int j = 0; j < kBlock; ++j)
-#pragma GCC unroll 4
-      for (int v = 0; v < kVectors; ++v) acc[j][v] = _mm512_setzero_ps();
-    for (int p = 0; p < pairs; ++p) {
-      __m512bh x[kVectors];
-#pragma GCC unroll 4
-      for (int v = 0; v < kVectors; ++v) x[v] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(in + p * kTile + 16 * v));
-      const uint32_t* w = wb + p * kBlock;
-#pragma GCC unroll 16
-      for (int j = 0; j < kBlock; ++j) {
-        const __m512bh wv = reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(w[j])));
-#pragma GCC unroll 4
-        for (int v = 0; v < kVectors; ++v) acc[j][v] = _mm512_dpbf16_ps(acc[j][v], x[v], wv);
-      }
-    }
-    const __m512 zero = _mm512_setzero_ps();
-#pragma GCC unroll 16
-    for (int j = 0; j < kBlock; ++j)
-#pragma GCC unroll 4
-      for (int v = 0; v < kVectors; ++v) acc[j][v] = _mm512_max_ps(acc[j][v], zero);
+    relu_block<Bf16Math>(in, kTile, pairs, wp + static_cast<int64_t>(j0) * pairs, acc);
     if (out_fp32 != nullptr) {
 #pragma GCC unroll 16
       for (int j = 0; j < kBlock; ++j)
