@@ -311,7 +311,7 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
         coding_start = perf_counter()
         reserve = header_bytes(info, config, timed, precision) + sizing.QAT_HEADER_SLACK
         coding_s = perf_counter() - coding_start
-        quantiser = BudgetQuantiser(max(1, int((budget - reserve) * (1.0 - sizing.QAT_BUDGET_MARGIN))))
+        quantiser = BudgetQuantiser(max(1, budget - reserve))
     network = meta_init.network(seed) if meta_init is not None else NeuralField(config, seed=seed)
     if warm_start is not None:
         network.load_tensors(warm_start.network.named_tensors())

@@ -235,9 +235,10 @@ def _fit(field: NeuralField, target: np.ndarray, *, steps: int | None, time_budg
         optimiser.step()
         step += 1
         if best is not None and in_qat and fraction >= 1.0 - qat_fraction * KEEP_BEST_SHARE:
-            if best.plan is None:
+            if best.plan is None:   # the window opens: the last plan, then the first score
                 quantiser.settle(field)
-            if step % KEEP_BEST_EVERY == 0 or best.plan is None:
+                best.check(field)
+            elif step % KEEP_BEST_EVERY == 0:
                 best.check(field)
 
         mse = float(loss.detach())

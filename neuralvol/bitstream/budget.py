@@ -50,7 +50,6 @@ TARGET_BITS_PER_PARAM = 5.5
 # Bytes the coded parameters get less during quantisation-aware training than at the end
 # (the final coding may choose other segments for the adaptive coder).
 QAT_HEADER_SLACK = 2
-QAT_BUDGET_MARGIN = 0.0
 # Below this many bytes the fitting curve (~80 header bytes) is left out of quantised
 # files: there it would cost over 1 % of the parameters' bytes.
 CURVE_MIN_BUDGET = 8 * 1024

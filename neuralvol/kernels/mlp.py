@@ -3,7 +3,7 @@
 Every layer of a tile of 32 voxels runs while its activations stay in L1, with the ReLU and
 the bf16 casts done on the accumulators (see the source for the layout). Measured on this
 project's 2-core EPYC (Zen 4, 2 threads), 32 -> 64 -> 64 -> 1, 2^18 voxels per call: fp32
-19-22 ms (73-84 GMAC/s), bf16 13-14 ms (117-128 GMAC/s); oneDNN's GEMMs with torch's
+16-18 ms (92-102 GMAC/s), bf16 10-11 ms (143-161 GMAC/s); oneDNN's GEMMs with torch's
 elementwise passes took 30 ms and 27 ms for the same work (benchmarks/speed.py times the
 whole decode both ways). Needs AVX-512 (fp32) and AVX512-BF16 (bf16); elsewhere the
 caller keeps torch's batch-major GEMMs (:meth:`NeuralField._mlp_batch_major`).
