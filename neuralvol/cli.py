@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from .arithmetic import COMPUTE_CHOICES
 from .errors import NeuralVolError
 
 
@@ -360,8 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--region", type=int, nargs=6, metavar=("X0", "X1", "Y0", "Y1", "Z0", "Z1"),
                    help="inclusive index extent of the output grid")
     d.add_argument("--model", type=int, default=0, help="which model of a multi-model file")
-    # neuralvol.evaluate.COMPUTE_CHOICES, spelt out so that parsing arguments does not import torch
-    d.add_argument("--compute", choices=("float32", "auto", "bfloat16"), default="float32",
+    d.add_argument("--compute", choices=COMPUTE_CHOICES, default=COMPUTE_CHOICES[0],
                    help="MLP arithmetic: float32 (default), bfloat16 (faster on CPUs with AVX512-BF16 "
                         "or AMX), auto (bfloat16 where measured harmless; see NeuralVolume.decode); "
                         "zarr/HDF5 output is float32")

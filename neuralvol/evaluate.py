@@ -6,6 +6,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .arithmetic import COMPUTE_CHOICES
 from .errors import InputError
 from .kernels import hashgrid_triton
 from .kernels import mlp as mlp_kernel
@@ -57,8 +58,6 @@ SLAB_VOXELS = 1 << 19
 MLP_CHUNK = 1 << 15
 
 
-#: what a decode may ask for: fp32, bf16 hidden layers, or bf16 where it is measured harmless
-COMPUTE_CHOICES = ("float32", "auto", "bfloat16")
 # "auto" takes bf16 when its RMS difference from fp32 is at most this share of the model's
 # own RMS error (from the PSNR its file records): even fully correlated errors then cost under
 # 20*log10(1.025) = 0.21 dB. benchmarks/compute_precision.py (100:1 fits): shares 0.006-0.024

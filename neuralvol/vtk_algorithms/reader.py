@@ -24,6 +24,7 @@ from vtkmodules.vtkCommonExecutionModel import (
     vtkStreamingDemandDrivenPipeline as SDDP,
 )
 
+from ..arithmetic import COMPUTE_CHOICES
 from . import _common
 from .fields import DecodeCache, ModelIndex
 
@@ -51,7 +52,10 @@ class NeuralVolumeReader(_common.NvcFileMixin, VTKPythonAlgorithmBase):
     Properties: ``FileName``; ``ResolutionScale`` (1 = native grid) or
     ``OutputDimensions`` (explicit nx, ny, nz; zeros = use the scale);
     ``RegionOfInterest`` (inclusive index extent in the output grid; an empty extent
-    = everything); ``FloatOutput`` (float32 values instead of the original dtype).
+    = everything); ``FloatOutput`` (float32 values instead of the original dtype);
+    ``Compute`` (the MLP's arithmetic, one of ``COMPUTE_CHOICES``: "float32", the
+    default here and the values the encoder measured, "auto" or "bfloat16"; see
+    :meth:`neuralvol.NeuralVolume.decode`).
     Files holding several models expose them as time steps, or, when the models carry
     distinct array names and no times, as point-data arrays (``GetArraySelection``).
     ``GetLastDecodedExtent()`` / ``GetNumberOfDecodedPoints()`` tell what the last
@@ -66,6 +70,7 @@ class NeuralVolumeReader(_common.NvcFileMixin, VTKPythonAlgorithmBase):
         self._dims = (0, 0, 0)
         self._roi = (0, -1, 0, -1, 0, -1)
         self._float = False
+        self._compute = "float32"
         self._models = None          # list of opened models (lazy)
         self._models_key = None
         self._mode = "single"        # "single" | "time" | "arrays"
@@ -121,6 +126,17 @@ class NeuralVolumeReader(_common.NvcFileMixin, VTKPythonAlgorithmBase):
 
     def GetFloatOutput(self):
         return self._float
+
+    def SetCompute(self, compute):
+        compute = str(compute)
+        if compute not in COMPUTE_CHOICES:
+            raise ValueError(f"Compute must be one of {', '.join(COMPUTE_CHOICES)}; got {compute!r}")
+        if compute != self._compute:
+            self._compute = compute
+            self.Modified()
+
+    def GetCompute(self):
+        return self._compute
 
     def GetArraySelection(self):
         """Which models are decoded when a file stores them as arrays."""
@@ -267,7 +283,8 @@ class NeuralVolumeReader(_common.NvcFileMixin, VTKPythonAlgorithmBase):
         try:
             for idx, vol in chosen:
                 grid_dims = None if tuple(vol.dims) == tuple(dims) else tuple(dims)
-                key = (self._models_key, idx, tuple(dims), tuple(extent), self._float)
+                key = (self._models_key, idx, tuple(dims), tuple(extent), self._float,
+                       self._compute)
                 values = self.decode_cache.get(key)
                 if values is not None:  # the same request as before: no decode
                     done += _common.extent_size(extent)
@@ -282,7 +299,8 @@ class NeuralVolumeReader(_common.NvcFileMixin, VTKPythonAlgorithmBase):
                         return 0
                     region = (extent[0], extent[1], extent[2], extent[3],
                               z0, min(z0 + slab - 1, extent[5]))
-                    values = vol.decode(dims=grid_dims, region=region, dtype=dtype)
+                    values = vol.decode(dims=grid_dims, region=region, dtype=dtype,
+                                        compute=self._compute)
                     self.decode_log.append((idx, tuple(dims), region))
                     pieces.append(values)
                     done += _common.extent_size(region)

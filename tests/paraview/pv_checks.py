@@ -60,7 +60,7 @@ def open_data_file():
     assert img.GetDimensions() == vol.dims
     assert np.allclose(img.GetSpacing(), vol.spacing) and np.allclose(img.GetOrigin(), vol.origin)
     assert img.GetPointData().GetScalars().GetName() == vol.array_name
-    assert np.array_equal(image_values(img), vol.decode())
+    assert np.array_equal(image_values(img), vol.decode(compute="auto"))
 
 
 @check
@@ -73,7 +73,7 @@ def extract_subset_decodes_only_the_subset():
     assert tuple(algo.GetLastDecodedExtent()) == tuple(voi), algo.GetLastDecodedExtent()
     n = (voi[1] - voi[0] + 1) * (voi[3] - voi[2] + 1) * (voi[5] - voi[4] + 1)
     assert algo.GetNumberOfDecodedPoints() == n
-    assert np.array_equal(image_values(sm.Fetch(sub)), vol.decode(region=voi))
+    assert np.array_equal(image_values(sm.Fetch(sub)), vol.decode(region=voi, compute="auto"))
 
 
 @check
@@ -84,7 +84,17 @@ def resolution_scale():
     dims = tuple((n - 1) * 2 + 1 for n in vol.dims)
     assert img.GetDimensions() == dims
     assert np.allclose(img.GetSpacing(), vol.grid_spacing(dims))
-    assert np.array_equal(image_values(img), vol.decode(dims=dims))
+    assert np.array_equal(image_values(img), vol.decode(dims=dims, compute="auto"))
+
+
+@check
+def compute_property():
+    r = OpenDataFile(small)
+    assert r.Compute == "auto", r.Compute  # the plugin's default: a view wants the fast decode
+    for compute in ("float32", "bfloat16", "auto"):
+        r.Compute = compute
+        r.UpdatePipeline()
+        assert np.array_equal(image_values(sm.Fetch(r)), vol.decode(compute=compute)), compute
 
 
 @check
@@ -139,7 +149,7 @@ def save_data_from_vti():
     assert back.training.steps == 15
     r = OpenDataFile(out)  # and the plugin reads it back
     r.UpdatePipeline()
-    assert np.array_equal(image_values(sm.Fetch(r)), back.decode())
+    assert np.array_equal(image_values(sm.Fetch(r)), back.decode(compute="auto"))
 
 
 @check
@@ -169,7 +179,7 @@ def series_as_time_steps():
     assert list(r.TimestepValues) == [v.time for v in vols], list(r.TimestepValues)
     for vol in vols[::-1]:
         r.UpdatePipeline(vol.time)
-        assert np.array_equal(image_values(sm.Fetch(r)), vol.decode())
+        assert np.array_equal(image_values(sm.Fetch(r)), vol.decode(compute="auto"))
 
 
 print(f"{failures} failed")

@@ -104,6 +104,27 @@ def test_region_of_interest_and_float_output():
     assert r.GetNumberOfDecodedPoints() == got.size
 
 
+def test_compute_property_chooses_the_mlp_arithmetic_and_keys_the_cache():
+    vol = nv.open(small_nvc())
+    r = make_reader(FloatOutput=True)
+    assert r.GetCompute() == "float32"  # the VTK layer decodes the values the encoder measured
+    outputs = {}
+    for compute in ("float32", "bfloat16", "auto", "float32"):
+        decodes = len(r.decode_log)
+        r.SetCompute(compute)
+        r.Update()
+        got = image_values(r.GetOutputDataObject(0)).copy()
+        np.testing.assert_array_equal(got, vol.decode(dtype=np.float32, compute=compute))
+        # the first visit of each arithmetic decodes, the second float32 comes from the cache
+        assert (len(r.decode_log) > decodes) == (compute not in outputs), compute
+        outputs[compute] = got
+    if vol.mlp_dtype("bfloat16") != vol.mlp_dtype("float32"):
+        assert not np.array_equal(outputs["bfloat16"], outputs["float32"])
+    with pytest.raises(ValueError, match="Compute must be one of float32, auto, bfloat16; got 'fp16'"):
+        r.SetCompute("fp16")
+    assert r.GetCompute() == "float32"
+
+
 def test_pieces_decode_only_their_piece_with_ghosts():
     vol = nv.open(small_nvc())
     full = vol.decode()
