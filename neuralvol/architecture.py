@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from .encodings import (ENCODING_KINDS, DenseGridConfig, FrequencyConfig, HashGridConfig, IdentityConfig,
-                        TriangleWaveConfig)
+from .encodings import (ENCODING_KINDS, HASHGRID_CONFIGS, DenseGridConfig, FrequencyConfig, HashGridConfig,
+                        IdentityConfig, TriangleWaveConfig, hashgrid_config)
 from .errors import InputError
 from .model import ModelConfig
 
@@ -34,9 +34,7 @@ LINEAR_GRID_BELOW = 73
 
 
 def _with_table(base: ModelConfig, table_size: int) -> ModelConfig:
-    enc = base.encoding
-    return ModelConfig(HashGridConfig(enc.n_levels, enc.n_features, table_size, enc.base_resolution,
-                                      enc.finest_resolution), base.mlp_width, base.mlp_hidden_layers)
+    return dataclasses.replace(base, encoding=dataclasses.replace(base.encoding, table_size=table_size))
 
 
 def fit_table_size(base: ModelConfig, max_params: int) -> ModelConfig | None:
@@ -74,8 +72,10 @@ def _round8(n: int) -> int:
     return (n + 7) // 8 * 8
 
 
-def choose_architecture(dims: tuple[int, int, int], max_params: int) -> ModelConfig:
-    """The network for a volume of ``dims`` (x, y, z) with at most ``max_params`` parameters."""
+def choose_architecture(dims: tuple[int, int, int], max_params: int, interpolation: str = "linear") -> ModelConfig:
+    """The network for a volume of ``dims`` (x, y, z) with at most ``max_params`` parameters,
+    its hash-grid levels blended by ``interpolation`` (see :data:`encodings.hashgrid.INTERPOLATIONS`;
+    the linear read-out of the tiniest budgets is always trilinear)."""
     if max_params < LINEAR_GRID_BELOW:
         config = linear_grid(dims, max_params)
         if config is not None:
@@ -85,7 +85,7 @@ def choose_architecture(dims: tuple[int, int, int], max_params: int) -> ModelCon
         if max_params < threshold:
             continue
         base_res = min(base_res, finest)
-        base = ModelConfig(HashGridConfig(levels, features, 8, base_res, finest), width, layers)
+        base = ModelConfig(hashgrid_config(interpolation, levels, features, 8, base_res, finest), width, layers)
         config = fit_table_size(base, max_params)
         if config is not None:
             return config
@@ -130,8 +130,9 @@ def _dense_grid(dims, max_params: int) -> ModelConfig | None:
 
 def choose_architecture_for(encoding: str, dims: tuple[int, int, int], max_params: int) -> ModelConfig:
     """The network of ``encoding`` kind for ``dims`` with at most ``max_params`` parameters."""
-    if encoding == "hashgrid":
-        return choose_architecture(dims, max_params)
+    for interpolation, config in HASHGRID_CONFIGS.items():
+        if encoding == config.kind:
+            return choose_architecture(dims, max_params, interpolation)
     if encoding not in ENCODING_KINDS:
         raise InputError(f"unknown encoding {encoding!r}; use one of {', '.join(ENCODING_KINDS)}")
     if encoding == "dense_grid":

@@ -87,7 +87,7 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
              psnr: float | None = None, seed: int = 0, device: str = "auto",
              progress: Callable[[FitProgress], bool | None] | None = None, time: float | None = None,
              record_timings: bool = True, config: ModelConfig | None = None,
-             encoding: str = "hashgrid", grad_weight: float = 0.0, preset: str | None = None,
+             encoding: str = "auto", grad_weight: float = 0.0, preset: str | None = None,
              init=None, precision: str = "quantised", max_error: float | None = None,
              importance=None, roi: Sequence[Sequence[int]] | None = None,
              roi_weight: float | None = None, component_names: Sequence[str] | None = None,
@@ -139,9 +139,11 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
         ``steps`` give byte-identical files.
     config : ModelConfig, optional
         An explicit network instead of one sized to the budget.
-    encoding : str, default "hashgrid"
-        The input encoding: "hashgrid", "frequency", "triangle_wave", "dense_grid" or
-        "identity"; every kind is sized to the same byte budget.
+    encoding : str, default "auto"
+        The input encoding: "hashgrid" (trilinear levels, tiny-cuda-nn's), "hashgrid_quadratic",
+        "hashgrid_cubic" (B-spline levels), "frequency", "triangle_wave", "dense_grid" or
+        "identity"; every kind is sized to the same byte budget. "auto": "hashgrid_quadratic"
+        under a time budget, "hashgrid" with ``steps`` (see ``AUTO_WITH_TIME_BUDGET``).
     grad_weight : float, default 0
         Weight (>= 0) of a loss on finite-difference gradients (see :func:`fitting.fit`).
     preset : str, optional
@@ -270,6 +272,8 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
                              f"use a smaller preset or a lower ratio")
         budget = max(budget, needed + sizing.HEADER_MARGIN + 4096) if not explicit_budget else budget
     trial_configs = []
+    if encoding == AUTO_ENCODING:
+        encoding = AUTO_WITH_TIME_BUDGET if steps is None else AUTO_WITH_STEPS
     if config is None:
         # A file that carries no fitting curve (_finish_quantised drops it) must not be
         # planned with its ~110 bytes reserved: at neghip 400:1 (718 bytes) that reserve cut
@@ -351,6 +355,19 @@ def _plan(info: VolumeInfo, budget: int, worst: TrainingSummary, encoding: str, 
         return plan_architecture(info, budget, dataclasses.replace(worst, curve=[]), encoding, precision)
 
 
+# encoding="auto" (the default). Under a time budget, the quadratic B-spline hash grid:
+# measured against the trilinear one (60 s each, 1 thread, two processes side by side;
+# trilinear / quadratic dB) it won nucleon 100:1 39.48 / 44.14, hydrogen 100:1 62.39 /
+# 65.02, viscous fingers 100:1 48.11 / 50.26, neghip 800:1 23.11 / 24.43, head_mr 200:1,
+# headsq 800:1 and isabel 800:1 by ~0.5 dB, and lost viscous fingers 400:1 40.82 / 40.08,
+# walnut 100:1 33.26 / 32.52, headsq 100:1 32.88 / 32.52 and isabel 100:1 by 0.13 (its
+# steps cost ~2x: fewer of them in the time). Trial fits of both for a fifth of the time
+# each did not predict the 60 s winner (viscous fingers 100:1: -1.93 dB for quadratic at
+# 12 s, +2.15 at 60 s), so there is no trial between them. With ``steps``, the trilinear grid:
+# the same steps in about half the time, and the files of earlier versions.
+AUTO_ENCODING = "auto"
+AUTO_WITH_TIME_BUDGET = "hashgrid_quadratic"
+AUTO_WITH_STEPS = "hashgrid"
 # Share of the time budget each candidate network's trial fit gets; the better one then
 # continues from its trial's weights for what is left.
 TRIAL_SHARE = 0.2

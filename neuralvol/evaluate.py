@@ -156,7 +156,7 @@ def evaluate_grid(field: NeuralField, ux: np.ndarray, uy: np.ndarray, uz: np.nda
     # On CUDA one Triton launch encodes a slab's voxels directly; the separable path's
     # per-level, per-plane operations would be launch-bound there (see kernels.hashgrid_triton).
     kernel_levels = None
-    if hashgrid_triton.usable(table, axes[0]):
+    if field.encoding.triton_usable(axes[0]):
         kernel_levels = field.encoding.kernel_levels(table.device)
     else:
         grid = field.encoding.separable_grid(*axes)

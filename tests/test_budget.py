@@ -39,11 +39,17 @@ def test_small_files_trial_both_plans_inside_the_time_budget(head_mr):
     assert nbytes < sizing.CURVE_MIN_BUDGET
     info = nv.compress(head_mr, size=nbytes, steps=1, seed=0).info
     worst = worst_case_training("cpu", record_timings=True, seed=0)
-    larger = sizing.plan_architecture(info, nbytes, dataclasses.replace(worst, curve=[]), "hashgrid", "quantised")
-    smaller = sizing.plan_architecture(info, nbytes, worst, "hashgrid", "quantised")
-    assert larger.n_params > smaller.n_params
-    # with steps there is no trial: the larger network gets them all
-    assert nv.compress(head_mr, size=nbytes, steps=20, seed=0).config == larger
+    compress_module = importlib.import_module("neuralvol.compress")   # the package exports the function
+
+    def plans(encoding):
+        larger = sizing.plan_architecture(info, nbytes, dataclasses.replace(worst, curve=[]), encoding, "quantised")
+        smaller = sizing.plan_architecture(info, nbytes, worst, encoding, "quantised")
+        assert larger.n_params > smaller.n_params
+        return larger, smaller
+
+    # with steps there is no trial: the larger network (encoding "auto": the trilinear grid) gets them all
+    assert nv.compress(head_mr, size=nbytes, steps=20, seed=0).config == plans(compress_module.AUTO_WITH_STEPS)[0]
+    larger, smaller = plans(compress_module.AUTO_WITH_TIME_BUDGET)  # "auto" under a time budget
     fractions = []
     start = time.perf_counter()
     vol = nv.compress(head_mr, size=nbytes, time_budget=3.0, seed=0, progress=lambda p: fractions.append(p.fraction))

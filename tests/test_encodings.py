@@ -13,7 +13,7 @@ from neuralvol.encodings import (ENCODINGS, FrequencyConfig, FrequencyEncoding, 
                                  TriangleWaveEncoding, encoding_config_from_dict)
 from neuralvol.errors import FormatError
 
-KINDS = ["hashgrid", "frequency", "triangle_wave", "dense_grid", "identity"]
+KINDS = ["hashgrid", "frequency", "triangle_wave", "dense_grid", "identity", "hashgrid_quadratic", "hashgrid_cubic"]
 RATIO = 10
 
 
@@ -114,3 +114,19 @@ def test_fast_grid_decode_equals_per_voxel_reference(kind, fitted):
     fast = evaluate_grid(net, *axes)
     assert fast.shape == (7, 29, 28)
     assert np.allclose(fast, evaluate_grid_per_voxel(net, *axes), atol=1e-5)
+
+
+def test_auto_is_the_quadratic_hash_grid_under_a_time_budget_and_trilinear_with_steps(crop, tmp_path, capsys):
+    src = tmp_path / "crop.npy"
+    np.save(src, crop)
+    timed, stepped = tmp_path / "timed.nvc", tmp_path / "stepped.nvc"
+    assert main(["compress", str(src), str(timed), "--ratio", "10", "--time-budget", "2", "-q"]) == 0
+    assert main(["compress", str(src), str(stepped), "--ratio", "10", "--steps", "20", "-q"]) == 0
+    assert nv.read_header(timed)["models"][0]["encoding"]["type"] == "hashgrid_quadratic"
+    assert nv.read_header(stepped)["models"][0]["encoding"]["type"] == "hashgrid"
+    assert main(["info", str(timed)]) == 0
+    assert "hashgrid_quadratic L=" in capsys.readouterr().out
+    # the file is self-describing: the B-spline levels decode on their own, to the fitted values
+    vol = nv.open(timed)
+    assert vol.config.encoding.interpolation == "quadratic" and vol.training.psnr > 14.0
+    assert nv.compress(crop, ratio=10, time_budget=1.0, encoding="hashgrid", seed=0).config.encoding.kind == "hashgrid"

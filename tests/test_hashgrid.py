@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from neuralvol.encodings import HashGridConfig, HashGridEncoding
-from neuralvol.encodings.hashgrid import PRIMES
+from neuralvol.encodings import CubicHashGridConfig, HashGridConfig, HashGridEncoding, QuadraticHashGridConfig
+from neuralvol.encodings.hashgrid import HASHGRID_CONFIGS, PRIMES
 
 
 def test_level_scales_and_resolutions_follow_tcnn():
@@ -50,6 +50,31 @@ def test_dense_level_indices_and_weights_by_hand():
     assert weight[0, :, 0].tolist() == pytest.approx(expected_w)
     # With table[i] = i the encoding is the trilinear interpolation of the indices.
     assert enc(x).item() == pytest.approx(sum(i * w for i, w in zip(expected_idx, expected_w)))
+
+
+@pytest.mark.parametrize("config, shift", [(QuadraticHashGridConfig, 0.0), (CubicHashGridConfig, 1.0)],
+                         ids=["quadratic", "cubic"])
+def test_bspline_levels_reproduce_linear_functions_with_every_tap_inside_the_lattice(config, shift):
+    # Uniform B-splines of any degree have linear precision: with each dense entry holding its
+    # own lattice x (or y, z) coordinate, the blend at pos = x * scale + 0.5 is pos itself,
+    # plus the lattice's shift (cubic taps start one point below the cell, so its lattice
+    # starts one lower). A tap wrapped by the modulo (a lattice too small for the taps, at
+    # the cube's faces) would break it, so the faces and corners are among the points.
+    cfg = config(n_levels=1, n_features=3, table_size=4096, base_resolution=5, finest_resolution=5)
+    res = cfg.level_resolutions()[0]
+    assert cfg.level_is_dense() == [True] and res == 4 + cfg.interpolator.taps  # ceil(scale 4) + taps
+    enc = HashGridEncoding(cfg)
+    i = torch.arange(cfg.n_entries)
+    with torch.no_grad():  # feature a holds coordinate a of entry i = x + res * y + res^2 * z
+        enc.table.copy_(torch.stack([i % res, (i // res) % res, i // (res * res)]).float())
+    pts = torch.rand(500, 3, generator=torch.Generator().manual_seed(0))
+    pts[:4] = torch.tensor([[0, 0, 0], [1, 1, 1], [0, 1, 0.5], [1, 0, 0.999]])
+    torch.testing.assert_close(enc.encode_feature_major(pts).t(), pts * 4.0 + 0.5 + shift, rtol=0, atol=2e-5)
+    torch.testing.assert_close(enc.encode_feature_major_pytorch(pts).t(), pts * 4.0 + 0.5 + shift, rtol=0,
+                               atol=2e-5)
+    _, weight = enc.corner_indices_weights(tuple(pts.t()), (500,), coords_t=pts.t().contiguous())
+    assert weight.shape == (1, cfg.interpolator.taps ** 3, 500) and bool((weight >= 0).all())
+    torch.testing.assert_close(weight.sum(dim=1), torch.ones(1, 500), rtol=0, atol=1e-6)  # partition of unity
 
 
 def test_hashed_level_uses_coherent_prime_xor_hash():
@@ -125,10 +150,13 @@ def _grid_inputs(nx, ny, nz, start=(0, 0, 0), stop=None, dims=None):
     ((1, 6, 4), (2, 0, 1), (5, 6, 8)),         # a single x column
 ])
 @pytest.mark.parametrize("use_kernel", [True, False], ids=["kernel", "pytorch"])
-def test_separable_grid_equals_per_voxel_gather(dims, start, grid_dims, use_kernel):
-    # Levels 0-1 dense, 2-5 hashed (with wrap-around into 512 entries).
-    cfg = HashGridConfig(n_levels=6, n_features=2, table_size=512, base_resolution=4, finest_resolution=40)
-    assert cfg.level_is_dense() == [True, True, False, False, False, False]
+@pytest.mark.parametrize("interpolation", list(HASHGRID_CONFIGS))
+def test_separable_grid_equals_per_voxel_gather(dims, start, grid_dims, use_kernel, interpolation):
+    # Levels 0-1 dense (0 only for the B-splines' padded lattices), the rest hashed (with
+    # wrap-around into 512 entries). The level kernel is trilinear; other blends take PyTorch ops.
+    cfg = HASHGRID_CONFIGS[interpolation](n_levels=6, n_features=2, table_size=512, base_resolution=4,
+                                          finest_resolution=40)
+    assert cfg.level_is_dense() == [True, interpolation == "linear", False, False, False, False]
     enc = HashGridEncoding(cfg, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         enc.table.normal_()

@@ -9,7 +9,8 @@ import dataclasses
 
 from .dense_grid import DenseGridConfig, DenseGridEncoding
 from .frequency import FrequencyConfig, FrequencyEncoding
-from .hashgrid import HashGridConfig, HashGridEncoding
+from .hashgrid import (HASHGRID_CONFIGS, CubicHashGridConfig, HashGridConfig, HashGridEncoding,
+                       QuadraticHashGridConfig, hashgrid_config)
 from .identity import IdentityConfig, IdentityEncoding
 from .triangle_wave import TriangleWaveConfig, TriangleWaveEncoding
 
@@ -41,6 +42,8 @@ ENCODINGS = {k.name: k for k in (
     EncodingKind(TriangleWaveConfig, TriangleWaveEncoding, wire_code=3),
     EncodingKind(DenseGridConfig, DenseGridEncoding, wire_code=1),
     EncodingKind(IdentityConfig, IdentityEncoding, wire_code=4),
+    EncodingKind(QuadraticHashGridConfig, HashGridEncoding, wire_code=5),
+    EncodingKind(CubicHashGridConfig, HashGridEncoding, wire_code=6),
 )}
 ENCODING_KINDS = tuple(ENCODINGS)
 # Kind names by compact-header code.
@@ -61,6 +64,7 @@ def make_encoding(config, generator=None):
     return ENCODINGS[config.kind].encoding(config, generator=generator)
 
 
-__all__ = ["HashGridConfig", "HashGridEncoding", "FrequencyConfig", "FrequencyEncoding", "TriangleWaveConfig",
+__all__ = ["HashGridConfig", "HashGridEncoding", "QuadraticHashGridConfig", "CubicHashGridConfig",
+           "HASHGRID_CONFIGS", "hashgrid_config", "FrequencyConfig", "FrequencyEncoding", "TriangleWaveConfig",
            "TriangleWaveEncoding", "DenseGridConfig", "DenseGridEncoding", "IdentityConfig", "IdentityEncoding",
            "EncodingKind", "ENCODINGS", "ENCODING_KINDS", "WIRE_ORDER", "encoding_config_from_dict", "make_encoding"]

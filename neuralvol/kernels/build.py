@@ -27,7 +27,7 @@ from pathlib import Path
 
 SOURCES = tuple(Path(__file__).with_name(name) for name in ("hashgrid_cpu.cpp", "mlp_cpu.cpp"))
 HEADERS = (Path(__file__).with_name("threads.h"),)
-ABI_VERSION = 2
+ABI_VERSION = 3
 # -ffp-contract=off: no fused multiply-add, so positions and weights round exactly as
 # PyTorch's separate mul and add do. No -march=native: a cache on a shared home directory
 # must load on every node of a cluster.
@@ -96,12 +96,12 @@ def _compile(compiler: str, target: Path) -> None:
 
 def _declare(lib: ctypes.CDLL) -> None:
     p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-    signature = [p, i64, p, i64, i32, i32, p, p, p, p, p, p, i32]
+    signature = [p, i64, p, i64, i32, i32, p, p, p, p, p, i32, p, i32]  # ..., scales, taps, out, threads
     for name in ("nv_hashgrid_forward", "nv_hashgrid_backward"):
         fn = getattr(lib, name)
         fn.argtypes, fn.restype = signature, None
     lib.nv_grid_level.argtypes = [p, i64, i32, i32, i64, i64, p, i64, p, i64, p, i64, p, p, i64, p, p, i64, p, p,
-                                  i64, p, i64, i32]
+                                  i64, i32, p, i64, i32]
     lib.nv_grid_level.restype = None
     lib.nv_mlp_forward.argtypes = [p, i64, i64, i32, p, p, i32, p, i32]
     lib.nv_mlp_forward.restype = ctypes.c_int

@@ -2,7 +2,8 @@
 
 One call does what :meth:`HashGridEncoding.corner_indices_weights` and
 :meth:`~HashGridEncoding.features_from_corners` do in ~25 PyTorch operations per level,
-without materialising the ``[L, 8, N]`` index and weight tensors. Measured at batch 2^13,
+without materialising the ``[L, C, N]`` index and weight tensors (C = 8 corners for
+trilinear levels, 27 or 64 for quadratic or cubic ones). Measured at batch 2^13,
 L=16, F=2 on one core of this project's 2-core machine: the encoding's forward and
 backward took ~30 ms of a ~36 ms training step in PyTorch; see ``benchmarks/speed.py``
 for the steps/s it gives.
@@ -28,6 +29,7 @@ class LevelTable:
         self.dense = torch.tensor(encoding._dense, dtype=torch.uint8, device=device)
         # float32 exactly as PyTorch rounds a Python float scalar against a float32 tensor.
         self.scales = torch.from_numpy(np.asarray(encoding._scales, dtype=np.float32)).to(device)
+        self.taps = cfg.interpolator.taps  # lattice points per axis (2 = trilinear)
 
     def args(self):
         """The C++ kernel's pointer arguments (CPU tables)."""
@@ -39,7 +41,7 @@ def _forward(lib, levels: LevelTable, coords: torch.Tensor, table: torch.Tensor)
     n = coords.shape[0]
     out = torch.empty((levels.n_features * levels.n_levels, n), dtype=torch.float32)
     lib.nv_hashgrid_forward(coords.data_ptr(), n, table.data_ptr(), table.shape[1], levels.n_features,
-                            levels.n_levels, *levels.args(), out.data_ptr(), torch.get_num_threads())
+                            levels.n_levels, *levels.args(), levels.taps, out.data_ptr(), torch.get_num_threads())
     return out
 
 
@@ -57,7 +59,7 @@ class _KernelEncode(torch.autograd.Function):
         grad_out = grad_out.contiguous()
         grad = torch.zeros(ctx.table_shape, dtype=torch.float32)
         ctx.lib.nv_hashgrid_backward(coords.data_ptr(), coords.shape[0], grad_out.data_ptr(), ctx.table_shape[1],
-                                     levels.n_features, levels.n_levels, *levels.args(), grad.data_ptr(),
+                                     levels.n_features, levels.n_levels, *levels.args(), levels.taps, grad.data_ptr(),
                                      torch.get_num_threads())
         return grad, None, None, None
 
@@ -84,19 +86,28 @@ def grid_level_into(out: torch.Tensor, level: int, n_levels: int, table: torch.T
     """One level of :meth:`SeparableGrid.features` into ``out`` (``[F * L, K]``, row ``f * L + level``).
 
     ``axes`` is ``((tx, rx, wx), (ty, ry, wy), (tz, rz, wz))``: per axis the lattice's index
-    terms, each output coordinate's lower lattice position and its upper weight. Returns
-    False (and writes nothing) when the kernel cannot run here.
+    terms, each output coordinate's first lattice position and its weights (a tuple of one
+    tensor per tap; for two taps the upper weight alone may be given). Returns False (and
+    writes nothing) when the kernel cannot run here.
     """
     lib = build.library()
     if lib is None or out.device.type != "cpu" or table.dtype != torch.float32 or not out.is_contiguous():
         return False
-    (tx, rx, wx), (ty, ry, wy), (tz, rz, wz) = [
-        (t.contiguous(), r.contiguous(), w.to(torch.float32).contiguous()) for t, r, w in axes]
+
+    def weights(w):  # [taps, n] contiguous; two taps: the upper weight alone, as torch.lerp takes it
+        if isinstance(w, torch.Tensor):
+            return 2, w.to(torch.float32).contiguous()
+        if len(w) == 2:
+            return 2, w[1].to(torch.float32).contiguous()
+        return len(w), torch.stack([t.reshape(-1) for t in w]).to(torch.float32).contiguous()
+
+    per_axis = [(t.contiguous(), r.contiguous(), *weights(w)) for t, r, w in axes]
+    (tx, rx, taps, wx), (ty, ry, _, wy), (tz, rz, _, wz) = per_axis
     table = table.contiguous()
     k = out.shape[1]
     lib.nv_grid_level(table.data_ptr(), table.shape[1], table.shape[0], int(dense), size, offset,
                       tx.data_ptr(), tx.numel(), ty.data_ptr(), ty.numel(), tz.data_ptr(), tz.numel(),
                       rx.data_ptr(), wx.data_ptr(), rx.numel(), ry.data_ptr(), wy.data_ptr(), ry.numel(),
-                      rz.data_ptr(), wz.data_ptr(), rz.numel(),
+                      rz.data_ptr(), wz.data_ptr(), rz.numel(), taps,
                       out.data_ptr() + level * k * out.element_size(), n_levels * k, torch.get_num_threads())
     return True

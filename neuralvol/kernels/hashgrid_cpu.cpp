@@ -31,6 +31,28 @@ struct Level {
   uint64_t fastmod;  // Lemire's constant: a % size for any 32-bit a by two multiplies
 };
 
+// The taps of a point along one axis: lattice points cell .. cell + Taps - 1 with uniform
+// B-spline weights of degree Taps - 1 (encodings/hashgrid.py's Interpolation, the same
+// float32 operations in the same order): 2 = tiny-cuda-nn's linear, 3 quadratic, 4 cubic.
+template <int Taps>
+struct AxisTaps {
+  static constexpr float kOrigin = Taps == 3 ? 0.5f : 0.0f;  // subtracted from pos before the floor
+  static inline void weights(float t, float* w) {
+    if (Taps == 2) {
+      w[0] = 1.0f - t; w[1] = t;
+    } else if (Taps == 3) {
+      const float s = 1.0f - t, u = t - 0.5f;
+      w[0] = 0.5f * s * s; w[1] = 0.75f - u * u; w[2] = 0.5f * t * t;
+    } else {
+      const float s = 1.0f - t, t2 = t * t, sixth = static_cast<float>(1.0 / 6.0);
+      w[0] = s * s * s * sixth;
+      w[1] = (t2 * (3.0f * t - 6.0f) + 4.0f) * sixth;
+      w[2] = (((-3.0f * t + 3.0f) * t + 3.0f) * t + 1.0f) * sixth;
+      w[3] = t2 * t * sixth;
+    }
+  }
+};
+
 // Measured: the eight 64-bit divisions of a point-level were ~70% of the kernel's time.
 inline uint64_t fastmod_constant(uint32_t d) { return UINT64_C(0xFFFFFFFFFFFFFFFF) / d + 1; }
 inline uint32_t fastmod_u32(uint32_t a, uint64_t m, uint32_t d) {
@@ -38,9 +60,11 @@ inline uint32_t fastmod_u32(uint32_t a, uint64_t m, uint32_t d) {
   return static_cast<uint32_t>((static_cast<__uint128_t>(low) * d) >> 64);
 }
 
+template <int Taps>
 struct Corners {
-  int64_t index[8];
-  float weight[8];
+  static constexpr int kCount = Taps * Taps * Taps;
+  int64_t index[kCount];
+  float weight[kCount];
 };
 
 inline int64_t floor_mod(const Level& lv, int64_t a) {
@@ -50,18 +74,20 @@ inline int64_t floor_mod(const Level& lv, int64_t a) {
   return r < 0 ? r + lv.size : r;
 }
 
-// Corner indices (into the whole table row) and weights of one point at one level.
+// Corner indices (into the whole table row) and weights of one point at one level; corner
+// bx + Taps * by + Taps^2 * bz, as HashGridEncoding.corner_indices_weights numbers them.
 // Returns false for a non-finite coordinate (its features are zero, its gradient none).
-// Templated on the level kind so the inner loops carry no branch on it.
-template <bool Dense>
-inline bool corners(const Level& lv, const float* xyz, Corners& c) {
-  uint64_t t[3][2];
-  float w[3][2];
+// Templated on the level kind and the taps so the inner loops carry no branch on them.
+template <bool Dense, int Taps>
+inline bool corners(const Level& lv, const float* xyz, Corners<Taps>& c) {
+  uint64_t t[3][Taps];
+  float w[3][Taps];
   const int64_t mults[3] = {Dense ? 1 : kPrimes[0], Dense ? lv.res : kPrimes[1],
                             Dense ? lv.res * lv.res : kPrimes[2]};
   for (int a = 0; a < 3; ++a) {
     float pos = xyz[a] * lv.scale;
     pos = pos + 0.5f;
+    if (AxisTaps<Taps>::kOrigin != 0.0f) pos = pos - AxisTaps<Taps>::kOrigin;
     if (!(std::fabs(pos) < kCellLimit)) return false;  // NaN, inf, or far outside the cube
     // floor by truncation: baseline x86-64 (no SSE4.1 roundss) calls libm's floor, which
     // was ~40% of the kernel's time; this is exact for every |pos| < 2^62.
@@ -69,21 +95,19 @@ inline bool corners(const Level& lv, const float* xyz, Corners& c) {
     if (static_cast<float>(cell) > pos) --cell;
     const float frac = pos - static_cast<float>(cell);
     // Unsigned arithmetic wraps as PyTorch's int64 does (signed overflow would be undefined).
-    uint64_t t0 = static_cast<uint64_t>(cell) * static_cast<uint64_t>(mults[a]);
-    uint64_t t1 = t0 + static_cast<uint64_t>(mults[a]);
-    if (!Dense) {
-      t0 &= kMask;
-      t1 &= kMask;
+    uint64_t term = static_cast<uint64_t>(cell) * static_cast<uint64_t>(mults[a]);
+    for (int k = 0; k < Taps; ++k) {
+      t[a][k] = Dense ? term : (term & kMask);
+      term += static_cast<uint64_t>(mults[a]);
     }
-    t[a][0] = t0; t[a][1] = t1;
-    w[a][0] = 1.0f - frac; w[a][1] = frac;
+    AxisTaps<Taps>::weights(frac, w[a]);
   }
-  for (int by = 0; by < 2; ++by) {
-    for (int bx = 0; bx < 2; ++bx) {
+  for (int by = 0; by < Taps; ++by) {
+    for (int bx = 0; bx < Taps; ++bx) {
       const uint64_t txy = Dense ? t[0][bx] + t[1][by] : (t[0][bx] ^ t[1][by]);
       const float wxy = w[0][bx] * w[1][by];
-      for (int bz = 0; bz < 2; ++bz) {
-        const int corner = bx | (by << 1) | (bz << 2);
+      for (int bz = 0; bz < Taps; ++bz) {
+        const int corner = bx + Taps * by + Taps * Taps * bz;
         const uint64_t idx = Dense ? txy + t[2][bz] : (txy ^ t[2][bz]);
         c.index[corner] = floor_mod(lv, static_cast<int64_t>(idx)) + lv.offset;
         c.weight[corner] = wxy * w[2][bz];
@@ -93,36 +117,71 @@ inline bool corners(const Level& lv, const float* xyz, Corners& c) {
   return true;
 }
 
-template <bool Dense>
+template <bool Dense, int Taps>
 void forward_level(const Level& lv, int l, const float* coords, int64_t n, const float* table,
                    int64_t n_entries, int n_features, int n_levels, float* out) {
-  Corners c;
+  constexpr int kPlane = Taps * Taps;  // corners sharing one z tap
+  Corners<Taps> c;
   for (int64_t i = 0; i < n; ++i) {
-    const bool ok = corners<Dense>(lv, coords + 3 * i, c);
+    const bool ok = corners<Dense, Taps>(lv, coords + 3 * i, c);
     for (int f = 0; f < n_features; ++f) {
       float acc = 0.0f;
       if (ok) {
         const float* row = table + f * n_entries;
-        for (int k = 0; k < 8; ++k) acc += row[c.index[k]] * c.weight[k];
+        if (Taps == 2) {  // one chain, in corner order: the bits PyTorch's sum gives (pinned files)
+          for (int k = 0; k < Corners<Taps>::kCount; ++k) acc += row[c.index[k]] * c.weight[k];
+        } else {
+          // One running sum per z tap: 27 or 64 dependent adds were the kernel's critical
+          // path (quadratic forward, 2^13 points, L=12, F=2: 6.6 ms; F=1 5.5, F=4 13.9).
+          float part[Taps] = {};
+          for (int j = 0; j < kPlane; ++j)
+            for (int z = 0; z < Taps; ++z) part[z] += row[c.index[j + kPlane * z]] * c.weight[j + kPlane * z];
+          for (int z = 0; z < Taps; ++z) acc += part[z];
+        }
       }
       out[(static_cast<int64_t>(f) * n_levels + l) * n + i] = acc;
     }
   }
 }
 
-template <bool Dense>
+template <bool Dense, int Taps>
 void backward_level(const Level& lv, int l, const float* coords, int64_t n, const float* grad_out,
                     int64_t n_entries, int n_features, int n_levels, float* grad_table) {
-  Corners c;
+  Corners<Taps> c;
   for (int64_t i = 0; i < n; ++i) {
-    if (!corners<Dense>(lv, coords + 3 * i, c)) continue;
+    if (!corners<Dense, Taps>(lv, coords + 3 * i, c)) continue;
     for (int f = 0; f < n_features; ++f) {
       const float g = grad_out[(static_cast<int64_t>(f) * n_levels + l) * n + i];
       float* row = grad_table + f * n_entries;
-      for (int k = 0; k < 8; ++k) row[c.index[k]] += g * c.weight[k];
+      for (int k = 0; k < Corners<Taps>::kCount; ++k) row[c.index[k]] += g * c.weight[k];
     }
   }
 }
+
+// One level's forward or backward with the level kind and the taps as template arguments.
+template <template <bool, int> class Pass, typename... Args>
+void dispatch_level(const Level& lv, int taps, Args&&... args) {
+  switch (taps * 2 + (lv.dense ? 1 : 0)) {
+    case 4: Pass<false, 2>::run(lv, args...); break;
+    case 5: Pass<true, 2>::run(lv, args...); break;
+    case 6: Pass<false, 3>::run(lv, args...); break;
+    case 7: Pass<true, 3>::run(lv, args...); break;
+    case 8: Pass<false, 4>::run(lv, args...); break;
+    default: Pass<true, 4>::run(lv, args...); break;
+  }
+}
+
+template <bool Dense, int Taps>
+struct Forward {
+  template <typename... Args>
+  static void run(const Level& lv, Args... args) { forward_level<Dense, Taps>(lv, args...); }
+};
+
+template <bool Dense, int Taps>
+struct Backward {
+  template <typename... Args>
+  static void run(const Level& lv, Args... args) { backward_level<Dense, Taps>(lv, args...); }
+};
 
 // Each thread takes levels t, t + T, ...: every thread count gives the same bits.
 template <typename Body>
@@ -150,33 +209,29 @@ std::vector<Level> make_levels(int n_levels, const int64_t* offsets, const int64
 
 extern "C" {
 
-int nv_abi_version() { return 2; }
+int nv_abi_version() { return 3; }
 
 // coords: [N, 3] row-major (x, y, z in [0, 1]); table: [F, E]; out: [F * L, N], row f * L + l.
+// taps: lattice points per axis a point blends (2 linear, 3 quadratic, 4 cubic B-spline).
 void nv_hashgrid_forward(const float* coords, int64_t n, const float* table, int64_t n_entries,
                          int n_features, int n_levels, const int64_t* offsets, const int64_t* sizes,
-                         const int64_t* res, const uint8_t* dense, const float* scales, float* out,
-                         int n_threads) {
+                         const int64_t* res, const uint8_t* dense, const float* scales, int taps,
+                         float* out, int n_threads) {
   const std::vector<Level> levels = make_levels(n_levels, offsets, sizes, res, dense, scales);
   for_each_level(n_levels, n_threads, [&](int l) {
-    if (levels[l].dense)
-      forward_level<true>(levels[l], l, coords, n, table, n_entries, n_features, n_levels, out);
-    else
-      forward_level<false>(levels[l], l, coords, n, table, n_entries, n_features, n_levels, out);
+    dispatch_level<Forward>(levels[l], taps, l, coords, n, table, n_entries, n_features, n_levels, out);
   });
 }
 
 // grad_out: [F * L, N]; grad_table: [F, E], accumulated into (the caller zeroes it).
 void nv_hashgrid_backward(const float* coords, int64_t n, const float* grad_out, int64_t n_entries,
                           int n_features, int n_levels, const int64_t* offsets, const int64_t* sizes,
-                          const int64_t* res, const uint8_t* dense, const float* scales,
+                          const int64_t* res, const uint8_t* dense, const float* scales, int taps,
                           float* grad_table, int n_threads) {
   const std::vector<Level> levels = make_levels(n_levels, offsets, sizes, res, dense, scales);
   for_each_level(n_levels, n_threads, [&](int l) {
-    if (levels[l].dense)
-      backward_level<true>(levels[l], l, coords, n, grad_out, n_entries, n_features, n_levels, grad_table);
-    else
-      backward_level<false>(levels[l], l, coords, n, grad_out, n_entries, n_features, n_levels, grad_table);
+    dispatch_level<Backward>(levels[l], taps, l, coords, n, grad_out, n_entries, n_features, n_levels,
+                             grad_table);
   });
 }
 
@@ -186,12 +241,13 @@ void nv_hashgrid_backward(const float* coords, int64_t n, const float* grad_out,
 // Regular grids: one level of SeparableGrid.features (neuralvol/encodings/hashgrid.py).
 //
 // The caller gives the level's lattice per axis (index terms tx/ty/tz of the lattice
-// coordinates the output touches) and, per output coordinate, its lower lattice position
-// r and upper weight w. The lattice values are gathered once, interpolated along x into
-// rows of the output's width, and every output row is then a bilinear blend (y, z) of
-// four such rows: contiguous loads and stores the compiler vectorises. Measured against
-// the same algorithm in PyTorch ops (three lerp passes, ~60% of a 256^3 decode): see
-// benchmarks/speed.py. Rows are split across threads (each owns its outputs).
+// coordinates the output touches) and, per output coordinate, its first lattice position
+// r and its weights w ([taps, n]: tap k's weight of coordinate i at w[k * n + i]; for two
+// taps only the upper weight, as torch.lerp takes it). The lattice values are gathered
+// once, interpolated along x into rows of the output's width, and every output row is then
+// a blend (y, z) of taps^2 such rows: contiguous loads and stores the compiler vectorises.
+// Measured against the same algorithm in PyTorch ops (three lerp passes, ~60% of a 256^3
+// decode): see benchmarks/speed.py. Rows are split across threads (each owns its outputs).
 namespace {
 
 // torch.lerp's formula, so the kernel and the PyTorch path round alike.
@@ -207,7 +263,7 @@ void nv_grid_level(const float* table, int64_t n_entries, int n_features, int de
                    int64_t offset, const int64_t* tx, int64_t nxl, const int64_t* ty, int64_t nyl,
                    const int64_t* tz, int64_t nzl, const int64_t* rx, const float* wx, int64_t nx,
                    const int64_t* ry, const float* wy, int64_t ny, const int64_t* rz, const float* wz,
-                   int64_t nz, float* out, int64_t feature_stride, int n_threads) {
+                   int64_t nz, int taps, float* out, int64_t feature_stride, int n_threads) {
   const Level lv{offset, size, 0, dense != 0, 0.0f, fastmod_constant(static_cast<uint32_t>(size))};
   const int64_t n_rows = nzl * nyl;
   // The x pass for all features at once: each lattice row's table indices are hashed once,
@@ -224,26 +280,56 @@ void nv_grid_level(const float* table, int64_t n_entries, int n_features, int de
       for (int f = 0; f < n_features; ++f) {
         const float* values = table + f * n_entries;
         float* orow = rows.data() + (f * n_rows + r) * nx;
-        for (int64_t i = 0; i < nx; ++i)
-          orow[i] = lerp(values[index[rx[i]]], values[index[rx[i] + 1]], wx[i]);
+        if (taps == 2) {
+          for (int64_t i = 0; i < nx; ++i)
+            orow[i] = lerp(values[index[rx[i]]], values[index[rx[i] + 1]], wx[i]);
+          continue;
+        }
+        for (int64_t i = 0; i < nx; ++i) {
+          float acc = values[index[rx[i]]] * wx[i];
+          for (int k = 1; k < taps; ++k) acc = acc + values[index[rx[i] + k]] * wx[k * nx + i];
+          orow[i] = acc;
+        }
       }
     }
   };
-  // y then z: each output row from four x-interpolated lattice rows (contiguous, vectorised)
+  // y then z: each output row from taps^2 x-interpolated lattice rows (contiguous, vectorised)
   auto yz_pass = [&](int64_t k0, int64_t k1) {
+    std::vector<float> yrow(static_cast<size_t>(taps == 2 ? 0 : taps * nx));
     for (int f = 0; f < n_features; ++f) {
       const float* frows = rows.data() + f * n_rows * nx;
       float* dst = out + f * feature_stride;
       for (int64_t k = k0; k < k1; ++k) {
-        const float w_z = wz[k];
         for (int64_t j = 0; j < ny; ++j) {
-          const float w_y = wy[j];
-          const float* a = frows + (rz[k] * nyl + ry[j]) * nx;
-          const float* b = a + nx;
-          const float* c = a + nyl * nx;
-          const float* d = c + nx;
           float* o = dst + (k * ny + j) * nx;
-          for (int64_t i = 0; i < nx; ++i) o[i] = lerp(lerp(a[i], b[i], w_y), lerp(c[i], d[i], w_y), w_z);
+          if (taps == 2) {
+            const float w_z = wz[k], w_y = wy[j];
+            const float* a = frows + (rz[k] * nyl + ry[j]) * nx;
+            const float* b = a + nx;
+            const float* c = a + nyl * nx;
+            const float* d = c + nx;
+            for (int64_t i = 0; i < nx; ++i) o[i] = lerp(lerp(a[i], b[i], w_y), lerp(c[i], d[i], w_y), w_z);
+            continue;
+          }
+          // the PyTorch path's order: y blends per z tap, then z blends those
+          for (int kz = 0; kz < taps; ++kz) {
+            float* y = yrow.data() + kz * nx;
+            const float* base = frows + ((rz[k] + kz) * nyl + ry[j]) * nx;
+            const float w0 = wy[j];
+            for (int64_t i = 0; i < nx; ++i) y[i] = base[i] * w0;
+            for (int ky = 1; ky < taps; ++ky) {
+              const float w = wy[ky * ny + j];
+              const float* src = base + ky * nx;
+              for (int64_t i = 0; i < nx; ++i) y[i] = y[i] + src[i] * w;
+            }
+          }
+          const float w0 = wz[k];
+          for (int64_t i = 0; i < nx; ++i) o[i] = yrow[i] * w0;
+          for (int kz = 1; kz < taps; ++kz) {
+            const float w = wz[kz * nz + k];
+            const float* y = yrow.data() + kz * nx;
+            for (int64_t i = 0; i < nx; ++i) o[i] = o[i] + y[i] * w;
+          }
         }
       }
     }
