@@ -116,7 +116,7 @@ def mlp_macs_per_voxel(vol) -> int:
     return sum(int(w.numel()) for w in vol.network.weights)
 
 
-def fit_steps_per_s(data, ratio: float, steps: int, device: str) -> tuple[object, float]:
+def fit_steps_per_s(data, ratio: float, steps: int, device: str, encoding: str = "hashgrid") -> tuple[object, float]:
     """The planned model at ``ratio`` and the fitting loop's steps/s on it, timed alone.
 
     compress's own fit also re-plans the quantisation now and then during its last
@@ -124,7 +124,7 @@ def fit_steps_per_s(data, ratio: float, steps: int, device: str) -> tuple[object
     fit of the 256^3 model whatever the device (measured on the H200 machine: 42.5
     steps/s through compress against 200 for the loop alone), so it is left out here.
     """
-    vol = nv.compress(data, ratio=ratio, steps=3, device=device, seed=0)   # also compiles Triton's kernels
+    vol = nv.compress(data, ratio=ratio, steps=3, device=device, seed=0, encoding=encoding)   # also compiles Triton's kernels
     target = fields.normalised_target(data, vol.info)
     field = vol.network
     fitting.fit(field, target, steps=3, time_budget=None, device=torch.device(device), seed=0)   # warm-up
@@ -173,6 +173,9 @@ def main() -> None:
     parser.add_argument("--no-paraview", action="store_true", help="skip the pvpython open + fetch column")
     parser.add_argument("--quick", action="store_true", help="64^3 at 100:1, 60 steps")
     parser.add_argument("--volume-dir", type=Path, default=None, help="look here first for NAME.npy")
+    parser.add_argument("--encoding", default="hashgrid", choices=("hashgrid", "hashgrid_quadratic", "hashgrid_cubic"),
+                        help="the hash-grid kind timed (default hashgrid, trilinear; compress's default under "
+                             "a time budget is hashgrid_quadratic)")
     args = parser.parse_args()
     if args.quick:
         args.volumes, args.ratios, args.steps = ["hydrogen"], [100], 60
@@ -180,7 +183,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     sperr = not args.no_sperr and rd.BASELINES_PYTHON.exists()
     print(f"device {args.device}" + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else "")
-          + f", {torch.get_num_threads()} torch threads; hash-grid points path: {build.status()}"
+          + f", {torch.get_num_threads()} torch threads; encoding {args.encoding}; hash-grid points path: {build.status()}"
           + (f"; Triton {hashgrid_triton.triton.__version__}" if hashgrid_triton.available() else "; no Triton"))
     if not sperr:
         print("SPERR column empty: no .venv-baselines (bash benchmarks/setup_baselines.sh) or --no-sperr")
@@ -194,9 +197,9 @@ def main() -> None:
         data = load(name, args.volume_dir)
         nz, ny, nx = data.shape
         for ratio in args.ratios:
-            vol, fast_steps = fit_steps_per_s(data, ratio, args.steps, args.device)
+            vol, fast_steps = fit_steps_per_s(data, ratio, args.steps, args.device, args.encoding)
             with build.pytorch_only():
-                _, torch_steps = fit_steps_per_s(data, ratio, args.steps, args.device)
+                _, torch_steps = fit_steps_per_s(data, ratio, args.steps, args.device, args.encoding)
             params = sum(t.numel() for t in vol.network.parameters())
             fit_rows.append(f"| {name} | {nx}x{ny}x{nz} | {ratio:g} | {params} | {fast_steps:.1f} | {torch_steps:.1f} | "
                             f"{fast_steps / torch_steps:.2f} |")

@@ -308,9 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "float16: plain half floats (format version 1, readable by older neuralvol)")
     c.add_argument("--encoding", default="auto",
                    choices=("auto",) + ENCODING_KINDS,
-                   help="input encoding; every kind meets the same size budget. auto (default): with a "
-                        "time budget, trial fits of hashgrid (trilinear) and hashgrid_quadratic (B-spline "
-                        "levels), the better continued; with --steps, hashgrid")
+                   help="input encoding; every kind meets the same size budget. auto (default): "
+                        "hashgrid_quadratic (B-spline levels) under a time budget on the CPU, else "
+                        "hashgrid (trilinear)")
     c.add_argument("--grad-weight", type=float, default=0.0,
                    help="weight of the finite-difference gradient loss (default 0: off)")
     c.add_argument("--max-error", type=float, metavar="E",

@@ -143,7 +143,8 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
         The input encoding: "hashgrid" (trilinear levels, tiny-cuda-nn's), "hashgrid_quadratic",
         "hashgrid_cubic" (B-spline levels), "frequency", "triangle_wave", "dense_grid" or
         "identity"; every kind is sized to the same byte budget. "auto": "hashgrid_quadratic"
-        under a time budget, "hashgrid" with ``steps`` (see ``AUTO_WITH_TIME_BUDGET``).
+        under a time budget on the CPU (under 8 KiB a trial against the "hashgrid" plan),
+        else "hashgrid" (see ``AUTO_WITH_TIME_BUDGET``).
     grad_weight : float, default 0
         Weight (>= 0) of a loss on finite-difference gradients (see :func:`fitting.fit`).
     preset : str, optional
@@ -272,8 +273,9 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
                              f"use a smaller preset or a lower ratio")
         budget = max(budget, needed + sizing.HEADER_MARGIN + 4096) if not explicit_budget else budget
     trial_configs = []
-    if encoding == AUTO_ENCODING:
-        encoding = AUTO_WITH_TIME_BUDGET if steps is None else AUTO_WITH_STEPS
+    auto = encoding == AUTO_ENCODING
+    if auto:
+        encoding = AUTO_WITH_TIME_BUDGET if steps is None and torch_device.type == "cpu" else AUTO_WITH_STEPS
     if config is None:
         # A file that carries no fitting curve (_finish_quantised drops it) must not be
         # planned with its ~110 bytes reserved: at neghip 400:1 (718 bytes) that reserve cut
@@ -288,7 +290,11 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
             # the other candidate: the network planned with the curve's reserve, as before
             # (fewer parameters, more bits each; see CURVE_MIN_BUDGET in neuralvol.bitstream.budget)
             smaller = _plan(info, budget, worst, encoding, precision)
-            trial_configs = [config, smaller] if smaller != config else []
+            trial_configs = [config, smaller] if smaller != config else [config]
+            if auto and encoding != AUTO_WITH_STEPS:  # and the trilinear grid's: see AUTO_WITH_TIME_BUDGET
+                trial_configs.append(_plan(info, budget, dataclasses.replace(worst, curve=[]), AUTO_WITH_STEPS,
+                                           precision))
+            trial_configs = trial_configs if len(trial_configs) > 1 else []
     if trial_configs:
         remaining = max(0.0, float(time_budget) - (perf_counter() - started))
         return _best_trial(trial_configs, remaining, progress, lambda c, seconds, report, start_from: compress(
@@ -364,21 +370,28 @@ def _plan(info: VolumeInfo, budget: int, worst: TrainingSummary, encoding: str, 
 # steps cost ~2x: fewer of them in the time). Trial fits of both for a fifth of the time
 # each did not predict the 60 s winner (viscous fingers 100:1: -1.93 dB for quadratic at
 # 12 s, +2.15 at 60 s), so there is no trial between them. With ``steps``, the trilinear grid:
-# the same steps in about half the time, and the files of earlier versions.
+# the same steps in about half the time, and the files of earlier versions. On CUDA too:
+# only the trilinear grid has Triton kernels (B-spline levels take PyTorch ops there, which
+# are launch-bound; not measured on a GPU).
 AUTO_ENCODING = "auto"
 AUTO_WITH_TIME_BUDGET = "hashgrid_quadratic"
 AUTO_WITH_STEPS = "hashgrid"
-# Share of the time budget each candidate network's trial fit gets; the better one then
-# continues from its trial's weights for what is left.
-TRIAL_SHARE = 0.2
+# Files under CURVE_MIN_BUDGET already trial two plans; "auto" adds the trilinear grid's as
+# a third. Their small networks get far more steps (nucleon 800:1: 57k in 60 s), so a trial
+# says more, and there the quadratic grid lost head_mr_small 800:1 (152 bytes) 21.59 / 22.06
+# dB and nucleon 400:1 29.92 / 30.55 but won nucleon 200:1 40.81 / 36.81 (rd.py, 60 s).
+# Share of the time budget that the candidate networks' trial fits get together (split
+# evenly: a fifth each for two); the best one then continues from its trial's weights.
+TRIALS_SHARE = 0.4
 
 
 def _best_trial(configs: list[ModelConfig], time_budget: float, progress, fit_one: Callable) -> NeuralVolume:
     """The best of ``configs``: each fitted by ``fit_one(config, seconds, report, warm_start)``
-    for ``TRIAL_SHARE`` of ``time_budget``, the one of higher PSNR (the first on a tie) then
-    continued from its trial's weights for the rest. See ``CURVE_MIN_BUDGET`` in
-    :mod:`neuralvol.bitstream.budget`."""
+    for ``TRIALS_SHARE / len(configs)`` of ``time_budget``, the one of higher PSNR (the first
+    on a tie) then continued from its trial's weights for the rest. See ``CURVE_MIN_BUDGET``
+    in :mod:`neuralvol.bitstream.budget`."""
     start = perf_counter()
+    share = TRIALS_SHARE / len(configs)
 
     def reporter(first: float, span: float):
         def report(p: FitProgress):
@@ -388,13 +401,13 @@ def _best_trial(configs: list[ModelConfig], time_budget: float, progress, fit_on
 
     best = None
     for i, config in enumerate(configs):
-        vol = fit_one(config, TRIAL_SHARE * time_budget, reporter(i * TRIAL_SHARE, TRIAL_SHARE), None)
+        vol = fit_one(config, share * time_budget, reporter(i * share, share), None)
         reached = math.inf if vol.training.exact else (vol.training.psnr or -math.inf)
         if best is None or reached > best[0]:
             best = (reached, vol)
     if best[0] == math.inf:
         return best[1]
-    done = len(configs) * TRIAL_SHARE
+    done = TRIALS_SHARE
     rest = max(0.0, time_budget - (perf_counter() - start))
     final = fit_one(best[1].config, rest, reporter(done, 1.0 - done), best[1])
     # a restart at the full learning rate could end below the trial it started from

@@ -50,16 +50,21 @@ paraview_plugin_version = neuralvol.__version__
 _NVC = dict(extensions="nvc", file_description="neuralvol neural volume (*.nvc)")
 
 
-def _device_xml(name="Device", command="SetDevice"):
+def _choice_xml(name, command, values, documentation):
+    """An advanced drop-down string property; the first of ``values`` is its default."""
+    options = "".join(f'<String value="{v}"/>' for v in values)
     return f"""
     <StringVectorProperty name="{name}" label="{name}" command="{command}"
-                          number_of_elements="1" default_values="auto"
+                          number_of_elements="1" default_values="{values[0]}"
                           panel_visibility="advanced">
-      <StringListDomain name="list">
-        <String value="auto"/><String value="cpu"/><String value="cuda"/>
-      </StringListDomain>
-      <Documentation>Where to fit the network: auto (CUDA if present), cpu or cuda.</Documentation>
+      <StringListDomain name="list">{options}</StringListDomain>
+      <Documentation>{documentation}</Documentation>
     </StringVectorProperty>"""
+
+
+def _device_xml(name="Device", command="SetDevice"):
+    return _choice_xml(name, command, ("auto", "cpu", "cuda"),
+                       "Where to fit the network: auto (CUDA if present), cpu or cuda.")
 
 
 # ------------------------------------------------------------------------------- reader
@@ -111,17 +116,10 @@ class NeuralVolumeReader(_alg.NeuralVolumeReader):
     # "auto" takes bfloat16 only where it changes the values by at most 2.5 % of the model's
     # own error (neuralvol.evaluate.mlp_dtype). The embryo 256^3 decode, 2 cores:
     # 1.38 s in float32, 0.93-1.05 s in bfloat16 (stop 22's speed.py).
-    @smproperty.xml("""
-    <StringVectorProperty name="Compute" label="Compute" command="SetCompute"
-                          number_of_elements="1" default_values="auto"
-                          panel_visibility="advanced">
-      <StringListDomain name="list">
-        <String value="auto"/><String value="float32"/><String value="bfloat16"/>
-      </StringListDomain>
-      <Documentation>The network's arithmetic. auto: bfloat16 (faster on CPUs with
-      AVX512-BF16 or AMX) where it is measured to change the values by at most 2.5 % of the
-      model's own error, else float32. float32: the values the encoder measured.</Documentation>
-    </StringVectorProperty>""")
+    @smproperty.xml(_choice_xml("Compute", "SetCompute", ("auto", "float32", "bfloat16"),
+                                "The network's arithmetic. auto: bfloat16 (faster on CPUs with AVX512-BF16 "
+                                "or AMX) where it is measured to change the values by at most 2.5 % of the "
+                                "model's own error, else float32. float32: the values the encoder measured."))
     def SetCompute(self, compute):
         _alg.NeuralVolumeReader.SetCompute(self, compute)
 
