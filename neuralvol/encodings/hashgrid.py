@@ -58,6 +58,16 @@ class Interpolation:
     taps: int
     origin: float  # subtracted from pos before the floor: 0 (linear, cubic) or 0.5 (quadratic)
 
+    def locate(self, coord: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(floor, t)`` of coordinates in [0, 1] at a level of ``scale``: the first tap's lattice
+        coordinate (float, integral) and the fraction the weights take. ``pos = coord * scale
+        + 0.5`` as tiny-cuda-nn, in the same float32 operations on every path."""
+        pos = coord * scale + 0.5
+        if self.origin:
+            pos = pos - self.origin
+        floor = torch.floor(pos)
+        return floor, pos - floor
+
     def weights(self, t: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The ``taps`` weights of lattice points ``cell .. cell + taps - 1`` at fraction ``t``."""
         if self.taps == 2:
@@ -212,11 +222,7 @@ def _axis_terms(coord: torch.Tensor, scale: float, stride_or_prime: int, hashed:
     lattice points along this axis and their weights. Splitting the index into per-axis
     terms lets a regular grid compute them once per axis and combine by broadcasting.
     """
-    pos = coord * scale + 0.5
-    if interp.origin:
-        pos = pos - interp.origin
-    floor = torch.floor(pos)
-    frac = pos - floor
+    floor, frac = interp.locate(coord, scale)
     cell = floor.to(torch.int64)
     terms = []
     for k in range(interp.taps):
@@ -227,9 +233,9 @@ def _axis_terms(coord: torch.Tensor, scale: float, stride_or_prime: int, hashed:
 
 def _interpolate_along(values: torch.Tensor, dim: int, rel: torch.Tensor, weights) -> torch.Tensor:
     """Interpolation of ``values`` along ``dim``: sample ``i`` blends lattice points ``rel[i]``
-    to ``rel[i] + taps - 1`` with ``weights`` (one broadcastable tensor per tap; for two taps
-    the upper weight alone, as ``torch.lerp`` takes it)."""
-    taps = 2 if isinstance(weights, torch.Tensor) else len(weights)
+    to ``rel[i] + taps - 1`` with ``weights`` (one broadcastable tensor per tap; two taps go
+    through ``torch.lerp`` with the upper weight, as the C++ kernel rounds)."""
+    taps = len(weights)
     if dim == values.dim() - 1:
         # Along the innermost axis a gather through an expanded (copy-free) index is 8x
         # faster than index_select and 3x faster than advanced indexing (1 thread, measured).
@@ -237,8 +243,8 @@ def _interpolate_along(values: torch.Tensor, dim: int, rel: torch.Tensor, weight
         taken = [values.gather(dim, (rel + k if k else rel).expand(shape)) for k in range(taps)]
     else:
         taken = [values.index_select(dim, rel + k if k else rel) for k in range(taps)]
-    if taps == 2 and isinstance(weights, torch.Tensor):
-        return torch.lerp(taken[0], taken[1], weights)
+    if taps == 2:
+        return torch.lerp(taken[0], taken[1], weights[1])
     out = taken[0] * weights[0]
     for k in range(1, taps):
         out.addcmul_(taken[k], weights[k])
@@ -266,11 +272,8 @@ class SeparableGrid:
         for level in range(encoding.config.n_levels):
             per_axis = []
             for u in (ux, uy, uz):
-                pos = u * encoding._scales[level] + 0.5
-                if self.interp.origin:
-                    pos = pos - self.interp.origin
-                floor = torch.floor(pos)
-                per_axis.append((floor.to(torch.int64), self.interp.weights(pos - floor)))
+                floor, frac = self.interp.locate(u, encoding._scales[level])
+                per_axis.append((floor.to(torch.int64), self.interp.weights(frac)))
             self.levels.append(per_axis)
 
     def _lattice_terms(self, level: int, cells: torch.Tensor, axis: int):
@@ -326,14 +329,12 @@ class SeparableGrid:
             lattice = table.index_select(1, index.reshape(-1)).view(n_feat, *index.shape)
             # x and y first, on the lattice's few z planes; z last, into the output: along
             # the outermost axis each output plane is one blend of whole lattice planes.
+            values = _interpolate_along(lattice, 3, rx, wx)
+            values = _interpolate_along(values, 2, ry, tuple(w.view(-1, 1) for w in wy))
             if taps == 2:  # torch.lerp, as the C++ kernel rounds
-                values = _interpolate_along(lattice, 3, rx, wx[1])
-                values = _interpolate_along(values, 2, ry, wy[1].view(-1, 1))
                 for i, (r, w) in enumerate(zip(rz.tolist(), wz[1].tolist())):
                     torch.lerp(values[:, r], values[:, r + 1], w, out=out_levels[:, level, i])
                 continue
-            values = _interpolate_along(lattice, 3, rx, wx)
-            values = _interpolate_along(values, 2, ry, tuple(w.view(-1, 1) for w in wy))
             weights_z = [w.tolist() for w in wz]
             for i, r in enumerate(rz.tolist()):
                 plane = out_levels[:, level, i]
@@ -379,11 +380,7 @@ class HashGridEncoding(torch.nn.Module):
         interp = self.config.interpolator
         mult = torch.tensor((1, res, res * res) if dense else PRIMES, dtype=torch.int64,
                             device=coords_t.device).view(3, 1)
-        pos = coords_t * self._scales[level] + 0.5
-        if interp.origin:
-            pos = pos - interp.origin
-        floor = torch.floor(pos)
-        frac = pos - floor
+        floor, frac = interp.locate(coords_t, self._scales[level])
         terms = [floor.to(torch.int64).mul_(mult)]
         for _ in range(1, interp.taps):
             terms.append(terms[-1] + mult)
@@ -412,8 +409,8 @@ class HashGridEncoding(torch.nn.Module):
         n_levels = self.config.n_levels
         taps = self.config.interpolator.taps
         device = axes[0].device
-        index = torch.empty((n_levels, taps ** 3, *shape), dtype=torch.int64, device=device)
-        weight = torch.empty((n_levels, taps ** 3, *shape), dtype=axes[0].dtype, device=device)
+        index = torch.empty((n_levels, self.n_corners, *shape), dtype=torch.int64, device=device)
+        weight = torch.empty((n_levels, self.n_corners, *shape), dtype=axes[0].dtype, device=device)
         for level in range(n_levels):
             if coords_t is not None:
                 (tx, wx), (ty, wy), (tz, wz) = self.point_axis_terms(level, coords_t)

@@ -86,17 +86,14 @@ def grid_level_into(out: torch.Tensor, level: int, n_levels: int, table: torch.T
     """One level of :meth:`SeparableGrid.features` into ``out`` (``[F * L, K]``, row ``f * L + level``).
 
     ``axes`` is ``((tx, rx, wx), (ty, ry, wy), (tz, rz, wz))``: per axis the lattice's index
-    terms, each output coordinate's first lattice position and its weights (a tuple of one
-    tensor per tap; for two taps the upper weight alone may be given). Returns False (and
-    writes nothing) when the kernel cannot run here.
+    terms, each output coordinate's first lattice position and its weights (one tensor per
+    tap). Returns False (and writes nothing) when the kernel cannot run here.
     """
     lib = build.library()
     if lib is None or out.device.type != "cpu" or table.dtype != torch.float32 or not out.is_contiguous():
         return False
 
     def weights(w):  # [taps, n] contiguous; two taps: the upper weight alone, as torch.lerp takes it
-        if isinstance(w, torch.Tensor):
-            return 2, w.to(torch.float32).contiguous()
         if len(w) == 2:
             return 2, w[1].to(torch.float32).contiguous()
         return len(w), torch.stack([t.reshape(-1) for t in w]).to(torch.float32).contiguous()

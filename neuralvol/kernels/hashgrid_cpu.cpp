@@ -11,6 +11,7 @@
 // scatter-add needs no atomics and every thread count gives the same bits.
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "threads.h"
@@ -158,30 +159,20 @@ void backward_level(const Level& lv, int l, const float* coords, int64_t n, cons
   }
 }
 
-// One level's forward or backward with the level kind and the taps as template arguments.
-template <template <bool, int> class Pass, typename... Args>
-void dispatch_level(const Level& lv, int taps, Args&&... args) {
-  switch (taps * 2 + (lv.dense ? 1 : 0)) {
-    case 4: Pass<false, 2>::run(lv, args...); break;
-    case 5: Pass<true, 2>::run(lv, args...); break;
-    case 6: Pass<false, 3>::run(lv, args...); break;
-    case 7: Pass<true, 3>::run(lv, args...); break;
-    case 8: Pass<false, 4>::run(lv, args...); break;
-    default: Pass<true, 4>::run(lv, args...); break;
-  }
+// Calls body(Dense, Taps) with both as compile-time constants (std::integral_constant), so a
+// level's pass runs the instantiation for its kind and blend. taps is 2, 3 or 4 (the caller's
+// LevelTable takes it from encodings/hashgrid.py's INTERPOLATIONS).
+template <typename Body>
+void with_level_kind(const Level& lv, int taps, Body body) {
+  using std::integral_constant;
+  const auto blend = [&](auto dense) {
+    if (taps == 2) body(dense, integral_constant<int, 2>{});
+    else if (taps == 3) body(dense, integral_constant<int, 3>{});
+    else body(dense, integral_constant<int, 4>{});
+  };
+  if (lv.dense) blend(integral_constant<bool, true>{});
+  else blend(integral_constant<bool, false>{});
 }
-
-template <bool Dense, int Taps>
-struct Forward {
-  template <typename... Args>
-  static void run(const Level& lv, Args... args) { forward_level<Dense, Taps>(lv, args...); }
-};
-
-template <bool Dense, int Taps>
-struct Backward {
-  template <typename... Args>
-  static void run(const Level& lv, Args... args) { backward_level<Dense, Taps>(lv, args...); }
-};
 
 // Each thread takes levels t, t + T, ...: every thread count gives the same bits.
 template <typename Body>
@@ -219,7 +210,9 @@ void nv_hashgrid_forward(const float* coords, int64_t n, const float* table, int
                          float* out, int n_threads) {
   const std::vector<Level> levels = make_levels(n_levels, offsets, sizes, res, dense, scales);
   for_each_level(n_levels, n_threads, [&](int l) {
-    dispatch_level<Forward>(levels[l], taps, l, coords, n, table, n_entries, n_features, n_levels, out);
+    with_level_kind(levels[l], taps, [&](auto dense, auto n_taps) {
+      forward_level<dense, n_taps>(levels[l], l, coords, n, table, n_entries, n_features, n_levels, out);
+    });
   });
 }
 
@@ -230,8 +223,10 @@ void nv_hashgrid_backward(const float* coords, int64_t n, const float* grad_out,
                           float* grad_table, int n_threads) {
   const std::vector<Level> levels = make_levels(n_levels, offsets, sizes, res, dense, scales);
   for_each_level(n_levels, n_threads, [&](int l) {
-    dispatch_level<Backward>(levels[l], taps, l, coords, n, grad_out, n_entries, n_features, n_levels,
-                             grad_table);
+    with_level_kind(levels[l], taps, [&](auto dense, auto n_taps) {
+      backward_level<dense, n_taps>(levels[l], l, coords, n, grad_out, n_entries, n_features, n_levels,
+                                    grad_table);
+    });
   });
 }
 
