@@ -279,7 +279,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(decode_rows))
     if paraview_rows:
-        print("\nParaView (pvpython, the model saved as a file; decode = nv.open(file).decode() in the same "
+        print("\nParaView (pvpython, the model saved as a file; decode = nv.open(file).decode(compute='auto'), the reader's default, in the same "
               "ParaView Python; update = the reader's first UpdatePipeline; fetch = servermanager.Fetch; "
               "again = a second UpdatePipeline with the same request; all with OMP_WAIT_POLICY=PASSIVE, "
               "as docs/PARAVIEW.md says, and the last column's decode without it)\n")
