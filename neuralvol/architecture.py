@@ -29,6 +29,18 @@ LADDER = (
     (0, 4, 1, 2, 8, 1),
 )
 
+# B-spline levels (quadratic, cubic) under LADDER's 100k-parameter rung take at most this
+# many levels: the same parameters in fewer, larger tables (less hashing) and faster steps
+# (~1.6x the steps in the same time). Quadratic, 60 s, 1 thread, two processes side by side,
+# 16 or 12 levels -> 8 (dB): walnut 100:1 (40k parameters) +0.70, 200:1 +0.91, 400:1 +0.52,
+# headsq 100:1 +0.37, isabel 100:1 +0.29 and 200:1 -0.08, viscous fingers 100:1 +0.22 and
+# -0.37 (two runs), hydrogen 100:1 -0.06, carotid 100:1 -0.01; embryo and Richtmyer-Meshkov
+# 800:1 (30k, 300 s) +0.08 and -0.01. Not above 100k: Richtmyer-Meshkov 100:1 (244k, 300 s)
+# lost 0.80 with 8 levels (embryo 100:1 +0.03). Nor 6 levels where the ladder has 8: viscous
+# fingers 200:1 -0.96, carotid 200:1 -0.20.
+BSPLINE_MAX_LEVELS = 8
+BSPLINE_FEWER_LEVELS_BELOW = 100_000
+
 # Budgets of fewer parameters get one dense level and a linear read-out (see linear_grid).
 LINEAR_GRID_BELOW = 73
 
@@ -85,6 +97,8 @@ def choose_architecture(dims: tuple[int, int, int], max_params: int, interpolati
         if max_params < threshold:
             continue
         base_res = min(base_res, finest)
+        if interpolation != "linear" and max_params < BSPLINE_FEWER_LEVELS_BELOW:
+            levels = min(levels, BSPLINE_MAX_LEVELS)
         base = ModelConfig(hashgrid_config(interpolation, levels, features, 8, base_res, finest), width, layers)
         config = fit_table_size(base, max_params)
         if config is not None:
