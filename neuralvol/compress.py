@@ -143,7 +143,7 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
         The input encoding: "hashgrid" (trilinear levels, tiny-cuda-nn's), "hashgrid_quadratic",
         "hashgrid_cubic" (B-spline levels), "frequency", "triangle_wave", "dense_grid" or
         "identity"; every kind is sized to the same byte budget. "auto": "hashgrid_quadratic"
-        under a time budget on the CPU (under 8 KiB a trial against the "hashgrid" plan),
+        under a time budget on the CPU (under 512 bytes a trial against the "hashgrid" plan),
         else "hashgrid" (see ``AUTO_WITH_TIME_BUDGET``).
     grad_weight : float, default 0
         Weight (>= 0) of a loss on finite-difference gradients (see :func:`fitting.fit`).
@@ -291,7 +291,7 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
             # (fewer parameters, more bits each; see CURVE_MIN_BUDGET in neuralvol.bitstream.budget)
             smaller = _plan(info, budget, worst, encoding, precision)
             trial_configs = [config, smaller] if smaller != config else [config]
-            if auto and encoding != AUTO_WITH_STEPS:  # and the trilinear grid's: see AUTO_WITH_TIME_BUDGET
+            if auto and encoding != AUTO_WITH_STEPS and budget < TRILINEAR_TRIAL_BELOW:  # see there
                 trial_configs.append(_plan(info, budget, dataclasses.replace(worst, curve=[]), AUTO_WITH_STEPS,
                                            precision))
             trial_configs = trial_configs if len(trial_configs) > 1 else []
@@ -376,10 +376,15 @@ def _plan(info: VolumeInfo, budget: int, worst: TrainingSummary, encoding: str, 
 AUTO_ENCODING = "auto"
 AUTO_WITH_TIME_BUDGET = "hashgrid_quadratic"
 AUTO_WITH_STEPS = "hashgrid"
-# Files under CURVE_MIN_BUDGET already trial two plans; "auto" adds the trilinear grid's as
-# a third. Their small networks get far more steps (nucleon 800:1: 57k in 60 s), so a trial
-# says more, and there the quadratic grid lost head_mr_small 800:1 (152 bytes) 21.59 / 22.06
-# dB and nucleon 400:1 29.92 / 30.55 but won nucleon 200:1 40.81 / 36.81 (rd.py, 60 s).
+# Files under CURVE_MIN_BUDGET already trial two plans; under TRILINEAR_TRIAL_BELOW bytes
+# "auto" adds the trilinear grid's as a third. Those tiny networks get far more steps
+# (nucleon 800:1: 57k in 60 s), so a trial says more, and there the quadratic grid lost
+# head_mr_small 800:1 (156 bytes) 21.59 / 22.06 dB and nucleon 400:1 (172 bytes) 29.92 /
+# 30.55 (the trial picked trilinear: 30.11) but won nucleon 200:1 40.81 / 36.81 (rd.py, 60 s).
+# Not for larger files: up to 8 KiB (stop 25) the trilinear plan won the 8 s trials where it
+# lost at 60 s, and hydrogen 200-800:1 (5.2-1.3 KiB) fell from 59.30 / 55.05 / 53.46 dB to
+# 56.61 / 52.90 / 50.41, isabel 200:1 from 39.00 to 38.47 (rd.py, 60 s).
+TRILINEAR_TRIAL_BELOW = 512
 # Share of the time budget that the candidate networks' trial fits get together (split
 # evenly: a fifth each for two); the best one then continues from its trial's weights.
 TRIALS_SHARE = 0.4

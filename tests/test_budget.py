@@ -32,7 +32,7 @@ def test_rate_control_fits_the_budget_and_uses_it(quantised_crop):
 
 def test_small_files_trial_both_plans_inside_the_time_budget(head_mr):
     """Under CURVE_MIN_BUDGET the network planned for the whole budget and the one planned
-    with the curve's reserve are both tried (and, for encoding "auto", the trilinear grid's);
+    with the curve's reserve are both tried (and, for encoding "auto" under 512 bytes, the trilinear grid's);
     the file is one of them, fits its bytes, the call keeps its time budget and progress
     runs once from 0 to 1."""
     from neuralvol.bitstream.records import worst_case_training
@@ -60,6 +60,28 @@ def test_small_files_trial_both_plans_inside_the_time_budget(head_mr):
     assert vol.config in (larger, smaller, trilinear) and vol.nbytes <= nbytes
     assert elapsed <= 3.0 * 1.05 + 1.0, f"compress took {elapsed:.2f} s for a 3 s budget"
     assert fractions == sorted(fractions) and fractions[-1] == 1.0 and fractions[0] < 0.2
+
+
+def test_only_the_tiniest_files_trial_the_trilinear_plan_too(head_mr, monkeypatch):
+    """Between 512 bytes and CURVE_MIN_BUDGET "auto" trials the quadratic grid's two plans
+    only: there an 8 s trial of the trilinear grid won and lost at 60 s (hydrogen 200:1)."""
+    compress_module = importlib.import_module("neuralvol.compress")
+    trialled = []
+
+    class Trialled(Exception):
+        pass
+
+    def record(configs, *args):
+        trialled.append([c.encoding.kind for c in configs])
+        raise Trialled
+
+    monkeypatch.setattr(compress_module, "_best_trial", record)
+    for nbytes in (compress_module.TRILINEAR_TRIAL_BELOW - 200, 2000):
+        assert nbytes < sizing.CURVE_MIN_BUDGET
+        with pytest.raises(Trialled):
+            nv.compress(head_mr, size=nbytes, time_budget=1.0, seed=0)
+    quadratic = compress_module.AUTO_WITH_TIME_BUDGET
+    assert trialled == [[quadratic, quadratic, compress_module.AUTO_WITH_STEPS], [quadratic, quadratic]]
 
 
 def test_the_file_keeps_the_steps_quantisation_aware_training_settled_on(headsq, monkeypatch):
