@@ -223,12 +223,20 @@ def _axis_terms(coord: torch.Tensor, scale: float, stride_or_prime: int, hashed:
     terms lets a regular grid compute them once per axis and combine by broadcasting.
     """
     floor, frac = interp.locate(coord, scale)
-    cell = floor.to(torch.int64)
-    terms = []
-    for k in range(interp.taps):
-        term = (cell + k) * stride_or_prime if k else cell * stride_or_prime
-        terms.append(term & UINT32_MASK if hashed else term)
-    return tuple(terms), interp.weights(frac)
+    return _tap_terms(floor, stride_or_prime, hashed, interp.taps), interp.weights(frac)
+
+
+def _tap_terms(floor: torch.Tensor, multiplier, hashed: bool, taps: int) -> tuple[torch.Tensor, ...]:
+    """Index terms ``(floor + k) * multiplier`` of the ``taps`` lattice points from ``floor``
+    (a float tensor of integral values), int64, kept to 32 bits where the level is hashed;
+    ``multiplier`` is a stride or prime, or a tensor of them broadcast against ``floor``."""
+    terms = [floor.to(torch.int64).mul_(multiplier)]
+    for _ in range(1, taps):
+        terms.append(terms[-1] + multiplier)
+    if hashed:
+        for t in terms:
+            t.bitwise_and_(UINT32_MASK)
+    return tuple(terms)
 
 
 def _interpolate_along(values: torch.Tensor, dim: int, rel: torch.Tensor, weights) -> torch.Tensor:
@@ -381,12 +389,7 @@ class HashGridEncoding(torch.nn.Module):
         mult = torch.tensor((1, res, res * res) if dense else PRIMES, dtype=torch.int64,
                             device=coords_t.device).view(3, 1)
         floor, frac = interp.locate(coords_t, self._scales[level])
-        terms = [floor.to(torch.int64).mul_(mult)]
-        for _ in range(1, interp.taps):
-            terms.append(terms[-1] + mult)
-        if not dense:
-            for t in terms:
-                t.bitwise_and_(UINT32_MASK)
+        terms = _tap_terms(floor, mult, not dense, interp.taps)
         weights = interp.weights(frac)
         return [(tuple(t[a] for t in terms), tuple(w[a] for w in weights)) for a in range(3)]
 
