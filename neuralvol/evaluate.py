@@ -127,7 +127,9 @@ def _components(field: NeuralField) -> tuple[int, ...]:
 def evaluate_grid(field: NeuralField, ux: np.ndarray, uy: np.ndarray, uz: np.ndarray,
                   device: torch.device | str = "cpu",
                   progress: Callable[[float], None] | None = None,
-                  dtype: torch.dtype = torch.float32, into: torch.Tensor | None = None) -> np.ndarray | torch.Tensor:
+                  dtype: torch.dtype = torch.float32, into: torch.Tensor | None = None,
+                  finish: tuple[np.dtype, Callable[[torch.Tensor], torch.Tensor]] | None = None
+                  ) -> np.ndarray | torch.Tensor:
     """Network output on the tensor-product grid ``uz x uy x ux``, shape ``[nz, ny, nx]``.
 
     Grid encodings (hash and dense grids) take the separable path
@@ -140,6 +142,11 @@ def evaluate_grid(field: NeuralField, ux: np.ndarray, uy: np.ndarray, uz: np.nda
     ``into``, a float32 tensor of the output's shape on ``device``, receives the values
     instead of a new numpy array and is returned: a GPU decode then stays on the GPU, with
     no copy to the host (grid encodings only).
+
+    ``finish``, ``(numpy dtype, function)``, maps each slab's float32 values to the output's
+    values (a tensor of any dtype numpy casts to that dtype) while the slab is still in
+    cache, in torch's threads, and the result has that dtype: see
+    :meth:`neuralvol.volume.NeuralVolume.decode`. Not with ``into``.
     """
     nx, ny, nz = len(ux), len(uy), len(uz)
     comps = _components(field)
@@ -149,8 +156,12 @@ def evaluate_grid(field: NeuralField, ux: np.ndarray, uy: np.ndarray, uz: np.nda
         raise InputError(f"into must be a float32 tensor of shape {(nz, ny, nx) + comps} on {device} "
                          f"(grid encodings only), got {tuple(into.shape)} {into.dtype} on {into.device}")
     if not hasattr(field.encoding, "separable_grid"):
-        return evaluate_grid_per_voxel(field, ux, uy, uz, device=device, progress=progress, dtype=dtype)
-    out = np.empty((nz, ny, nx) + comps, dtype=np.float32) if into is None else into
+        values = evaluate_grid_per_voxel(field, ux, uy, uz, device=device, progress=progress, dtype=dtype)
+        return values if finish is None else finish[1](torch.from_numpy(values)).numpy().astype(finish[0])
+    if finish is not None and into is not None:
+        raise InputError("evaluate_grid takes into= or finish=, not both")
+    out_dtype, finish_slab = (np.float32, None) if finish is None else finish
+    out = np.empty((nz, ny, nx) + comps, dtype=out_dtype) if into is None else into
     axes = [torch.as_tensor(u, dtype=torch.float32, device=device) for u in (ux, uy, uz)]
     table = field.encoding.table
     # On CUDA one Triton launch encodes a slab's voxels directly; the separable path's
@@ -173,6 +184,8 @@ def evaluate_grid(field: NeuralField, ux: np.ndarray, uy: np.ndarray, uz: np.nda
             grid.features(z0, z1, out=feats)
         values = _mlp_in_chunks(field, feats, dtype, chunk, workspace)
         values = values.reshape((z1 - z0, ny, nx) + comps).float()
+        if finish_slab is not None:
+            values = finish_slab(values)
         out[z0:z1] = values if into is not None else values.cpu().numpy()
         if progress is not None:
             progress(z1 / nz)

@@ -121,6 +121,25 @@ def cast_to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return values.astype(dtype)
 
 
+def slab_rescale_cast(offset, scale, dtype: np.dtype, cast: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The per-slab form of ``cast_to_dtype(offset + scale * values, dtype)`` (``cast``) or of
+    the float64 rescaling alone: the same float64 operations in the same order (torch rounds
+    half to even as np.rint does), so the result is identical to the whole-array numpy passes."""
+    offset_t, scale_t = torch.as_tensor(offset, dtype=torch.float64), torch.as_tensor(scale, dtype=torch.float64)
+    limits = None
+    if cast and np.dtype(dtype).kind in "iu":
+        info = np.iinfo(dtype)
+        limits = (float(info.min), float(info.max))
+
+    def finish(values: torch.Tensor) -> torch.Tensor:
+        out = values.to(torch.float64).mul_(scale_t.to(values.device)).add_(offset_t.to(values.device))
+        if limits is not None:
+            out.round_().clamp_(*limits)
+        return out
+
+    return finish
+
+
 def available_memory() -> int | None:
     """Bytes a decode may still take: Linux's MemAvailable, else free physical pages, else None."""
     try:
@@ -289,13 +308,20 @@ class NeuralVolume:
         >>> vol.decode(dims=(128, 128, 186), region=(0, 63, 0, 127, 90, 90))  # doctest: +SKIP
         """
         out_dtype = self.dtype if dtype is None else np.dtype(dtype)
-        return cast_to_dtype(self.decode_values(dims, region, device, progress, out_dtype, compute), out_dtype)
+        return self._decode(dims, region, device, progress, out_dtype, compute, cast=True)
 
     def decode_values(self, dims: Sequence[int] | None = None, region: Sequence[int] | None = None,
                       device: str = "cpu", progress: Callable[[float], None] | None = None,
                       out_dtype=np.float64, compute: str = "float32") -> np.ndarray:
         """:meth:`decode` before the cast: float64 values (with the error-bound corrections
         on the original grid); ``out_dtype`` only sizes the memory check."""
+        return self._decode(dims, region, device, progress, np.dtype(out_dtype), compute, cast=False)
+
+    def _decode(self, dims, region, device, progress, out_dtype: np.dtype, compute: str, cast: bool) -> np.ndarray:
+        """:meth:`decode` (``cast``) or :meth:`decode_values`. Without an error-bound correction
+        the rescaling and the cast run slab by slab inside the grid evaluation
+        (:func:`slab_rescale_cast`): on the 256^3 embryo the whole-array numpy passes took
+        0.45 s of a 2.3 s decode (1 thread; np.clip alone 0.22 s)."""
         dims = self.dims if dims is None else validate_dims(dims)
         region = (0, dims[0] - 1, 0, dims[1] - 1, 0, dims[2] - 1) if region is None else validate_region(region, dims)
         shape = tuple(region[2 * a + 1] - region[2 * a] + 1 for a in (2, 1, 0))
@@ -308,15 +334,18 @@ class NeuralVolume:
             return np.broadcast_to(offset, shape).astype(np.float64)
         self.network.to(device)
         bounded = self.correction is not None and tuple(dims) == tuple(self.dims)
-        out = evaluate_grid(self.network, *axes, device=device, progress=progress,
-                            dtype=self.mlp_dtype(compute, device, bounded))
+        mlp_dtype = self.mlp_dtype(compute, device, bounded)
+        if not bounded:
+            finish = (out_dtype if cast else np.dtype(np.float64), slab_rescale_cast(offset, scale, out_dtype, cast))
+            return evaluate_grid(self.network, *axes, device=device, progress=progress, dtype=mlp_dtype,
+                                 finish=finish).reshape(shape)
+        out = evaluate_grid(self.network, *axes, device=device, progress=progress, dtype=mlp_dtype)
         values = offset + scale * out.astype(np.float64).reshape(shape)
-        if bounded:
-            self.correction.apply(values, dims, region)
-            if self.dtype.kind in "iu":  # the bound is on the rounded values, whatever the output dtype
-                info = np.iinfo(self.dtype)
-                values = np.clip(np.rint(values), info.min, info.max)
-        return values
+        self.correction.apply(values, dims, region)
+        if self.dtype.kind in "iu":  # the bound is on the rounded values, whatever the output dtype
+            info = np.iinfo(self.dtype)
+            values = np.clip(np.rint(values), info.min, info.max)
+        return cast_to_dtype(values, out_dtype) if cast else values
 
     def mlp_dtype(self, compute: str = "auto", device: str = "cpu", bounded: bool = False) -> torch.dtype:
         """The MLP's compute dtype for a decode at ``compute`` (see :meth:`decode`) of the

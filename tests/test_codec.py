@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 import neuralvol as nv
+from neuralvol.evaluate import evaluate_grid, unit_axis
 from neuralvol.metrics import psnr
+from neuralvol.volume import cast_to_dtype
 
 
 def test_ct_head_round_trip_quality_and_size(headsq):
@@ -113,6 +115,29 @@ def test_every_dtype_round_trips_to_itself(head_mr, dtype, tmp_path):
     if info is not None:
         assert out.min() >= info.min and out.max() <= info.max
     assert psnr(array, out) > 15.0
+
+
+def whole_array_decode(vol, region, dtype):
+    """decode()'s values by the whole-array numpy formula it replaced: float32 network
+    output, float64 rescaling, rint and clip for integers, then the cast."""
+    dims = vol.dims
+    axes = [unit_axis(n, region[2 * a], region[2 * a + 1]) for a, n in enumerate(dims)]
+    offset, scale = vol._normalisation()
+    shape = tuple(region[2 * a + 1] - region[2 * a] + 1 for a in (2, 1, 0)) + \
+        (() if vol.info.components is None else (vol.n_components,))
+    values = offset + scale * evaluate_grid(vol.network, *axes).astype(np.float64).reshape(shape)
+    return values, cast_to_dtype(values, np.dtype(dtype))
+
+
+@pytest.mark.parametrize("dtype", ["int16", "uint8", "int8", "uint16", "float32", "float64"])
+def test_slab_cast_equals_the_whole_array_cast(crop_volume, dtype):
+    # the rescale + round + clip + cast run per slab in torch; the bytes must not change
+    for region in ((0, 39, 0, 35, 0, 29), (3, 17, 0, 35, 9, 9)):
+        values, expected = whole_array_decode(crop_volume, region, dtype)
+        out = crop_volume.decode(region=region, dtype=dtype)
+        assert out.dtype == expected.dtype and np.array_equal(out, expected)
+        assert np.array_equal(crop_volume.decode_values(region=region), values)
+    assert crop_volume.decode(dtype="uint8").max() == 255   # the CT (up to ~3000) clips
 
 
 def test_nan_and_inf_are_rejected_with_counts(headsq_crop):

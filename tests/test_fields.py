@@ -55,6 +55,16 @@ def test_vector_round_trip(vector_volume, gradient_field, tmp_path):
     np.testing.assert_allclose(pts[0], decoded[4, 3, 2], atol=1e-4)
 
 
+def test_vector_decode_casts_like_the_whole_array(vector_volume):
+    from test_codec import whole_array_decode
+    region = (2, 9, 0, 15, 4, 6)
+    for dtype in ("float32", "int16"):
+        values, expected = whole_array_decode(vector_volume, region, dtype)
+        out = vector_volume.decode(region=region, dtype=dtype)
+        assert out.shape == (3, 16, 8, 3) and out.dtype == expected.dtype and np.array_equal(out, expected)
+        assert np.array_equal(vector_volume.decode_values(region=region), values)
+
+
 def test_scalar_files_unchanged_by_the_feature():
     """A scalar field is still written in version 3 without the new keys."""
     a = np.load(SHARED_DATA / "volumes" / "head_mr_small.npy")[:16, :16, :16] if (

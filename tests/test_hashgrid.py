@@ -189,8 +189,12 @@ def test_separable_grid_touches_only_the_lattice_points_a_coarse_output_needs():
 
 @pytest.mark.skipif(__import__("neuralvol.kernels.build", fromlist=["x"]).library() is None,
                     reason="C++ kernel unavailable")
-def test_separable_grid_kernel_equals_its_pytorch_ops_on_a_real_model_and_every_thread_count():
-    cfg = HashGridConfig(n_levels=16, n_features=2, table_size=2952, base_resolution=8, finest_resolution=88)
+@pytest.mark.parametrize("interpolation", list(HASHGRID_CONFIGS))
+def test_separable_grid_kernel_equals_its_pytorch_ops_on_a_real_model_and_every_thread_count(interpolation):
+    # B-splines: the kernel's y blends on lattice planes, then z blends, split over rows by
+    # threads; the bits must not depend on the thread count
+    cfg = HASHGRID_CONFIGS[interpolation](n_levels=16, n_features=2, table_size=2952, base_resolution=8,
+                                          finest_resolution=88)
     enc = HashGridEncoding(cfg, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         enc.table.normal_()
