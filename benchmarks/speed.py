@@ -6,7 +6,8 @@ Three tables, one row per (volume, ratio):
   pure-PyTorch path (``kernels.build.pytorch_only()``), same model, same seed;
 * **decode**: full-grid seconds and Mvox/s (separable grid; fp32, the default, and
   ``compute="bfloat16"``, whose PSNR cost benchmarks/compute_precision.py measures), the per-voxel gather it
-  replaced (``--reference``; slow on 256^3), a 1/8 region, one z slice in-process (256^2 on
+  replaced (``--reference``; slow on 256^3), the features written out whole before the MLP
+  (``kernels.mlp.features_then_mlp()``, the path the fused grid + MLP decode replaced), a 1/8 region, one z slice in-process (256^2 on
   a 256^3 volume), the decode with the MLP as torch's GEMMs (the path the fused
   kernel replaced), the physical limit (MLP multiply-adds per voxel / this machine's fastest
   measured rate for a 64 x 64 layer, torch's GEMM or the kernel, fp32 and bf16), and SPERR's decode of the same volume at the same bytes
@@ -215,6 +216,12 @@ def main() -> None:
                     gemm_s = " / ".join(
                         f"{timed(lambda c=c: vol.decode(dtype=np.float32, compute=c), args.device, repeat=3):.2f}"
                         for c in ("float32", "bfloat16"))
+            unfused_s = ""   # the features written out whole, then the MLP kernel: what grid_forward replaced
+            if args.device == "cpu" and mlp_kernel.grid_usable(torch.float32):
+                with mlp_kernel.features_then_mlp():
+                    unfused_s = " / ".join(
+                        f"{timed(lambda c=c: vol.decode(dtype=np.float32, compute=c), args.device, repeat=3):.2f}"
+                        for c in ("float32", "bfloat16"))
             reference_s = ""
             if args.reference:
                 reference_s = f"{timed(lambda: evaluate_grid_per_voxel(vol.network, *(unit_axis(n, 0, n - 1) for n in vol.dims), device=args.device), args.device):.2f}"
@@ -235,7 +242,7 @@ def main() -> None:
                     sperr_s = f"failed ({exc})"
             decode_rows.append(
                 f"| {name} | {ratio:g} | {full_s:.2f} | {data.size / full_s / 1e6:.2f} | {bf16_s:.2f} | "
-                f"{data.size / bf16_s / 1e6:.2f} | {gemm_s} | {reference_s} | "
+                f"{data.size / bf16_s / 1e6:.2f} | {unfused_s} | {gemm_s} | {reference_s} | "
                 f"{region_s:.3f} | {region_s / full_s:.3f} | {nx}x{ny}: {slice_s * 1e3:.0f} | "
                 f"{limit[torch.float32]:.2f} / {limit[torch.bfloat16]:.2f} | {sperr_s} |")
 
@@ -274,9 +281,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     print("\n".join(fit_rows))
     print("\nDecode (float32 out; region = the central 1/8; limit = MLP MACs / measured GEMM rate)\n")
-    print("| volume | ratio | full s | Mvox/s | full s bf16 | Mvox/s bf16 | torch GEMMs s fp32 / bf16 | per-voxel s | "
-          "1/8 region s | region / full | z slice ms | limit s fp32 / bf16 | SPERR decode s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| volume | ratio | full s | Mvox/s | full s bf16 | Mvox/s bf16 | features then MLP s fp32 / bf16 | "
+          "torch GEMMs s fp32 / bf16 | per-voxel s | 1/8 region s | region / full | z slice ms | limit s fp32 / bf16 | "
+          "SPERR decode s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(decode_rows))
     if paraview_rows:
         print("\nParaView (pvpython, the model saved as a file; decode = nv.open(file).decode(compute='auto'), the reader's default, in the same "

@@ -52,6 +52,15 @@ def unit_axis(n_grid: int, start: int, stop: int) -> np.ndarray:
 # model 2^18 0.78-0.82 / 0.64-0.71, 2^19 0.70 / 0.56, 2^20 0.69 / 0.53. The slab's features
 # take 64 MB at 2^19 (L=16, F=2).
 SLAB_VOXELS = 1 << 19
+# Voxels per block of the fused grid + MLP decode (kernels.mlp.grid_forward), where only the
+# levels' y-blended lattice planes are held (67 MB for 32 planes of 256^2, L=16, F=2: what the
+# features of 2^19 voxels took). 256^3 embryo decode, bf16, 2 threads, best of 3 (two runs):
+# 100:1 quadratic model (L=16, 2 x 64) 2^19 1.22-1.23 s, 2^20 1.00-1.02, 2^21 0.95-0.98;
+# 800:1 (L=8, 2 x 32) 0.49 / 0.46 / 0.34; 100:1 trilinear 1.04 / 0.97 / 0.91.
+FUSED_BLOCK_VOXELS = 1 << 21
+# Fewest output planes per block before blocks split rows: a level needs its taps' lattice
+# planes for even one output plane, so thin blocks would redo most of the y blends.
+FUSED_MIN_PLANES = 8
 # Rows per MLP call. Full 256^3 decode of the embryo 100:1 model, batch-major MLP, 2 threads
 # on this 2-core EPYC: 2^13 / 2^14 / 2^15 rows 3.24 / 3.18 / 3.15 s fp32, and bf16 (with a
 # bf16 output layer, since made fp32) 2.83 / 2.25 / 2.02 s. Runs here vary by +-20 %.
@@ -123,6 +132,24 @@ def _components(field: NeuralField) -> tuple[int, ...]:
     return () if c == 1 else (c,)
 
 
+def _slabs(nx: int, ny: int, nz: int, voxels: int):
+    """(z0, z1, 0, ny): slabs of whole output planes, about ``voxels`` each."""
+    planes = max(1, voxels // max(nx * ny, 1))
+    for z0 in range(0, nz, planes):
+        yield z0, min(nz, z0 + planes), 0, ny
+
+
+def _fused_blocks(nx: int, ny: int, nz: int):
+    """(z0, z1, y0, y1) blocks of about :data:`FUSED_BLOCK_VOXELS`: whole planes while at
+    least :data:`FUSED_MIN_PLANES` of them fit, else that many planes of fewer rows (the
+    lattice planes a block needs grow with its rows, whatever its depth)."""
+    rows = min(ny, max(1, FUSED_BLOCK_VOXELS // (nx * FUSED_MIN_PLANES)))
+    depth = max(1, FUSED_BLOCK_VOXELS // (nx * rows))
+    for z0 in range(0, nz, depth):
+        for y0 in range(0, ny, rows):
+            yield z0, min(nz, z0 + depth), y0, min(ny, y0 + rows)
+
+
 @torch.no_grad()
 def evaluate_grid(field: NeuralField, ux: np.ndarray, uy: np.ndarray, uz: np.ndarray,
                   device: torch.device | str = "cpu",
@@ -171,24 +198,29 @@ def evaluate_grid(field: NeuralField, ux: np.ndarray, uy: np.ndarray, uz: np.nda
         kernel_levels = field.encoding.kernel_levels(table.device)
     else:
         grid = field.encoding.separable_grid(*axes)
+    # On CPU with the C++ kernels the MLP is fed from each level's lattice planes, row by row,
+    # so the [F * L, K] features never go through memory (kernels.mlp.grid_forward).
+    fused = (kernel_levels is None and torch.device(device).type == "cpu" and grid.planes_usable()
+             and mlp_kernel.grid_usable(dtype))
     chunk = chunk_points(device) if torch.device(device).type == "cuda" else MLP_CHUNK
-    planes = max(1, max(SLAB_VOXELS, chunk) // max(nx * ny, 1))
     workspace = {}   # the slab's features and the MLP's activations, reused slab after slab
     n_feats = field.encoding.n_output_dims
-    for z0 in range(0, nz, planes):
-        z1 = min(nz, z0 + planes)
-        feats = scratch(workspace, "features", (n_feats, (z1 - z0) * ny * nx), table)
-        if kernel_levels is not None:
-            hashgrid_triton.forward_grid_into(kernel_levels, table.detach(), axes, z0, z1, feats)
+    for z0, z1, y0, y1 in (_fused_blocks(nx, ny, nz) if fused else _slabs(nx, ny, nz, max(SLAB_VOXELS, chunk))):
+        if fused:
+            values = field.mlp_from_planes(grid.level_planes(z0, z1, y0, y1), (z1 - z0, y1 - y0, nx), dtype)
         else:
-            grid.features(z0, z1, out=feats)
-        values = _mlp_in_chunks(field, feats, dtype, chunk, workspace)
-        values = values.reshape((z1 - z0, ny, nx) + comps).float()
+            feats = scratch(workspace, "features", (n_feats, (z1 - z0) * ny * nx), table)
+            if kernel_levels is not None:
+                hashgrid_triton.forward_grid_into(kernel_levels, table.detach(), axes, z0, z1, feats)
+            else:
+                grid.features(z0, z1, out=feats)
+            values = _mlp_in_chunks(field, feats, dtype, chunk, workspace)
+        values = values.reshape((z1 - z0, y1 - y0, nx) + comps).float()
         if finish_slab is not None:
             values = finish_slab(values)
-        out[z0:z1] = values if into is not None else values.cpu().numpy()
+        out[z0:z1, y0:y1] = values if into is not None else values.cpu().numpy()
         if progress is not None:
-            progress(z1 / nz)
+            progress((z0 * ny + (z1 - z0) * y1) / (nz * ny))
     return out
 
 

@@ -123,6 +123,16 @@ class NeuralField(torch.nn.Module):
             return h.squeeze(0) + self.output_bias
         return h.t() + self.output_bias
 
+    def _kernel_weights(self) -> list[torch.Tensor]:
+        """The MLP's weights with the first layer's columns in the encoding's feature-major order."""
+        return [self.weights[0][:, self._feature_major], *self.weights[1:]]
+
+    def mlp_from_planes(self, planes: list, shape: tuple[int, int, int], dtype: torch.dtype) -> torch.Tensor:
+        """:meth:`mlp` of a grid slab's features, fed from the encoding's lattice planes
+        (:func:`neuralvol.kernels.mlp.grid_forward`; the caller checked ``grid_usable``)."""
+        out = mlp_kernel.grid_forward(self._kernel_weights(), self.output_bias, planes, shape, dtype)
+        return out.squeeze(1) if self.config.n_outputs == 1 else out
+
     def _mlp_batch_major(self, features: torch.Tensor, dtype: torch.dtype, workspace: dict) -> torch.Tensor:
         """:meth:`mlp` with the batch as GEMM rows, hidden layers in ``dtype``, reusing buffers.
 
@@ -135,8 +145,7 @@ class NeuralField(torch.nn.Module):
         :mod:`neuralvol.kernels.mlp` runs every layer instead, tile by tile.
         """
         if mlp_kernel.usable(features, dtype):
-            weights = [self.weights[0][:, self._feature_major], *self.weights[1:]]
-            out = mlp_kernel.forward(weights, self.output_bias, features, dtype)
+            out = mlp_kernel.forward(self._kernel_weights(), self.output_bias, features, dtype)
             return out.squeeze(1) if self.config.n_outputs == 1 else out
         h = features.t()
         if dtype != torch.float32:

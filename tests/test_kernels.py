@@ -259,12 +259,12 @@ def test_real_model_decodes_alike_through_the_mlp_kernel_and_torch_gemms():
     data = np.load(HEADSQ).astype(np.float32)
     vol = nv.compress(data, ratio=40, steps=150, seed=1, record_timings=False)
     calls = []
-    original = mlp_kernel.forward
-    mlp_kernel.forward = lambda *a: calls.append(a[-1]) or original(*a)
+    original = mlp_kernel.grid_forward   # the decode feeds the kernel from the lattice planes
+    mlp_kernel.grid_forward = lambda *a: calls.append(a[4]) or original(*a)
     try:
         fast = {c: vol.decode(compute=c) for c in ("float32", "bfloat16")}
     finally:
-        mlp_kernel.forward = original
+        mlp_kernel.grid_forward = original
     assert torch.float32 in calls and (torch.bfloat16 in calls or not mlp_kernel.usable(_probe, torch.bfloat16))
     with build.pytorch_only():
         slow = {c: vol.decode(compute=c) for c in ("float32", "bfloat16")}
@@ -274,3 +274,37 @@ def test_real_model_decodes_alike_through_the_mlp_kernel_and_torch_gemms():
     np.testing.assert_allclose(fast["bfloat16"], slow["bfloat16"], rtol=0, atol=2e-2 * value_range)
     psnr = {c: metrics.psnr(data, fast[c]) for c in fast}
     assert psnr["float32"] > 25 and abs(psnr["bfloat16"] - psnr["float32"]) < 0.1, psnr
+
+
+@needs_mlp_fp32
+@pytest.mark.parametrize("encoding", ["hashgrid", "hashgrid_quadratic", "hashgrid_cubic"])
+def test_fused_grid_decode_gives_the_bits_of_features_then_mlp(encoding, monkeypatch):
+    """The decode that feeds the MLP from each level's lattice planes, row by row, against
+    the features written out whole and then the MLP kernel: the same operations in the same
+    order, so the same bits. Odd sizes (a partial 32-voxel tile), a resampled sub-extent,
+    three components, and blocks of a few rows as a very wide volume would take."""
+    import neuralvol as nv
+    from neuralvol import evaluate
+
+    data = np.load(HEADSQ)[:40, :37, :29]
+    vector = np.stack([data, 0.5 * data + 3, -data], axis=-1).astype(np.float32)
+    dtypes = [torch.float32] + ([torch.bfloat16] if mlp_kernel.grid_usable(torch.bfloat16) else [])
+    for array in (data, vector):
+        vol = nv.compress(array, ratio=20, steps=10, encoding=encoding, seed=0, record_timings=False)
+        for dims, region in (((29, 37, 40), (0, 28, 0, 36, 0, 39)), ((50, 21, 33), (3, 40, 2, 20, 5, 31))):
+            axes = [evaluate.unit_axis(n, region[2 * i], region[2 * i + 1]) for i, n in enumerate(dims)]
+            for dtype in dtypes:
+                with mlp_kernel.features_then_mlp():
+                    reference = evaluate.evaluate_grid(vol.network, *axes, dtype=dtype)
+                for block, min_planes in ((1 << 21, 8), (64, 2), (1000, 3)):
+                    monkeypatch.setattr(evaluate, "FUSED_BLOCK_VOXELS", block)
+                    monkeypatch.setattr(evaluate, "FUSED_MIN_PLANES", min_planes)
+                    blocks = []
+                    monkeypatch.setattr(mlp_kernel, "grid_forward",
+                                        lambda *a, f=mlp_kernel.grid_forward: blocks.append(a[3]) or f(*a))
+                    fused = evaluate.evaluate_grid(vol.network, *axes, dtype=dtype)
+                    monkeypatch.undo()
+                    assert np.array_equal(fused, reference), (array.ndim, dims, dtype, block)
+                    # the blocks tile the output exactly
+                    assert sum(a * b * c for a, b, c in blocks) == np.prod([len(u) for u in axes])
+                    assert (len(blocks) == 1) == (block == 1 << 21)

@@ -309,6 +309,34 @@ class SeparableGrid:
             terms = (lattice * PRIMES[axis]) & UINT32_MASK
         return terms, rel
 
+    def _level_axes(self, level: int, z0: int, z1: int, y0: int = 0, y1: int | None = None):
+        """Per axis (x, y, z) of output planes ``z0..z1-1``, rows ``y0..y1-1``: the level's
+        lattice index terms, each output coordinate's first lattice position, and its
+        weights (one tensor per tap)."""
+        (cx, wx), (cy, wy), (cz, wz) = self.levels[level]
+        cz, wz = cz[z0:z1], tuple(w[z0:z1] for w in wz)
+        cy, wy = cy[y0:y1], tuple(w[y0:y1] for w in wy)
+        return tuple((*self._lattice_terms(level, c, axis), w) for axis, (c, w) in enumerate(((cx, wx), (cy, wy), (cz, wz))))
+
+    def planes_usable(self) -> bool:
+        """Whether :meth:`level_planes` can run (the C++ kernel, a CPU float32 table)."""
+        return self.use_kernel and point_kernel.grid_usable(self.encoding.table)
+
+    def level_planes(self, z0: int, z1: int, y0: int = 0, y1: int | None = None) -> list:
+        """For the fused grid + MLP decode (:func:`neuralvol.kernels.mlp.grid_forward`) of output
+        planes ``z0..z1-1``, rows ``y0..y1-1``: per level, its lattice blended along x and y
+        onto those rows (``[F, nzl, ny, nx]``, the C++ kernel's intermediate) with the z
+        positions and weights that finish it. Needs :meth:`planes_usable`."""
+        enc = self.encoding
+        table = enc.table.detach()
+        planes = []
+        for level in range(enc.config.n_levels):
+            axes = self._level_axes(level, z0, z1, y0, y1)
+            blended = point_kernel.grid_level_planes(table, enc._dense[level], enc._sizes[level], enc._offsets[level],
+                                                     axes)
+            planes.append((blended, axes[2][1], axes[2][2]))
+        return planes
+
     def features(self, z0: int, z1: int, out: torch.Tensor | None = None) -> torch.Tensor:
         """Feature-major encodings ``[F * L, K]`` of output planes ``z0..z1-1`` (K = planes * ny * nx)."""
         enc = self.encoding
@@ -320,14 +348,11 @@ class SeparableGrid:
         if out is None:
             out = table.new_empty((n_feat * n_levels, nz * ny * nx))
         out_levels = out.view(n_feat, n_levels, nz, ny, nx)
-        for level, ((cx, wx), (cy, wy), (cz, wz)) in enumerate(self.levels):
-            cz, wz = cz[z0:z1], tuple(w[z0:z1] for w in wz)
-            tx, rx = self._lattice_terms(level, cx, 0)
-            ty, ry = self._lattice_terms(level, cy, 1)
-            tz, rz = self._lattice_terms(level, cz, 2)
+        for level in range(n_levels):
+            (tx, rx, wx), (ty, ry, wy), (tz, rz, wz) = axes = self._level_axes(level, z0, z1)
             if self.use_kernel and point_kernel.grid_level_into(
                     out, level, n_levels, table, enc._dense[level], enc._sizes[level], enc._offsets[level],
-                    ((tx, rx, wx), (ty, ry, wy), (tz, rz, wz))):
+                    axes):
                 continue
             if enc._dense[level]:
                 index = (tx[None, None, :] + ty[None, :, None]) + tz[:, None, None]

@@ -81,6 +81,25 @@ def encode_points(encoding, coords: torch.Tensor) -> torch.Tensor:
     return _forward(lib, levels, coords, table.detach().contiguous())
 
 
+def tap_weights(w) -> torch.Tensor:
+    """One axis's per-tap weights (a tensor per tap) as the C++ grid kernels take them:
+    ``[taps, n]`` contiguous, or for two taps the upper weight alone, as torch.lerp takes it."""
+    if len(w) == 2:
+        return w[1].to(torch.float32).contiguous()
+    return torch.stack([t.reshape(-1) for t in w]).to(torch.float32).contiguous()
+
+
+def _level_args(axes):
+    """``((tx, rx, wx), (ty, ry, wy), (tz, rz, wz))`` as the C++ level kernels take them (index
+    terms, first lattice positions contiguous; :func:`tap_weights`), and the tap count."""
+    return [(t.contiguous(), r.contiguous(), tap_weights(w)) for t, r, w in axes], len(axes[0][2])
+
+
+def grid_usable(table: torch.Tensor) -> bool:
+    """Whether the C++ grid level kernels can read this table (CPU float32; the library built)."""
+    return table.device.type == "cpu" and table.dtype == torch.float32 and build.library() is not None
+
+
 def grid_level_into(out: torch.Tensor, level: int, n_levels: int, table: torch.Tensor, dense: bool, size: int,
                     offset: int, axes) -> bool:
     """One level of :meth:`SeparableGrid.features` into ``out`` (``[F * L, K]``, row ``f * L + level``).
@@ -89,17 +108,10 @@ def grid_level_into(out: torch.Tensor, level: int, n_levels: int, table: torch.T
     terms, each output coordinate's first lattice position and its weights (one tensor per
     tap). Returns False (and writes nothing) when the kernel cannot run here.
     """
-    lib = build.library()
-    if lib is None or out.device.type != "cpu" or table.dtype != torch.float32 or not out.is_contiguous():
+    if not grid_usable(table) or out.device.type != "cpu" or not out.is_contiguous():
         return False
-
-    def weights(w):  # [taps, n] contiguous; two taps: the upper weight alone, as torch.lerp takes it
-        if len(w) == 2:
-            return 2, w[1].to(torch.float32).contiguous()
-        return len(w), torch.stack([t.reshape(-1) for t in w]).to(torch.float32).contiguous()
-
-    per_axis = [(t.contiguous(), r.contiguous(), *weights(w)) for t, r, w in axes]
-    (tx, rx, taps, wx), (ty, ry, _, wy), (tz, rz, _, wz) = per_axis
+    lib = build.library()
+    ((tx, rx, wx), (ty, ry, wy), (tz, rz, wz)), taps = _level_args(axes)
     table = table.contiguous()
     k = out.shape[1]
     lib.nv_grid_level(table.data_ptr(), table.shape[1], table.shape[0], int(dense), size, offset,
@@ -108,3 +120,20 @@ def grid_level_into(out: torch.Tensor, level: int, n_levels: int, table: torch.T
                       rz.data_ptr(), wz.data_ptr(), rz.numel(), taps,
                       out.data_ptr() + level * k * out.element_size(), n_levels * k, torch.get_num_threads())
     return True
+
+
+def grid_level_planes(table: torch.Tensor, dense: bool, size: int, offset: int, axes) -> torch.Tensor | None:
+    """The level's lattice blended along x and y onto the output's rows: ``[F, nzl, ny, nx]``
+    (nzl lattice z planes), what :func:`grid_level_into` blends along z; None when the kernel
+    cannot run here. ``axes`` as for :func:`grid_level_into` (its z entry is not used)."""
+    if not grid_usable(table):
+        return None
+    lib = build.library()
+    ((tx, rx, wx), (ty, ry, wy), (tz, _, _)), taps = _level_args(axes)
+    table = table.contiguous()
+    planes = torch.empty((table.shape[0], tz.numel(), ry.numel(), rx.numel()), dtype=torch.float32)
+    lib.nv_grid_level_planes(table.data_ptr(), table.shape[1], table.shape[0], int(dense), size, offset,
+                             tx.data_ptr(), tx.numel(), ty.data_ptr(), ty.numel(), tz.data_ptr(), tz.numel(),
+                             rx.data_ptr(), wx.data_ptr(), rx.numel(), ry.data_ptr(), wy.data_ptr(), ry.numel(),
+                             taps, planes.data_ptr(), torch.get_num_threads())
+    return planes

@@ -14,6 +14,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "grid_blend.h"
 #include "threads.h"
 
 namespace {
@@ -53,26 +54,6 @@ struct AxisTaps {
     }
   }
 };
-
-constexpr int kMaxTaps = 4;
-
-// o = src[0] * w[0] + src[1] * w[1] + ..., summed in that order (the PyTorch path's mul then
-// addcmul). On x86-64 Linux with GCC it is cloned for AVX-512 and AVX2 and picked at load
-// time (the build has no -march); without FMA (-ffp-contract=off) every width gives the same
-// bits. Elsewhere (clang, macOS, ARM) it is built once for the baseline ISA.
-#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-void blend_rows(float* __restrict o, const float* const* src, const float* w, int taps, int64_t n) {
-  const float* __restrict a = src[0];
-  const float w0 = w[0];
-  for (int64_t i = 0; i < n; ++i) o[i] = a[i] * w0;
-  for (int k = 1; k < taps; ++k) {
-    const float* __restrict b = src[k];
-    const float wk = w[k];
-    for (int64_t i = 0; i < n; ++i) o[i] = o[i] + b[i] * wk;
-  }
-}
 
 // Measured: the eight 64-bit divisions of a point-level were ~70% of the kernel's time.
 inline uint64_t fastmod_constant(uint32_t d) { return UINT64_C(0xFFFFFFFFFFFFFFFF) / d + 1; }
@@ -220,7 +201,7 @@ std::vector<Level> make_levels(int n_levels, const int64_t* offsets, const int64
 
 extern "C" {
 
-int nv_abi_version() { return 3; }
+int nv_abi_version() { return 4; }
 
 // coords: [N, 3] row-major (x, y, z in [0, 1]); table: [F, E]; out: [F * L, N], row f * L + l.
 // taps: lattice points per axis a point blends (2 linear, 3 quadratic, 4 cubic B-spline).
@@ -259,28 +240,30 @@ void nv_hashgrid_backward(const float* coords, int64_t n, const float* grad_out,
 // coordinates the output touches) and, per output coordinate, its first lattice position
 // r and its weights w ([taps, n]: tap k's weight of coordinate i at w[k * n + i]; for two
 // taps only the upper weight, as torch.lerp takes it). The lattice values are gathered
-// once and interpolated along x into rows of the output's width. Linear: every output row is
-// then a blend (y, z) of 4 such rows. B-splines: y blends of taps rows on each lattice z
-// plane, once, then every output row is a z blend of taps of those. Contiguous loads and
-// stores the compiler vectorises.
-// Measured against the same algorithm in PyTorch ops (three lerp passes, ~60% of a 256^3
-// decode): see benchmarks/speed.py. Rows are split across threads (each owns its outputs).
+// once and interpolated along x into rows of the output's width; those rows are blended
+// along y on each lattice z plane, once ("planes", [F][nzl][ny][nx]); every output row is
+// then a z blend of taps planes' rows (grid_blend.h). Contiguous loads and stores the
+// compiler vectorises; rows are split across threads (each owns its outputs).
+// Measured on the 256^3 embryo 100:1 quadratic model (2 threads): blending y per output row
+// instead (taps^2 row blends per output row, not taps) made the levels 0.95-1.02 s of a
+// decode, planes 0.55-0.69 s.
 namespace {
 
-// torch.lerp's formula, so the kernel and the PyTorch path round alike.
-inline float lerp(float a, float b, float w) {
-  return w < 0.5f ? a + w * (b - a) : b - (b - a) * (1.0f - w);
+// blend_rows for the planes and the output rows. On x86-64 Linux with GCC it is cloned for
+// AVX-512 and AVX2 and picked at load time (the build has no -march; without FMA every width
+// gives the same bits); elsewhere (clang, macOS, ARM) it is built once for the baseline ISA.
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+void blend_rows_any_isa(float* __restrict o, const float* const* src, const float* w, int taps, int64_t n) {
+  nv::blend_rows(o, src, w, taps, n);
 }
 
-}  // namespace
-
-extern "C" {
-
-void nv_grid_level(const float* table, int64_t n_entries, int n_features, int dense, int64_t size,
-                   int64_t offset, const int64_t* tx, int64_t nxl, const int64_t* ty, int64_t nyl,
-                   const int64_t* tz, int64_t nzl, const int64_t* rx, const float* wx, int64_t nx,
-                   const int64_t* ry, const float* wy, int64_t ny, const int64_t* rz, const float* wz,
-                   int64_t nz, int taps, float* out, int64_t feature_stride, int n_threads) {
+// The level's y-blended lattice planes into `planes` ([F][nzl][ny][nx]).
+void level_planes(const float* table, int64_t n_entries, int n_features, int dense, int64_t size, int64_t offset,
+                  const int64_t* tx, int64_t nxl, const int64_t* ty, int64_t nyl, const int64_t* tz, int64_t nzl,
+                  const int64_t* rx, const float* wx, int64_t nx, const int64_t* ry, const float* wy, int64_t ny,
+                  int taps, float* planes, int n_threads) {
   const Level lv{offset, size, 0, dense != 0, 0.0f, fastmod_constant(static_cast<uint32_t>(size))};
   const int64_t n_rows = nzl * nyl;
   // The x pass for all features at once: each lattice row's table indices are hashed once,
@@ -299,7 +282,7 @@ void nv_grid_level(const float* table, int64_t n_entries, int n_features, int de
         float* orow = rows.data() + (f * n_rows + r) * nx;
         if (taps == 2) {
           for (int64_t i = 0; i < nx; ++i)
-            orow[i] = lerp(values[index[rx[i]]], values[index[rx[i] + 1]], wx[i]);
+            orow[i] = nv::lerp(values[index[rx[i]]], values[index[rx[i] + 1]], wx[i]);
           continue;
         }
         for (int64_t i = 0; i < nx; ++i) {
@@ -310,62 +293,51 @@ void nv_grid_level(const float* table, int64_t n_entries, int n_features, int de
       }
     }
   };
-  if (taps == 2) {
-    // y then z: each output row from 4 x-interpolated lattice rows (contiguous, vectorised)
-    auto yz_pass = [&](int64_t k0, int64_t k1) {
-      for (int f = 0; f < n_features; ++f) {
-        const float* frows = rows.data() + f * n_rows * nx;
-        float* dst = out + f * feature_stride;
-        for (int64_t k = k0; k < k1; ++k) {
-          for (int64_t j = 0; j < ny; ++j) {
-            float* o = dst + (k * ny + j) * nx;
-            const float w_z = wz[k], w_y = wy[j];
-            const float* a = frows + (rz[k] * nyl + ry[j]) * nx;
-            const float* b = a + nx;
-            const float* c = a + nyl * nx;
-            const float* d = c + nx;
-            for (int64_t i = 0; i < nx; ++i) o[i] = lerp(lerp(a[i], b[i], w_y), lerp(c[i], d[i], w_y), w_z);
-          }
-        }
-      }
-    };
-    parallel_ranges(n_rows, n_threads, x_pass);
-    parallel_ranges(nz, n_threads, yz_pass);
-    return;
-  }
-  // B-splines: the PyTorch path's order, y blends on each lattice z plane once, then z
-  // blends of those into the output. Blending y per output row instead (taps^2 row blends
-  // per output row, not taps) took 0.83 s of a 2.3 s 256^3 quadratic decode.
-  std::vector<float> planes(static_cast<size_t>(n_features * nzl * ny * nx));
   auto y_pass = [&](int64_t r0, int64_t r1) {  // r = lattice z plane * ny + output row j
-    const float* src[kMaxTaps];
-    float w[kMaxTaps];
+    const float* src[nv::kMaxTaps];
+    float w[nv::kMaxTaps];
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t kz = r / ny, j = r % ny;
-      for (int ky = 0; ky < taps; ++ky) w[ky] = wy[ky * ny + j];
+      nv::tap_weights(wy, taps, ny, j, w);
       for (int f = 0; f < n_features; ++f) {
         const float* base = rows.data() + (f * n_rows + kz * nyl + ry[j]) * nx;
-        for (int ky = 0; ky < taps; ++ky) src[ky] = base + ky * nx;
-        blend_rows(planes.data() + (f * nzl * ny + r) * nx, src, w, taps, nx);
-      }
-    }
-  };
-  auto z_pass = [&](int64_t r0, int64_t r1) {  // r = output plane k * ny + output row j
-    const float* src[kMaxTaps];
-    float w[kMaxTaps];
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t k = r / ny, j = r % ny;
-      for (int kz = 0; kz < taps; ++kz) w[kz] = wz[kz * nz + k];
-      for (int f = 0; f < n_features; ++f) {
-        const float* base = planes.data() + ((f * nzl + rz[k]) * ny + j) * nx;
-        for (int kz = 0; kz < taps; ++kz) src[kz] = base + kz * ny * nx;
-        blend_rows(out + f * feature_stride + r * nx, src, w, taps, nx);
+        for (int t = 0; t < taps; ++t) src[t] = base + t * nx;
+        blend_rows_any_isa(planes + (f * nzl * ny + r) * nx, src, w, taps, nx);
       }
     }
   };
   parallel_ranges(n_rows, n_threads, x_pass);
   parallel_ranges(nzl * ny, n_threads, y_pass);
-  parallel_ranges(nz * ny, n_threads, z_pass);
+}
+
+}  // namespace
+
+extern "C" {
+
+// The level's planes only, for the fused grid + MLP decode (nv_grid_mlp_forward).
+void nv_grid_level_planes(const float* table, int64_t n_entries, int n_features, int dense, int64_t size,
+                          int64_t offset, const int64_t* tx, int64_t nxl, const int64_t* ty, int64_t nyl,
+                          const int64_t* tz, int64_t nzl, const int64_t* rx, const float* wx, int64_t nx,
+                          const int64_t* ry, const float* wy, int64_t ny, int taps, float* planes, int n_threads) {
+  level_planes(table, n_entries, n_features, dense, size, offset, tx, nxl, ty, nyl, tz, nzl, rx, wx, nx, ry, wy, ny,
+               taps, planes, n_threads);
+}
+
+// One level of features into out ([F * L, K], this level's rows feature_stride apart).
+void nv_grid_level(const float* table, int64_t n_entries, int n_features, int dense, int64_t size,
+                   int64_t offset, const int64_t* tx, int64_t nxl, const int64_t* ty, int64_t nyl,
+                   const int64_t* tz, int64_t nzl, const int64_t* rx, const float* wx, int64_t nx,
+                   const int64_t* ry, const float* wy, int64_t ny, const int64_t* rz, const float* wz,
+                   int64_t nz, int taps, float* out, int64_t feature_stride, int n_threads) {
+  std::vector<float> planes(static_cast<size_t>(n_features * nzl * ny * nx));
+  level_planes(table, n_entries, n_features, dense, size, offset, tx, nxl, ty, nyl, tz, nzl, rx, wx, nx, ry, wy, ny,
+               taps, planes.data(), n_threads);
+  parallel_ranges(nz * ny, n_threads, [&](int64_t r0, int64_t r1) {  // r = output plane k * ny + row j
+    for (int64_t r = r0; r < r1; ++r)
+      for (int f = 0; f < n_features; ++f)
+        nv::z_blend_row(blend_rows_any_isa, out + f * feature_stride + r * nx, planes.data() + f * nzl * ny * nx, ny, nx, rz, wz, taps,
+                        nz, r / ny, r % ny);
+  });
 }
 
 }  // extern "C"

@@ -16,9 +16,11 @@ from contextlib import contextmanager
 import torch
 
 from . import build
+from .hashgrid import tap_weights
 
 _lock = threading.Lock()
 _gemms_only = 0  # depth of nested torch_gemms() blocks
+_unfused = 0     # depth of nested features_then_mlp() blocks
 
 
 @contextmanager
@@ -35,6 +37,20 @@ def torch_gemms():
             _gemms_only -= 1
 
 
+@contextmanager
+def features_then_mlp():
+    """Inside, a grid decode writes the encoding's features out whole, then runs the MLP
+    kernel on them: the path :func:`grid_forward` replaced (benchmarks/speed.py times both)."""
+    global _unfused
+    with _lock:
+        _unfused += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _unfused -= 1
+
+
 def usable(features: torch.Tensor, dtype: torch.dtype) -> bool:
     """Whether the kernel can run this MLP: CPU float32 features with unit batch stride, an
     fp32 or bf16 computation this CPU has the instructions for."""
@@ -46,18 +62,61 @@ def usable(features: torch.Tensor, dtype: torch.dtype) -> bool:
     return lib.nv_mlp_isa() >= (2 if dtype == torch.bfloat16 else 1)
 
 
+def _flat(weights: list[torch.Tensor], output_bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The kernel's layer sizes (input first) and flat parameters (weights, then the bias)."""
+    dims = torch.tensor([weights[0].shape[1]] + [w.shape[0] for w in weights], dtype=torch.int32)
+    params = torch.cat([w.detach().reshape(-1).float() for w in weights] + [output_bias.detach().float()])
+    return dims, params
+
+
 def forward(weights: list[torch.Tensor], output_bias: torch.Tensor, features: torch.Tensor,
             dtype: torch.dtype) -> torch.Tensor:
     """``[F_in, K]`` feature-major inputs -> ``[K, C]`` outputs of the ReLU MLP whose
     ``[out, in]`` weight matrices are ``weights`` (columns in the features' order), with
     ``output_bias`` added. The caller checked :func:`usable`."""
     k = features.shape[1]
-    dims = torch.tensor([weights[0].shape[1]] + [w.shape[0] for w in weights], dtype=torch.int32)
-    params = torch.cat([w.detach().reshape(-1).float() for w in weights] + [output_bias.detach().float()])
+    dims, params = _flat(weights, output_bias)
     out = torch.empty((k, weights[-1].shape[0]), dtype=torch.float32)
     done = build.library().nv_mlp_forward(features.data_ptr(), k, features.stride(0), len(weights),
                                           dims.data_ptr(), params.data_ptr(), int(dtype == torch.bfloat16),
                                           out.data_ptr(), torch.get_num_threads())
     if done != 0:
         raise RuntimeError("the MLP kernel refused a computation usable() accepted")
+    return out
+
+
+def grid_usable(dtype: torch.dtype) -> bool:
+    """Whether :func:`grid_forward` can run an MLP in ``dtype`` on this CPU (as :func:`usable`)."""
+    return not _unfused and usable(torch.empty((1, 1)), dtype)
+
+
+def grid_forward(weights: list[torch.Tensor], output_bias: torch.Tensor, planes: list, shape: tuple[int, int, int],
+                 dtype: torch.dtype, out: torch.Tensor | None = None) -> torch.Tensor:
+    """The MLP on a slab of a regular grid, fed straight from a grid encoding's y-blended
+    lattice planes (:meth:`~neuralvol.encodings.hashgrid.SeparableGrid.level_planes`, one
+    ``(planes [F, nzl, ny, nx], rz, z weights)`` per level): the features of each output row
+    are blended along z into a cache-resident buffer and go through the MLP at once, never
+    written to memory as ``[F * L, K]``. The same bits as ``SeparableGrid.features`` then
+    :func:`forward`. ``shape`` is the slab's ``(nz, ny, nx)``; returns ``[nz * ny * nx, C]``.
+    The caller checked :func:`grid_usable`.
+    """
+    nz, ny, nx = shape
+    n_levels, n_features = len(planes), planes[0][0].shape[0]
+    dims, params = _flat(weights, output_bias)
+    blended = [p.contiguous() for p, _, _ in planes]
+    rz = [r.contiguous() for _, r, _ in planes]
+    wz = [tap_weights(w) for _, _, w in planes]
+    taps = len(planes[0][2])
+    addresses = torch.tensor([p.data_ptr() for p in blended] + [p.shape[1] for p in blended], dtype=torch.int64)
+    rz_addresses = torch.tensor([r.data_ptr() for r in rz], dtype=torch.int64)
+    wz_addresses = torch.tensor([w.data_ptr() for w in wz], dtype=torch.int64)
+    c = weights[-1].shape[0]
+    if out is None:
+        out = torch.empty((nz * ny * nx, c), dtype=torch.float32)
+    done = build.library().nv_grid_mlp_forward(
+        n_levels, n_features, addresses.data_ptr(), rz_addresses.data_ptr(), wz_addresses.data_ptr(), taps,
+        nz, ny, nx, len(weights), dims.data_ptr(), params.data_ptr(), int(dtype == torch.bfloat16), out.data_ptr(),
+        torch.get_num_threads())
+    if done != 0:
+        raise RuntimeError("the grid MLP kernel refused a computation grid_usable() accepted")
     return out

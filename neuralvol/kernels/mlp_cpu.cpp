@@ -25,6 +25,7 @@
 #include <cstring>
 #include <vector>
 
+#include "grid_blend.h"
 #include "threads.h"
 
 namespace {
@@ -199,15 +200,48 @@ struct Net {
   int fan_in, c_out;
 };
 
+// The network from the caller's flat parameters (see nv_mlp_forward), hidden weights packed.
+Net make_net(int n_layers, const int32_t* dims, const float* params, bool bf16) {
+  Net net;
+  net.fan_in = dims[0];
+  const float* w = params;
+  for (int l = 0; l < n_layers - 1; ++l) {
+    const Layer L{dims[l], dims[l + 1], round_up(dims[l + 1], kBlock), w};
+    net.hidden.push_back(L);
+    if (bf16)
+      net.w16.push_back(pack_bf16(L, l == 0 ? (L.fan_in + 1) / 2 : net.hidden[l - 1].out_pad / 2));
+    else
+      net.w32.push_back(pack_fp32(L));
+    w += static_cast<int64_t>(dims[l]) * dims[l + 1];
+  }
+  net.c_out = dims[n_layers];
+  net.out_w = w;
+  net.bias = w + static_cast<int64_t>(dims[n_layers - 1]) * dims[n_layers];
+  return net;
+}
+
+// One thread's buffers for forward_tiles.
+struct TileScratch {
+  std::vector<float> edge, res, ping, pong;
+  explicit TileScratch(const Net& net) {
+    int widest = round_up(net.fan_in, 2);
+    for (const Layer& L : net.hidden) widest = L.out_pad > widest ? L.out_pad : widest;
+    edge.resize(static_cast<size_t>(net.fan_in) * kTile);
+    res.resize(static_cast<size_t>(kTile) * net.c_out);
+    ping.resize(static_cast<size_t>(widest) * kTile);
+    pong.resize(static_cast<size_t>(widest) * kTile);
+  }
+};
+
 // Tiles [t0, t1) of the batch through every layer; out is [k, c_out] row-major.
 void forward_tiles(const Net& net, const float* feats, int64_t k, int64_t stride, bool bf16, float* out,
-                   int64_t t0, int64_t t1) {
+                   int64_t t0, int64_t t1, TileScratch& scratch) {
   const int n_hidden = static_cast<int>(net.hidden.size());
   const int fan_in = net.fan_in, c_out = net.c_out;
-  int widest = round_up(fan_in, 2);
-  for (const Layer& L : net.hidden) widest = L.out_pad > widest ? L.out_pad : widest;
-  std::vector<float> edge(static_cast<size_t>(fan_in) * kTile), res(static_cast<size_t>(kTile) * c_out);
-  std::vector<float> ping(static_cast<size_t>(widest) * kTile), pong(static_cast<size_t>(widest) * kTile);
+  std::vector<float>& edge = scratch.edge;
+  std::vector<float>& res = scratch.res;
+  std::vector<float>& ping = scratch.ping;
+  std::vector<float>& pong = scratch.pong;
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t k0 = t * kTile;
     const int valid = static_cast<int>(k - k0 < kTile ? k - k0 : kTile);
@@ -249,6 +283,28 @@ void forward_tiles(const Net& net, const float* feats, int64_t k, int64_t stride
   }
 }
 
+// nv_grid_mlp_forward's rows j0..j1-1 (every z plane of the slab): z blends compiled for
+// AVX-512 here (the same bits as any width: no fused multiply-add), then the MLP.
+void grid_rows_forward(const Net& net, int n_levels, int n_features, const int64_t* planes, const int64_t* rz,
+                       const int64_t* wz, int taps, int64_t nz, int64_t ny, int64_t nx, bool bf16, float* out,
+                       int64_t j0, int64_t j1) {
+  TileScratch scratch(net);
+  std::vector<float> feats(static_cast<size_t>(n_features) * n_levels * nx);
+  const int64_t tiles = (nx + kTile - 1) / kTile;
+  for (int64_t j = j0; j < j1; ++j)
+    for (int64_t k = 0; k < nz; ++k) {
+      for (int l = 0; l < n_levels; ++l) {
+        const float* level = reinterpret_cast<const float*>(planes[l]);
+        const int64_t nzl = planes[n_levels + l];
+        for (int f = 0; f < n_features; ++f)
+          nv::z_blend_row(nv::blend_rows, feats.data() + (static_cast<int64_t>(f) * n_levels + l) * nx,
+                          level + f * nzl * ny * nx, ny, nx, reinterpret_cast<const int64_t*>(rz[l]),
+                          reinterpret_cast<const float*>(wz[l]), taps, nz, k, j);
+      }
+      forward_tiles(net, feats.data(), nx, nx, bf16, out + (k * ny + j) * nx * net.c_out, 0, tiles, scratch);
+    }
+}
+
 #pragma GCC pop_options
 
 }  // namespace
@@ -273,24 +329,33 @@ int nv_mlp_isa() {
 int nv_mlp_forward(const float* feats, int64_t k, int64_t stride, int n_layers, const int32_t* dims,
                    const float* params, int bf16, float* out, int n_threads) {
   if (nv_mlp_isa() < (bf16 ? 2 : 1) || n_layers < 1) return -1;
-  Net net;
-  net.fan_in = dims[0];
-  const float* w = params;
-  for (int l = 0; l < n_layers - 1; ++l) {
-    const Layer L{dims[l], dims[l + 1], round_up(dims[l + 1], kBlock), w};
-    net.hidden.push_back(L);
-    if (bf16)
-      net.w16.push_back(pack_bf16(L, l == 0 ? (L.fan_in + 1) / 2 : net.hidden[l - 1].out_pad / 2));
-    else
-      net.w32.push_back(pack_fp32(L));
-    w += static_cast<int64_t>(dims[l]) * dims[l + 1];
-  }
-  net.c_out = dims[n_layers];
-  net.out_w = w;
-  net.bias = w + static_cast<int64_t>(dims[n_layers - 1]) * dims[n_layers];
+  const Net net = make_net(n_layers, dims, params, bf16 != 0);
   const int64_t tiles = (k + kTile - 1) / kTile;
   nv::parallel_ranges(tiles, n_threads, [&](int64_t t0, int64_t t1) {
-    forward_tiles(net, feats, k, stride, bf16 != 0, out, t0, t1);
+    TileScratch scratch(net);
+    forward_tiles(net, feats, k, stride, bf16 != 0, out, t0, t1, scratch);
+  });
+  return 0;
+}
+
+// The fused regular-grid decode: a grid encoding's levels as y-blended lattice planes
+// (nv_grid_level_planes: level l's at address planes[l], [F][nzl][ny][nx] with nzl =
+// planes[L + l]; its output planes' first lattice plane at address rz[l] and z weights at
+// wz[l], as nv_grid_level takes them) -> the MLP's outputs on the nz x ny x nx grid,
+// out [nz * ny * nx, c_out] row-major.
+//
+// Each output row's features ([F * L][nx], feature-major, row f * L + l) are z-blended into
+// a buffer that stays in L1/L2 and go through the MLP at once, instead of being written to
+// memory as [F * L, K] and read back: the same operations in the same order, so the same
+// bits as nv_grid_level + nv_mlp_forward. A thread takes whole y rows j and runs through
+// the slab's z planes, so the lattice planes a row reads stay in its cache.
+int nv_grid_mlp_forward(int n_levels, int n_features, const int64_t* planes, const int64_t* rz, const int64_t* wz,
+                        int taps, int64_t nz, int64_t ny, int64_t nx, int n_layers, const int32_t* dims,
+                        const float* params, int bf16, float* out, int n_threads) {
+  if (nv_mlp_isa() < (bf16 ? 2 : 1) || n_layers < 1 || dims[0] != n_features * n_levels) return -1;
+  const Net net = make_net(n_layers, dims, params, bf16 != 0);
+  nv::parallel_ranges(ny, n_threads, [&](int64_t j0, int64_t j1) {
+    grid_rows_forward(net, n_levels, n_features, planes, rz, wz, taps, nz, ny, nx, bf16 != 0, out, j0, j1);
   });
   return 0;
 }
