@@ -43,6 +43,7 @@ import torch
 
 import neuralvol as nv
 from neuralvol import fields, fitting
+from neuralvol.compress import AUTO_WITH_TIME_BUDGET
 from neuralvol.encodings import HASHGRID_CONFIGS
 from neuralvol.evaluate import evaluate_grid, evaluate_grid_per_voxel, unit_axis
 from neuralvol.kernels import build, hashgrid_triton
@@ -175,9 +176,9 @@ def main() -> None:
     parser.add_argument("--no-paraview", action="store_true", help="skip the pvpython open + fetch column")
     parser.add_argument("--quick", action="store_true", help="64^3 at 100:1, 60 steps")
     parser.add_argument("--volume-dir", type=Path, default=None, help="look here first for NAME.npy")
-    parser.add_argument("--encoding", default="hashgrid", choices=[c.kind for c in HASHGRID_CONFIGS.values()],
-                        help="the hash-grid kind timed (default hashgrid, trilinear; compress's default under "
-                             "a time budget is hashgrid_quadratic)")
+    parser.add_argument("--encoding", default=AUTO_WITH_TIME_BUDGET, choices=[c.kind for c in HASHGRID_CONFIGS.values()],
+                        help=f"the hash-grid kind timed (default {AUTO_WITH_TIME_BUDGET}: what compress plans under "
+                             "its default time budget on the CPU; hashgrid is the trilinear grid of --steps)")
     args = parser.parse_args()
     if args.quick:
         args.volumes, args.ratios, args.steps = ["hydrogen"], [100], 60
