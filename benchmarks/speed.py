@@ -249,14 +249,14 @@ def main() -> None:
 
             pv = None if args.no_paraview or args.device != "cpu" else paraview_fetch(vol, PARAVIEW_ENV)
             if pv is not None and "failed" in pv:
-                paraview_rows.append(f"| {name} | {ratio:g} | failed: {pv['failed']} | | | | | |")
+                paraview_rows.append(f"| {name} | {ratio:g} | failed: {pv['failed']} | | | | | | |")
             elif pv is not None:
                 reader_s = pv["update_s"] + pv["fetch_s"]
                 plain = paraview_fetch(vol)
                 plain_s = f"{plain['decode_s']:.2f}" if plain and "failed" not in plain else "failed"
                 paraview_rows.append(
                     f"| {name} | {ratio:g} | {pv['decode_s']:.2f} | {pv['update_s']:.2f} | {pv['fetch_s']:.2f} | "
-                    f"{reader_s / pv['decode_s']:.2f} | {pv['again_s']:.3f} | {plain_s} |")
+                    f"{reader_s / pv['decode_s']:.2f} | {pv['again_s']:.3f} | {pv['direct_s']:.3f} | {plain_s} |")
 
             points = np.random.default_rng(0).random((1 << 20, 3)) * np.asarray(vol.bounds[1::2])
             sample = lambda: vol.sample(points, device=args.device)  # noqa: E731
@@ -290,11 +290,12 @@ def main() -> None:
     if paraview_rows:
         print("\nParaView (pvpython, the model saved as a file; decode = nv.open(file).decode(compute='auto'), the reader's default, in the same "
               "ParaView Python; update = the reader's first UpdatePipeline; fetch = servermanager.Fetch; "
-              "again = a second UpdatePipeline with the same request; all with OMP_WAIT_POLICY=PASSIVE, "
+              "again = a second UpdatePipeline with the same request and its fetch; direct = the same with the "
+              "image taken from the reader's client-side object instead of Fetch; all with OMP_WAIT_POLICY=PASSIVE, "
               "as docs/PARAVIEW.md says, and the last column's decode without it)\n")
-        print("| volume | ratio | decode s | update s | fetch s | (update + fetch) / decode | again s | "
+        print("| volume | ratio | decode s | update s | fetch s | (update + fetch) / decode | again s | direct s | "
               "decode s, default OpenMP waits |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|")
         print("\n".join(paraview_rows))
     if resident_rows:
         print("\nGPU-resident full decode (into a CUDA tensor, no host copy; kernel = Triton, old = the PyTorch "
