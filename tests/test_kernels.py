@@ -308,3 +308,14 @@ def test_fused_grid_decode_gives_the_bits_of_features_then_mlp(encoding, monkeyp
                     # the blocks tile the output exactly
                     assert sum(a * b * c for a, b, c in blocks) == np.prod([len(u) for u in axes])
                     assert (len(blocks) == 1) == (block == 1 << 21)
+            # threads split the output rows: the bits must not depend on how many (a one-row
+            # block, y fixed, still splits across them)
+            before = torch.get_num_threads()
+            try:
+                for threads in (1, 3):
+                    torch.set_num_threads(threads)
+                    assert np.array_equal(evaluate.evaluate_grid(vol.network, *axes, dtype=dtype), reference)
+                    one_row = evaluate.evaluate_grid(vol.network, axes[0], axes[1][4:5], axes[2], dtype=dtype)
+                    assert np.array_equal(one_row, reference[:, 4:5])
+            finally:
+                torch.set_num_threads(before)

@@ -283,26 +283,28 @@ void forward_tiles(const Net& net, const float* feats, int64_t k, int64_t stride
   }
 }
 
-// nv_grid_mlp_forward's rows j0..j1-1 (every z plane of the slab): z blends compiled for
-// AVX-512 here (the same bits as any width: no fused multiply-add), then the MLP.
+// nv_grid_mlp_forward's output rows r0..r1-1, r = j * nz + k (row j of plane k: a thread
+// runs through the planes of one row before the next, so the lattice planes that row reads
+// stay in its cache): z blends compiled for AVX-512 here (the same bits as any width: no
+// fused multiply-add), then the MLP.
 void grid_rows_forward(const Net& net, int n_levels, int n_features, const int64_t* planes, const int64_t* rz,
                        const int64_t* wz, int taps, int64_t nz, int64_t ny, int64_t nx, bool bf16, float* out,
-                       int64_t j0, int64_t j1) {
+                       int64_t r0, int64_t r1) {
   TileScratch scratch(net);
   std::vector<float> feats(static_cast<size_t>(n_features) * n_levels * nx);
   const int64_t tiles = (nx + kTile - 1) / kTile;
-  for (int64_t j = j0; j < j1; ++j)
-    for (int64_t k = 0; k < nz; ++k) {
-      for (int l = 0; l < n_levels; ++l) {
-        const float* level = reinterpret_cast<const float*>(planes[l]);
-        const int64_t nzl = planes[n_levels + l];
-        for (int f = 0; f < n_features; ++f)
-          nv::z_blend_row(nv::blend_rows, feats.data() + (static_cast<int64_t>(f) * n_levels + l) * nx,
-                          level + f * nzl * ny * nx, ny, nx, reinterpret_cast<const int64_t*>(rz[l]),
-                          reinterpret_cast<const float*>(wz[l]), taps, nz, k, j);
-      }
-      forward_tiles(net, feats.data(), nx, nx, bf16, out + (k * ny + j) * nx * net.c_out, 0, tiles, scratch);
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t j = r / nz, k = r % nz;
+    for (int l = 0; l < n_levels; ++l) {
+      const float* level = reinterpret_cast<const float*>(planes[l]);
+      const int64_t nzl = planes[n_levels + l];
+      for (int f = 0; f < n_features; ++f)
+        nv::z_blend_row(nv::blend_rows, feats.data() + (static_cast<int64_t>(f) * n_levels + l) * nx,
+                        level + f * nzl * ny * nx, ny, nx, reinterpret_cast<const int64_t*>(rz[l]),
+                        reinterpret_cast<const float*>(wz[l]), taps, nz, k, j);
     }
+    forward_tiles(net, feats.data(), nx, nx, bf16, out + (k * ny + j) * nx * net.c_out, 0, tiles, scratch);
+  }
 }
 
 #pragma GCC pop_options
@@ -347,15 +349,15 @@ int nv_mlp_forward(const float* feats, int64_t k, int64_t stride, int n_layers, 
 // Each output row's features ([F * L][nx], feature-major, row f * L + l) are z-blended into
 // a buffer that stays in L1/L2 and go through the MLP at once, instead of being written to
 // memory as [F * L, K] and read back: the same operations in the same order, so the same
-// bits as nv_grid_level + nv_mlp_forward. A thread takes whole y rows j and runs through
-// the slab's z planes, so the lattice planes a row reads stay in its cache.
+// bits as nv_grid_level + nv_mlp_forward. Threads split the output rows (see
+// grid_rows_forward), so a block of one row or one plane still uses them all.
 int nv_grid_mlp_forward(int n_levels, int n_features, const int64_t* planes, const int64_t* rz, const int64_t* wz,
                         int taps, int64_t nz, int64_t ny, int64_t nx, int n_layers, const int32_t* dims,
                         const float* params, int bf16, float* out, int n_threads) {
   if (nv_mlp_isa() < (bf16 ? 2 : 1) || n_layers < 1 || dims[0] != n_features * n_levels) return -1;
   const Net net = make_net(n_layers, dims, params, bf16 != 0);
-  nv::parallel_ranges(ny, n_threads, [&](int64_t j0, int64_t j1) {
-    grid_rows_forward(net, n_levels, n_features, planes, rz, wz, taps, nz, ny, nx, bf16 != 0, out, j0, j1);
+  nv::parallel_ranges(ny * nz, n_threads, [&](int64_t r0, int64_t r1) {
+    grid_rows_forward(net, n_levels, n_features, planes, rz, wz, taps, nz, ny, nx, bf16 != 0, out, r0, r1);
   });
   return 0;
 }
