@@ -331,7 +331,8 @@ class NeuralVolume:
         axes = [unit_axis(n, region[2 * a], region[2 * a + 1]) for a, n in enumerate(dims)]
         offset, scale = self._normalisation()
         if np.all(scale == 0.0):
-            return np.broadcast_to(offset, shape).astype(np.float64)
+            values = np.broadcast_to(offset, shape).astype(np.float64)
+            return cast_to_dtype(values, out_dtype) if cast else values
         self.network.to(device)
         bounded = self.correction is not None and tuple(dims) == tuple(self.dims)
         mlp_dtype = self.mlp_dtype(compute, device, bounded)

@@ -170,8 +170,9 @@ def test_constant_volume_is_exact(tmp_path):
     assert vol.training.exact and vol.training.psnr is None and vol.training.steps == 0
     vol.save(tmp_path / "c.nvc")
     again = nv.open(tmp_path / "c.nvc")
-    assert np.array_equal(again.decode(), array)
+    assert np.array_equal(again.decode(), array) and again.decode().dtype == np.uint16
     assert np.array_equal(again.decode(dims=(3, 3, 3)), np.full((3, 3, 3), 17, np.uint16))
+    assert again.decode(dtype="float32").dtype == np.float32 and again.decode_values().dtype == np.float64
 
 
 def test_one_voxel_volume(tmp_path):
