@@ -24,17 +24,16 @@ def chunk_points(device: torch.device | str) -> int:
     return CUDA_CHUNK_POINTS if torch.device(device).type == "cuda" else CHUNK_POINTS
 
 
-def _grid_blocks(nx: int, ny: int, nz: int, chunk: int = CHUNK_POINTS):
-    """(z0, z1, y0, y1) blocks of about ``chunk`` voxels: whole slices when they are small."""
-    rows = max(1, chunk // max(nx, 1))
-    if rows >= ny:
-        step = max(1, rows // ny)
-        for z0 in range(0, nz, step):
-            yield z0, min(nz, z0 + step), 0, ny
-    else:
-        for z0 in range(nz):
-            for y0 in range(0, ny, rows):
-                yield z0, z0 + 1, y0, min(ny, y0 + rows)
+def _grid_blocks(nx: int, ny: int, nz: int, voxels: int, min_planes: int = 1):
+    """(z0, z1, y0, y1) blocks of about ``voxels``, z-major: whole planes while at least
+    ``min_planes`` of them fit, else that many planes (one for ``min_planes=1``) of fewer
+    rows; ``min_planes=0`` never splits planes into rows."""
+    nx = max(nx, 1)
+    rows = ny if min_planes == 0 else min(ny, max(1, voxels // (nx * min_planes)))
+    depth = max(1, voxels // (nx * max(rows, 1)))
+    for z0 in range(0, nz, depth):
+        for y0 in range(0, ny, rows):
+            yield z0, min(nz, z0 + depth), y0, min(ny, y0 + rows)
 
 
 def unit_axis(n_grid: int, start: int, stop: int) -> np.ndarray:
@@ -132,24 +131,6 @@ def _components(field: NeuralField) -> tuple[int, ...]:
     return () if c == 1 else (c,)
 
 
-def _slabs(nx: int, ny: int, nz: int, voxels: int):
-    """(z0, z1, 0, ny): slabs of whole output planes, about ``voxels`` each."""
-    planes = max(1, voxels // max(nx * ny, 1))
-    for z0 in range(0, nz, planes):
-        yield z0, min(nz, z0 + planes), 0, ny
-
-
-def _fused_blocks(nx: int, ny: int, nz: int):
-    """(z0, z1, y0, y1) blocks of about :data:`FUSED_BLOCK_VOXELS`: whole planes while at
-    least :data:`FUSED_MIN_PLANES` of them fit, else that many planes of fewer rows (the
-    lattice planes a block needs grow with its rows, whatever its depth)."""
-    rows = min(ny, max(1, FUSED_BLOCK_VOXELS // (nx * FUSED_MIN_PLANES)))
-    depth = max(1, FUSED_BLOCK_VOXELS // (nx * rows))
-    for z0 in range(0, nz, depth):
-        for y0 in range(0, ny, rows):
-            yield z0, min(nz, z0 + depth), y0, min(ny, y0 + rows)
-
-
 @torch.no_grad()
 def evaluate_grid(field: NeuralField, ux: np.ndarray, uy: np.ndarray, uz: np.ndarray,
                   device: torch.device | str = "cpu",
@@ -205,7 +186,11 @@ def evaluate_grid(field: NeuralField, ux: np.ndarray, uy: np.ndarray, uz: np.nda
     chunk = chunk_points(device) if torch.device(device).type == "cuda" else MLP_CHUNK
     workspace = {}   # the slab's features and the MLP's activations, reused slab after slab
     n_feats = field.encoding.n_output_dims
-    for z0, z1, y0, y1 in (_fused_blocks(nx, ny, nz) if fused else _slabs(nx, ny, nz, max(SLAB_VOXELS, chunk))):
+    # fused blocks split rows of very wide planes (a block's lattice planes grow with its rows,
+    # whatever its depth); features() takes whole planes
+    blocks = (_grid_blocks(nx, ny, nz, FUSED_BLOCK_VOXELS, FUSED_MIN_PLANES) if fused
+              else _grid_blocks(nx, ny, nz, max(SLAB_VOXELS, chunk), min_planes=0))
+    for z0, z1, y0, y1 in blocks:
         if fused:
             values = field.mlp_from_planes(grid.level_planes(z0, z1, y0, y1), (z1 - z0, y1 - y0, nx), dtype)
         else:

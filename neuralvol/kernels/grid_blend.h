@@ -39,8 +39,7 @@ inline void blend_rows(float* __restrict o, const float* const* src, const float
 // The weights of output coordinate i (of n) along an axis, as blend_rows takes them: for two
 // taps the caller's array holds only the upper weights ([n]), else [taps, n].
 inline void tap_weights(const float* w, int taps, int64_t n, int64_t i, float* out) {
-  if (taps == 2) {
-    out[0] = 1.0f - w[i];  // unused by blend_rows; kept for completeness
+  if (taps == 2) {  // blend_rows reads the upper weight alone
     out[1] = w[i];
     return;
   }
@@ -52,8 +51,8 @@ inline void tap_weights(const float* w, int taps, int64_t n, int64_t i, float* o
 template <typename Blend>
 inline void z_blend_row(Blend blend, float* __restrict o, const float* planes, int64_t ny, int64_t nx,
                         const int64_t* rz, const float* wz, int taps, int64_t nz, int64_t k, int64_t j) {
-  const float* src[kMaxTaps];
-  float w[kMaxTaps];
+  const float* src[kMaxTaps] = {};
+  float w[kMaxTaps] = {};
   tap_weights(wz, taps, nz, k, w);
   const float* base = planes + (rz[k] * ny + j) * nx;
   for (int t = 0; t < taps; ++t) src[t] = base + t * ny * nx;

@@ -259,11 +259,16 @@ void blend_rows_any_isa(float* __restrict o, const float* const* src, const floa
   nv::blend_rows(o, src, w, taps, n);
 }
 
-// The level's y-blended lattice planes into `planes` ([F][nzl][ny][nx]).
-void level_planes(const float* table, int64_t n_entries, int n_features, int dense, int64_t size, int64_t offset,
-                  const int64_t* tx, int64_t nxl, const int64_t* ty, int64_t nyl, const int64_t* tz, int64_t nzl,
-                  const int64_t* rx, const float* wx, int64_t nx, const int64_t* ry, const float* wy, int64_t ny,
-                  int taps, float* planes, int n_threads) {
+}  // namespace
+
+extern "C" {
+
+// The level's y-blended lattice planes into `planes` ([F][nzl][ny][nx]): what nv_grid_level
+// blends along z, and what the fused grid + MLP decode (nv_grid_mlp_forward) reads.
+void nv_grid_level_planes(const float* table, int64_t n_entries, int n_features, int dense, int64_t size,
+                          int64_t offset, const int64_t* tx, int64_t nxl, const int64_t* ty, int64_t nyl,
+                          const int64_t* tz, int64_t nzl, const int64_t* rx, const float* wx, int64_t nx,
+                          const int64_t* ry, const float* wy, int64_t ny, int taps, float* planes, int n_threads) {
   const Level lv{offset, size, 0, dense != 0, 0.0f, fastmod_constant(static_cast<uint32_t>(size))};
   const int64_t n_rows = nzl * nyl;
   // The x pass for all features at once: each lattice row's table indices are hashed once,
@@ -294,8 +299,8 @@ void level_planes(const float* table, int64_t n_entries, int n_features, int den
     }
   };
   auto y_pass = [&](int64_t r0, int64_t r1) {  // r = lattice z plane * ny + output row j
-    const float* src[nv::kMaxTaps];
-    float w[nv::kMaxTaps];
+    const float* src[nv::kMaxTaps] = {};
+    float w[nv::kMaxTaps] = {};
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t kz = r / ny, j = r % ny;
       nv::tap_weights(wy, taps, ny, j, w);
@@ -310,19 +315,6 @@ void level_planes(const float* table, int64_t n_entries, int n_features, int den
   parallel_ranges(nzl * ny, n_threads, y_pass);
 }
 
-}  // namespace
-
-extern "C" {
-
-// The level's planes only, for the fused grid + MLP decode (nv_grid_mlp_forward).
-void nv_grid_level_planes(const float* table, int64_t n_entries, int n_features, int dense, int64_t size,
-                          int64_t offset, const int64_t* tx, int64_t nxl, const int64_t* ty, int64_t nyl,
-                          const int64_t* tz, int64_t nzl, const int64_t* rx, const float* wx, int64_t nx,
-                          const int64_t* ry, const float* wy, int64_t ny, int taps, float* planes, int n_threads) {
-  level_planes(table, n_entries, n_features, dense, size, offset, tx, nxl, ty, nyl, tz, nzl, rx, wx, nx, ry, wy, ny,
-               taps, planes, n_threads);
-}
-
 // One level of features into out ([F * L, K], this level's rows feature_stride apart).
 void nv_grid_level(const float* table, int64_t n_entries, int n_features, int dense, int64_t size,
                    int64_t offset, const int64_t* tx, int64_t nxl, const int64_t* ty, int64_t nyl,
@@ -330,13 +322,13 @@ void nv_grid_level(const float* table, int64_t n_entries, int n_features, int de
                    const int64_t* ry, const float* wy, int64_t ny, const int64_t* rz, const float* wz,
                    int64_t nz, int taps, float* out, int64_t feature_stride, int n_threads) {
   std::vector<float> planes(static_cast<size_t>(n_features * nzl * ny * nx));
-  level_planes(table, n_entries, n_features, dense, size, offset, tx, nxl, ty, nyl, tz, nzl, rx, wx, nx, ry, wy, ny,
-               taps, planes.data(), n_threads);
+  nv_grid_level_planes(table, n_entries, n_features, dense, size, offset, tx, nxl, ty, nyl, tz, nzl, rx, wx, nx, ry,
+                       wy, ny, taps, planes.data(), n_threads);
   parallel_ranges(nz * ny, n_threads, [&](int64_t r0, int64_t r1) {  // r = output plane k * ny + row j
     for (int64_t r = r0; r < r1; ++r)
       for (int f = 0; f < n_features; ++f)
-        nv::z_blend_row(blend_rows_any_isa, out + f * feature_stride + r * nx, planes.data() + f * nzl * ny * nx, ny, nx, rz, wz, taps,
-                        nz, r / ny, r % ny);
+        nv::z_blend_row(blend_rows_any_isa, out + f * feature_stride + r * nx, planes.data() + f * nzl * ny * nx,
+                        ny, nx, rz, wz, taps, nz, r / ny, r % ny);
   });
 }
 
