@@ -19,10 +19,11 @@ def test_rate_control_fits_the_budget_and_uses_it(quantised_crop):
         groups = quantise.parameter_groups(field)
         step = sizing.steps_for_budget(groups, flat, budget)
         size = sizing.coded_size(quantise.quantise(groups, flat), quantise.segmentations(groups))
-        assert size <= budget
-        # a 10 % finer step no longer fits: the budget is (nearly) used, not wasted
-        quantise.assign_steps(groups, flat, step / 1.1)
-        assert sizing.coded_size(quantise.quantise(groups, flat), quantise.segmentations(groups)) > budget * 0.97
+        # the budget is (nearly) used, not wasted. (Not "a 10 % finer step no longer fits":
+        # these weights already lie on the file's quantisation grid, and re-quantised at other
+        # steps their coded size is not monotonic in the step: at 2500 bytes, 2495 at the
+        # bisected step and 2408 at a step 10 % finer.)
+        assert budget * 0.97 < size <= budget
     # with room to spare the steps stop at the finest that int16 symbols allow
     groups = quantise.parameter_groups(field)
     step = sizing.steps_for_budget(groups, flat, 10 ** 6)
@@ -142,3 +143,40 @@ def test_qat_keeps_the_checkpoint_whose_quantised_values_scored_best(quantised_c
         field.encoding.table.zero_()
     best.restore(field)
     assert all(torch.equal(p, m) for p, m in zip(field.parameters(), moved))
+
+
+def test_qat_averages_compete_with_the_last_weights(quantised_crop, headsq_crop):
+    """fitting._BestQuantised.track/finish: moving averages of the weights compete with the
+    last step's; averaged over noisy steps around the fit they win, and scoring weights
+    other than the field's own leaves the field's own untouched."""
+    import copy
+
+    import torch
+
+    from neuralvol import fields, fitting
+    from neuralvol.evaluate import unit_axis
+
+    field = copy.deepcopy(quantised_crop.network)
+    target = fields.normalised_target(headsq_crop, quantised_crop.info)
+    nz, ny, nx = target.shape
+    axes = [torch.as_tensor(unit_axis(n, 0, n - 1), dtype=torch.float32) for n in (nx, ny, nz)]
+    quantiser = sizing.BudgetQuantiser(quantised_crop.nbytes - 200)
+    quantiser.settle(field)
+    best = fitting._BestQuantised(quantiser, torch.as_tensor(target.reshape(-1)), axes, (nx, ny, nz), 0, "cpu")
+    fitted = [p.detach().clone() for p in field.parameters()]
+    best.track(field)                       # the averages start at the fitted weights
+    generator = torch.Generator().manual_seed(4)
+    for _ in range(3):                      # noisy steps around them
+        with torch.no_grad():
+            for p, f in zip(field.parameters(), fitted):
+                p.copy_(f + 0.05 * torch.randn(p.shape, generator=generator))
+        best.track(field)
+    noisy = [p.detach().clone() for p in field.parameters()]
+    best.check(field, best.averages[fitting.KEEP_BEST_AVERAGES[0]])
+    assert all(torch.equal(p, n) for p, n in zip(field.parameters(), noisy))   # the field's own kept
+    best.finish(field)
+    best_mse = best.mse
+    chosen = [p.detach().clone() for p in field.parameters()]
+    assert any(all(torch.equal(c, a) for c, a in zip(chosen, averaged)) for averaged in best.averages.values())
+    best.check(field, noisy)                # the last step's weights lost
+    assert best.mse == best_mse
