@@ -20,6 +20,7 @@ from .bitstream.records import TrainingSummary
 from .errors import FitCancelled
 from .evaluate import evaluate_grid, unit_axis
 from .metrics import psnr_from_normalised_mse
+from .quantise import SYMBOL_LIMIT
 from .model import NeuralField
 
 BATCH_SIZE = 1 << 13
@@ -79,6 +80,9 @@ KEEP_BEST_VOXELS = 1 << 17
 # trial fit), neghip 800:1 +0.00-0.02. Decays of 0.99 and 0.997 won no check (they lag
 # the decaying learning rate); scoring the raw weights as well every 16 steps added <= 0.02.
 KEEP_BEST_AVERAGES = (0.9, 0.97)
+# Coordinate-descent sweeps over the output layer's symbols at the end (most fits stop moving
+# after 2-4).
+OUTPUT_POLISH_SWEEPS = 8
 
 
 def import_optimiser_machinery() -> None:
@@ -336,15 +340,77 @@ class _BestQuantised:
             _load(field, own)
 
     def finish(self, field: NeuralField) -> None:
-        """The last step's weights and every average compete; the field then holds the best."""
+        """The last step's weights and every average compete; the field then holds the best,
+        its output layer polished (:meth:`polish_output_layer`)."""
         self.check(field)
         for averaged in self.averages.values():
             self.check(field, averaged)
         self.restore(field)
+        self.polish_output_layer(field)
+        self.restore(field)
+
+    @torch.no_grad()
+    def polish_output_layer(self, field: NeuralField) -> None:
+        """Move the output layer's quantised symbols to lower the MSE on the fixed voxels.
+
+        The output layer is linear in its inputs, so with the rest of the network fixed at
+        its quantised values the MSE is a quadratic in the layer's symbols: coordinate
+        descent, one input column at a time (the exact best move for that column, rounded
+        to whole steps), until a sweep moves nothing. The result competes like any
+        checkpoint, and only if it still codes into the budget (if free symbols do not, the
+        layer's symbols are kept within its largest magnitude and tried again). QAT's
+        straight-through gradients leave this layer a few steps off: measured after 20 s
+        fits, neghip 800:1 (MLP 8 wide) +0.03-0.10 dB, carotid 100:1 (32 wide) +0.00-0.05.
+        """
+        if self.weights is None:
+            return
+        step = self.quantiser.output_step()
+        with self.quantiser.current(field):
+            inputs = field.output_layer_inputs(self.coords).double()
+            layer = torch.cat([field.weights[-1], field.output_bias[:, None]], 1).double()
+        inputs = torch.cat([inputs, inputs.new_ones(1, inputs.shape[1])])   # [I + 1, K]: the bias's input
+        values = self.values.double().reshape(inputs.shape[1], -1).t()      # [C, K]
+        start = torch.round(layer / step)                                    # [C, I + 1]
+        index = {id(p): i for i, p in enumerate(field.parameters())}
+        own = [p.detach().clone() for p in field.parameters()]
+        # free symbols first; if those no longer code into the budget, within the layer's peak
+        for limit in (float(SYMBOL_LIMIT), float(start.abs().max())):
+            symbols = _descend(start.clone(), inputs, values, step, limit)
+            polished = [p.clone() for p in own]
+            layer_values = (symbols * step).to(field.output_bias.dtype)
+            polished[index[id(field.weights[-1])]] = layer_values[:, :-1].contiguous()
+            polished[index[id(field.output_bias)]] = layer_values[:, -1].contiguous()
+            _load(field, polished)
+            fits = self.quantiser.fits(field)
+            _load(field, own)
+            if fits:
+                self.check(field, polished)
+                return
 
     @torch.no_grad()
     def restore(self, field: NeuralField) -> None:
         _load(field, self.weights or [])
+
+
+def _descend(symbols: torch.Tensor, inputs: torch.Tensor, values: torch.Tensor, step: float,
+             limit: float) -> torch.Tensor:
+    """Coordinate descent on a linear layer's integer ``symbols`` [C, I] (weights ``symbols *
+    step``) for the least squares of ``weights @ inputs`` [I, K] against ``values`` [C, K]:
+    each column in turn takes its best whole-step move, until a sweep moves none."""
+    residual = (symbols * step) @ inputs - values
+    norms = (inputs * inputs).sum(1)
+    for _ in range(OUTPUT_POLISH_SWEEPS):
+        moved = False
+        for j in torch.nonzero(norms > 0).flatten().tolist():
+            target = torch.round(symbols[:, j] - (residual @ inputs[j]) / (step * norms[j])).clamp_(-limit, limit)
+            move = target - symbols[:, j]
+            if bool(move.any()):
+                symbols[:, j] = target
+                residual += (move * step)[:, None] * inputs[j][None]
+                moved = True
+        if not moved:
+            break
+    return symbols
 
 
 @torch.no_grad()

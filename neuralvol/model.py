@@ -123,6 +123,19 @@ class NeuralField(torch.nn.Module):
             return h.squeeze(0) + self.output_bias
         return h.t() + self.output_bias
 
+    def output_layer_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """What the output layer combines linearly at points ``x``: ``[I, K]``, row ``i`` the
+        input that the output layer's stored column ``i`` multiplies (the last hidden layer's
+        activations; the encoded features for a network without hidden layers)."""
+        h = self.encoding.encode_feature_major(x)
+        if len(self.weights) == 1:  # stored column self._feature_major[j] multiplies row j
+            stored = torch.empty_like(h)
+            stored[self._feature_major] = h
+            return stored
+        for i, w in enumerate(self.weights[:-1]):
+            h = torch.relu((w[:, self._feature_major] if i == 0 else w) @ h)
+        return h
+
     def _kernel_weights(self) -> list[torch.Tensor]:
         """The MLP's weights with the first layer's columns in the encoding's feature-major order."""
         return [self.weights[0][:, self._feature_major], *self.weights[1:]]

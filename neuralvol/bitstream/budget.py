@@ -258,6 +258,14 @@ class BudgetQuantiser:
         self._steps = step_tensors(field, self.groups)
         self._next_plan = math.inf
 
+    def output_step(self) -> float:
+        """The current step of the output layer's group (its weights and the output bias)."""
+        return float([g for g in self.groups if g.kind == "mlp"][-1].step)
+
+    def fits(self, field: NeuralField) -> bool:
+        """Whether ``field``'s weights, quantised with the current steps, code into the budget."""
+        return coded_size(quantise.quantise(self.groups, flat_tensors(field)), segmentations(self.groups)) <= self.budget
+
     def current(self, field: NeuralField):
         """Context in which ``field`` holds its values quantised with the current steps: an
         evaluation, which neither counts towards nor triggers a re-plan."""
