@@ -94,6 +94,42 @@ def test_kernel_zeroes_features_of_non_finite_points_and_handles_points_outside_
     torch.testing.assert_close(out[:, 2:], enc.encode_feature_major_pytorch(pts[2:]), rtol=0, atol=4e-7)
 
 
+@needs_kernel
+@pytest.mark.parametrize("cfg", CONFIGS, ids=CONFIG_IDS)
+def test_kernel_vector_blocks_give_the_scalar_bits(cfg):
+    """The AVX-512 path (16 points a block) against the scalar one, forward and backward bit
+    for bit: blocks of points in the cube, blocks holding one point outside it or a NaN (the
+    block falls back to the scalar path), a tail shorter than a block, 1 and 3 threads."""
+    lib = build.library()
+    if lib.nv_points_vector(-1) != 1:
+        pytest.skip("no AVX-512 on this CPU: the scalar path is the only one")
+    enc = _encoding(cfg, seed=2)
+    pts = _points(16 * 40 + 11, seed=4)
+    pts[16 * 3 + 5] = torch.tensor([1.3, 0.5, -0.2])           # outside: its block goes scalar
+    pts[16 * 7 + 15, 1] = float("nan")
+    pts[16 * 9:16 * 10] = torch.rand(16, 3, generator=torch.Generator().manual_seed(1)) * 3 - 1
+    grad_out = torch.randn(cfg.n_features * cfg.n_levels, pts.shape[0], generator=torch.Generator().manual_seed(6))
+    before = torch.get_num_threads()
+    results = {}
+    try:
+        for vector in (1, 0):
+            assert lib.nv_points_vector(vector) == vector
+            for threads in (1, 3):
+                torch.set_num_threads(threads)
+                enc.table.grad = None
+                out = enc.encode_feature_major(pts)
+                (out * grad_out).sum().backward()
+                results[vector, threads] = (out.detach().clone(), enc.table.grad.clone())
+    finally:
+        lib.nv_points_vector(1)
+        torch.set_num_threads(before)
+    reference = results[0, 1]
+    for out, grad in results.values():
+        assert torch.equal(out.view(torch.int32), reference[0].view(torch.int32))
+        assert torch.equal(grad.view(torch.int32), reference[1].view(torch.int32))
+    assert torch.all(reference[0][:, 16 * 7 + 15] == 0) and reference[1].abs().sum() > 0
+
+
 def _run(code: str, **env) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                           env={**os.environ, **env})

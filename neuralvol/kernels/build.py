@@ -27,7 +27,7 @@ from pathlib import Path
 
 SOURCES = tuple(Path(__file__).with_name(name) for name in ("hashgrid_cpu.cpp", "mlp_cpu.cpp"))
 HEADERS = tuple(Path(__file__).with_name(name) for name in ("threads.h", "grid_blend.h"))
-ABI_VERSION = 4
+ABI_VERSION = 5
 # -ffp-contract=off: no fused multiply-add, so positions and weights round exactly as
 # PyTorch's separate mul and add do. No -march=native: a cache on a shared home directory
 # must load on every node of a cluster.
@@ -112,6 +112,7 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.nv_mlp_forward.restype = ctypes.c_int
     lib.nv_mlp_isa.argtypes, lib.nv_mlp_isa.restype = [], ctypes.c_int
     lib.nv_abi_version.argtypes, lib.nv_abi_version.restype = [], ctypes.c_int
+    lib.nv_points_vector.argtypes, lib.nv_points_vector.restype = [i32], ctypes.c_int
 
 
 def _load() -> ctypes.CDLL:

@@ -10,6 +10,9 @@
 // Work is split by level: each level owns a disjoint slice of the table, so the backward
 // scatter-add needs no atomics and every thread count gives the same bits.
 #include <cmath>
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#include <immintrin.h>
+#endif
 #include <cstdint>
 #include <type_traits>
 #include <vector>
@@ -39,14 +42,20 @@ struct Level {
 template <int Taps>
 struct AxisTaps {
   static constexpr float kOrigin = Taps == 3 ? 0.5f : 0.0f;  // subtracted from pos before the floor
-  static inline void weights(float t, float* w) {
+  // T: float, or a vector of floats with the same operators (the AVX-512 block path), so
+  // both compute every weight with the same operations in the same order. Always inlined:
+  // the vector instance must compile inside its caller's AVX-512 target (called out of line,
+  // it would pass 512-bit vectors through a non-AVX-512 function).
+  template <typename T>
+  __attribute__((always_inline)) static inline void weights(const T& t, T* w) {
     if (Taps == 2) {
       w[0] = 1.0f - t; w[1] = t;
     } else if (Taps == 3) {
-      const float s = 1.0f - t, u = t - 0.5f;
+      const T s = 1.0f - t, u = t - 0.5f;
       w[0] = 0.5f * s * s; w[1] = 0.75f - u * u; w[2] = 0.5f * t * t;
     } else {
-      const float s = 1.0f - t, t2 = t * t, sixth = static_cast<float>(1.0 / 6.0);
+      const T s = 1.0f - t, t2 = t * t;
+      const float sixth = static_cast<float>(1.0 / 6.0);
       w[0] = s * s * s * sixth;
       w[1] = (t2 * (3.0f * t - 6.0f) + 4.0f) * sixth;
       w[2] = (((-3.0f * t + 3.0f) * t + 3.0f) * t + 1.0f) * sixth;
@@ -120,44 +129,248 @@ inline bool corners(const Level& lv, const float* xyz, Corners<Taps>& c) {
 }
 
 template <bool Dense, int Taps>
-void forward_level(const Level& lv, int l, const float* coords, int64_t n, const float* table,
-                   int64_t n_entries, int n_features, int n_levels, float* out) {
+inline void forward_point(const Level& lv, int l, const float* coords, int64_t i, int64_t n, const float* table,
+                          int64_t n_entries, int n_features, int n_levels, float* out) {
   constexpr int kPlane = Taps * Taps;  // corners sharing one z tap
-  Corners<Taps> c;
-  for (int64_t i = 0; i < n; ++i) {
-    const bool ok = corners<Dense, Taps>(lv, coords + 3 * i, c);
-    for (int f = 0; f < n_features; ++f) {
-      float acc = 0.0f;
-      if (ok) {
-        const float* row = table + f * n_entries;
-        if (Taps == 2) {  // one chain, in corner order: the bits PyTorch's sum gives (pinned files)
-          for (int k = 0; k < Corners<Taps>::kCount; ++k) acc += row[c.index[k]] * c.weight[k];
-        } else {
-          // One running sum per z tap: 27 or 64 dependent adds were the kernel's critical
-          // path (quadratic forward, 2^13 points, L=12, F=2: 6.6 ms; F=1 5.5, F=4 13.9).
-          float part[Taps] = {};
-          for (int j = 0; j < kPlane; ++j)
-            for (int z = 0; z < Taps; ++z) part[z] += row[c.index[j + kPlane * z]] * c.weight[j + kPlane * z];
-          for (int z = 0; z < Taps; ++z) acc += part[z];
-        }
+  Corners<Taps> c{};
+  const bool ok = corners<Dense, Taps>(lv, coords + 3 * i, c);
+  for (int f = 0; f < n_features; ++f) {
+    float acc = 0.0f;
+    if (ok) {
+      const float* row = table + f * n_entries;
+      if (Taps == 2) {  // one chain, in corner order: the bits PyTorch's sum gives (pinned files)
+        for (int k = 0; k < Corners<Taps>::kCount; ++k) acc += row[c.index[k]] * c.weight[k];
+      } else {
+        // One running sum per z tap: 27 or 64 dependent adds were the kernel's critical
+        // path (quadratic forward, 2^13 points, L=12, F=2: 6.6 ms; F=1 5.5, F=4 13.9).
+        float part[Taps] = {};
+        for (int j = 0; j < kPlane; ++j)
+          for (int z = 0; z < Taps; ++z) part[z] += row[c.index[j + kPlane * z]] * c.weight[j + kPlane * z];
+        for (int z = 0; z < Taps; ++z) acc += part[z];
       }
-      out[(static_cast<int64_t>(f) * n_levels + l) * n + i] = acc;
+    }
+    out[(static_cast<int64_t>(f) * n_levels + l) * n + i] = acc;
+  }
+}
+
+template <bool Dense, int Taps>
+inline void backward_point(const Level& lv, int l, const float* coords, int64_t i, int64_t n, const float* grad_out,
+                           int64_t n_entries, int n_features, int n_levels, float* grad_table) {
+  Corners<Taps> c{};
+  if (!corners<Dense, Taps>(lv, coords + 3 * i, c)) return;
+  for (int f = 0; f < n_features; ++f) {
+    const float g = grad_out[(static_cast<int64_t>(f) * n_levels + l) * n + i];
+    float* row = grad_table + f * n_entries;
+    for (int k = 0; k < Corners<Taps>::kCount; ++k) row[c.index[k]] += g * c.weight[k];
+  }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define NV_POINTS_AVX512 1
+// ---------------------------------------------------------------------------------------
+// AVX-512: 16 points at a time. Each lane does the scalar path's float operations in the
+// scalar path's order (no FMA: the build's -ffp-contract=off, and the intrinsics are separate
+// mul and add), the hashed terms are the low 32 bits the scalar path masks to, and the
+// modulo runs in doubles, exactly (mod16); so every output and gradient has the scalar
+// path's bits (the forward sums each point's corners in corner order; the backward's
+// scatter-adds run point by point, as the scalar path's do). A block with a point outside
+// [0, kFastLimit) on any axis (outside the unit cube, non-finite) takes the scalar path.
+// Measured on this project's 2-core EPYC, a whole training step (batch 2^13, PyTorch MLP and
+// Adam included), scalar / vector ms, one thread: trilinear L=4 F=1 (neghip 800:1) 1.65 /
+// 1.32, quadratic L=6 F=2 (nucleon 100:1) 10.09 / 6.13, L=8 F=2 (carotid 100:1) 14.21 /
+// 9.58, L=16 F=2 (embryo 100:1) 29.38 / 22.05; two threads 1.11-1.52x. The encoding alone:
+// trilinear L=4 forward 3.2x, backward 2.2x (its scatter-adds stay scalar, in order).
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+
+constexpr float kFastLimit = 8388608.0f;  // 2^23: the cell fits int32 and its float is exact
+// A dense level's index is computed in 32 bits: below this resolution (and kDenseLimit)
+// (cell + 3) * (1 + res + res^2) stays under 2^32.
+constexpr int64_t kDenseFastRes = 1024;
+constexpr float kDenseLimit = 1024.0f;
+
+struct V {  // 16 floats with the scalar operators, for AxisTaps::weights
+  __m512 v;
+};
+inline V operator+(V a, V b) { return {_mm512_add_ps(a.v, b.v)}; }
+inline V operator-(V a, V b) { return {_mm512_sub_ps(a.v, b.v)}; }
+inline V operator*(V a, V b) { return {_mm512_mul_ps(a.v, b.v)}; }
+inline V operator+(V a, float b) { return a + V{_mm512_set1_ps(b)}; }
+inline V operator-(V a, float b) { return a - V{_mm512_set1_ps(b)}; }
+inline V operator*(V a, float b) { return a * V{_mm512_set1_ps(b)}; }
+inline V operator+(float a, V b) { return V{_mm512_set1_ps(a)} + b; }
+inline V operator-(float a, V b) { return V{_mm512_set1_ps(a)} - b; }
+inline V operator*(float a, V b) { return V{_mm512_set1_ps(a)} * b; }
+
+// a mod d for 16 uint32 lanes: the quotient estimate floor(a * (1 / d)) in doubles is within
+// one of the true quotient (a < 2^32, relative error < 2^-51), the products are exact
+// integers below 2^53, and one correction each way makes the remainder exact.
+inline __m256i mod8(__m256i a, __m512d d, __m512d inv) {
+  const __m512d x = _mm512_cvtepu32_pd(a);
+  const __m512d q = _mm512_roundscale_pd(_mm512_mul_pd(x, inv), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  __m512d r = _mm512_sub_pd(x, _mm512_mul_pd(q, d));
+  r = _mm512_mask_add_pd(r, _mm512_cmp_pd_mask(r, _mm512_setzero_pd(), _CMP_LT_OQ), r, d);
+  r = _mm512_mask_sub_pd(r, _mm512_cmp_pd_mask(r, d, _CMP_GE_OQ), r, d);
+  return _mm512_cvttpd_epi32(r);
+}
+inline __m512i mod16(__m512i a, __m512d d, __m512d inv) {
+  const __m256i lo = mod8(_mm512_castsi512_si256(a), d, inv);
+  const __m256i hi = mod8(_mm512_extracti64x4_epi64(a, 1), d, inv);
+  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+// corners() for points xyz[0..16) (AoS): false when the block must take the scalar path.
+template <bool Dense, int Taps>
+inline bool block_corners(const Level& lv, const float* xyz, __m512i* index, __m512* weight) {
+  if (Dense && lv.res >= kDenseFastRes) return false;
+  const int64_t mults[3] = {Dense ? 1 : kPrimes[0], Dense ? lv.res : kPrimes[1], Dense ? lv.res * lv.res : kPrimes[2]};
+  const __m512i lane3 = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                           _mm512_set1_epi32(3));
+  const __m512 zero = _mm512_setzero_ps(), limit = _mm512_set1_ps(Dense ? kDenseLimit : kFastLimit);
+  __m512i t[3][Taps];
+  V w[3][Taps];
+  __mmask16 inside = 0xFFFF;
+  for (int a = 0; a < 3; ++a) {
+    V pos{_mm512_i32gather_ps(_mm512_add_epi32(lane3, _mm512_set1_epi32(a)), xyz, 4)};
+    pos = pos * lv.scale;
+    pos = pos + 0.5f;
+    if (AxisTaps<Taps>::kOrigin != 0.0f) pos = pos - AxisTaps<Taps>::kOrigin;
+    inside &= _mm512_cmp_ps_mask(pos.v, zero, _CMP_GE_OQ) & _mm512_cmp_ps_mask(pos.v, limit, _CMP_LT_OQ);
+    const __m512i cell = _mm512_cvttps_epi32(pos.v);  // floor: pos >= 0 where it is used
+    const V frac = pos - V{_mm512_cvtepi32_ps(cell)};
+    const uint32_t mult = static_cast<uint32_t>(mults[a]);
+    const __m512i term = _mm512_mullo_epi32(cell, _mm512_set1_epi32(static_cast<int>(mult)));
+    for (int k = 0; k < Taps; ++k)
+      t[a][k] = _mm512_add_epi32(term, _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(k) * mult)));
+    AxisTaps<Taps>::weights(frac, w[a]);
+  }
+  if (inside != 0xFFFF) return false;
+  const __m512d size = _mm512_set1_pd(static_cast<double>(lv.size)), inv = _mm512_set1_pd(1.0 / static_cast<double>(lv.size));
+  const __m512i offset = _mm512_set1_epi32(static_cast<int>(lv.offset));
+  for (int by = 0; by < Taps; ++by) {
+    for (int bx = 0; bx < Taps; ++bx) {
+      const __m512i txy = Dense ? _mm512_add_epi32(t[0][bx], t[1][by]) : _mm512_xor_si512(t[0][bx], t[1][by]);
+      const V wxy = w[0][bx] * w[1][by];
+      for (int bz = 0; bz < Taps; ++bz) {
+        const int corner = bx + Taps * by + Taps * Taps * bz;
+        const __m512i idx = Dense ? _mm512_add_epi32(txy, t[2][bz]) : _mm512_xor_si512(txy, t[2][bz]);
+        index[corner] = _mm512_add_epi32(mod16(idx, size, inv), offset);
+        weight[corner] = (wxy * w[2][bz]).v;
+      }
     }
   }
+  return true;
+}
+
+template <bool Dense, int Taps>
+void forward_level_avx512(const Level& lv, int l, const float* coords, int64_t n, const float* table,
+                          int64_t n_entries, int n_features, int n_levels, float* out) {
+  constexpr int kCount = Taps * Taps * Taps, kPlane = Taps * Taps;
+  __m512i index[kCount];
+  __m512 weight[kCount];
+  int64_t i0 = 0;
+  for (; i0 + 16 <= n; i0 += 16) {
+    if (!block_corners<Dense, Taps>(lv, coords + 3 * i0, index, weight)) {
+      for (int64_t i = i0; i < i0 + 16; ++i)
+        forward_point<Dense, Taps>(lv, l, coords, i, n, table, n_entries, n_features, n_levels, out);
+      continue;
+    }
+    for (int f = 0; f < n_features; ++f) {
+      const float* row = table + f * n_entries;
+      __m512 acc = _mm512_setzero_ps();
+      if (Taps == 2) {
+        for (int k = 0; k < kCount; ++k)
+          acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_i32gather_ps(index[k], row, 4), weight[k]));
+      } else {
+        __m512 part[Taps];
+        for (int z = 0; z < Taps; ++z) part[z] = _mm512_setzero_ps();
+        for (int j = 0; j < kPlane; ++j)
+          for (int z = 0; z < Taps; ++z)
+            part[z] = _mm512_add_ps(part[z], _mm512_mul_ps(_mm512_i32gather_ps(index[j + kPlane * z], row, 4),
+                                                           weight[j + kPlane * z]));
+        for (int z = 0; z < Taps; ++z) acc = _mm512_add_ps(acc, part[z]);
+      }
+      _mm512_storeu_ps(out + (static_cast<int64_t>(f) * n_levels + l) * n + i0, acc);
+    }
+  }
+  for (int64_t i = i0; i < n; ++i)
+    forward_point<Dense, Taps>(lv, l, coords, i, n, table, n_entries, n_features, n_levels, out);
+}
+
+template <bool Dense, int Taps>
+void backward_level_avx512(const Level& lv, int l, const float* coords, int64_t n, const float* grad_out,
+                           int64_t n_entries, int n_features, int n_levels, float* grad_table) {
+  constexpr int kCount = Taps * Taps * Taps;
+  __m512i index[kCount];
+  __m512 weight[kCount];
+  alignas(64) int32_t idx[kCount][16];
+  alignas(64) float wgt[kCount][16];
+  int64_t i0 = 0;
+  for (; i0 + 16 <= n; i0 += 16) {
+    if (!block_corners<Dense, Taps>(lv, coords + 3 * i0, index, weight)) {
+      for (int64_t i = i0; i < i0 + 16; ++i)
+        backward_point<Dense, Taps>(lv, l, coords, i, n, grad_out, n_entries, n_features, n_levels, grad_table);
+      continue;
+    }
+    for (int k = 0; k < kCount; ++k) {
+      _mm512_store_si512(idx[k], index[k]);
+      _mm512_store_ps(wgt[k], weight[k]);
+    }
+    for (int p = 0; p < 16; ++p) {  // point by point, as the scalar path: the same sums
+      for (int f = 0; f < n_features; ++f) {
+        const float g = grad_out[(static_cast<int64_t>(f) * n_levels + l) * n + i0 + p];
+        float* row = grad_table + f * n_entries;
+        for (int k = 0; k < kCount; ++k) row[idx[k][p]] += g * wgt[k][p];
+      }
+    }
+  }
+  for (int64_t i = i0; i < n; ++i)
+    backward_point<Dense, Taps>(lv, l, coords, i, n, grad_out, n_entries, n_features, n_levels, grad_table);
+}
+
+#pragma GCC pop_options
+
+bool cpu_has_avx512f() {
+  static const bool yes = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") != 0;
+  }();
+  return yes;
+}
+#endif
+
+// Whether the scattered-point kernels take the AVX-512 blocks (where the CPU has them);
+// nv_points_vector switches it, so a test can compare both paths bit for bit.
+bool points_vector_enabled = true;
+bool points_avx512() {
+#ifdef NV_POINTS_AVX512
+  return points_vector_enabled && cpu_has_avx512f();
+#else
+  return false;
+#endif
+}
+
+template <bool Dense, int Taps>
+void forward_level(const Level& lv, int l, const float* coords, int64_t n, const float* table,
+                   int64_t n_entries, int n_features, int n_levels, float* out) {
+#ifdef NV_POINTS_AVX512
+  if (points_avx512() && n_entries < (int64_t{1} << 31))
+    return forward_level_avx512<Dense, Taps>(lv, l, coords, n, table, n_entries, n_features, n_levels, out);
+#endif
+  for (int64_t i = 0; i < n; ++i)
+    forward_point<Dense, Taps>(lv, l, coords, i, n, table, n_entries, n_features, n_levels, out);
 }
 
 template <bool Dense, int Taps>
 void backward_level(const Level& lv, int l, const float* coords, int64_t n, const float* grad_out,
                     int64_t n_entries, int n_features, int n_levels, float* grad_table) {
-  Corners<Taps> c;
-  for (int64_t i = 0; i < n; ++i) {
-    if (!corners<Dense, Taps>(lv, coords + 3 * i, c)) continue;
-    for (int f = 0; f < n_features; ++f) {
-      const float g = grad_out[(static_cast<int64_t>(f) * n_levels + l) * n + i];
-      float* row = grad_table + f * n_entries;
-      for (int k = 0; k < Corners<Taps>::kCount; ++k) row[c.index[k]] += g * c.weight[k];
-    }
-  }
+#ifdef NV_POINTS_AVX512
+  if (points_avx512() && n_entries < (int64_t{1} << 31))
+    return backward_level_avx512<Dense, Taps>(lv, l, coords, n, grad_out, n_entries, n_features, n_levels,
+                                              grad_table);
+#endif
+  for (int64_t i = 0; i < n; ++i)
+    backward_point<Dense, Taps>(lv, l, coords, i, n, grad_out, n_entries, n_features, n_levels, grad_table);
 }
 
 // Calls body(Dense, Taps) with both as compile-time constants (std::integral_constant), so a
@@ -201,7 +414,14 @@ std::vector<Level> make_levels(int n_levels, const int64_t* offsets, const int64
 
 extern "C" {
 
-int nv_abi_version() { return 4; }
+int nv_abi_version() { return 5; }
+
+// on = 0 or 1 switches the scattered-point kernels' AVX-512 path off or on (a test hook; any
+// other value only asks); returns whether it is in use now (never without AVX-512).
+int nv_points_vector(int on) {
+  if (on == 0 || on == 1) points_vector_enabled = on == 1;
+  return points_avx512() ? 1 : 0;
+}
 
 // coords: [N, 3] row-major (x, y, z in [0, 1]); table: [F, E]; out: [F * L, N], row f * L + l.
 // taps: lattice points per axis a point blends (2 linear, 3 quadratic, 4 cubic B-spline).
