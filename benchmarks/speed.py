@@ -2,7 +2,8 @@
 
 Three tables, one row per (volume, ratio):
 
-* **fit**: fitting steps/s (batch 2^13) through the C++ hash-grid kernel and through the
+* **fit**: fitting steps/s (batch 2^13) through the C++ hash-grid kernel, through the same
+  kernel without its AVX-512 point blocks (``nv_points_vector(0)``) and through the
   pure-PyTorch path (``kernels.build.pytorch_only()``), same model, same seed;
 * **decode**: full-grid seconds and Mvox/s (separable grid; fp32, the default, and
   ``compute="bfloat16"``, whose PSNR cost benchmarks/compute_precision.py measures), the per-voxel gather it
@@ -203,9 +204,17 @@ def main() -> None:
             vol, fast_steps = fit_steps_per_s(data, ratio, args.steps, args.device, args.encoding)
             with build.pytorch_only():
                 _, torch_steps = fit_steps_per_s(data, ratio, args.steps, args.device, args.encoding)
+            scalar = "—"   # the C++ kernel without its AVX-512 blocks (the path they replaced)
+            lib = build.library()
+            if args.device == "cpu" and lib is not None and lib.nv_points_vector(-1) == 1:
+                lib.nv_points_vector(0)
+                try:
+                    scalar = f"{fit_steps_per_s(data, ratio, args.steps, args.device, args.encoding)[1]:.1f}"
+                finally:
+                    lib.nv_points_vector(1)
             params = sum(t.numel() for t in vol.network.parameters())
-            fit_rows.append(f"| {name} | {nx}x{ny}x{nz} | {ratio:g} | {params} | {fast_steps:.1f} | {torch_steps:.1f} | "
-                            f"{fast_steps / torch_steps:.2f} |")
+            fit_rows.append(f"| {name} | {nx}x{ny}x{nz} | {ratio:g} | {params} | {fast_steps:.1f} | {scalar} | "
+                            f"{torch_steps:.1f} | {fast_steps / torch_steps:.2f} |")
 
             decode = lambda: vol.decode(device=args.device, dtype=np.float32)  # noqa: E731
             full_s = timed(decode, args.device, repeat=3)   # best of 3: single runs varied 6.0-10.7 s at 256^3
@@ -278,8 +287,9 @@ def main() -> None:
             print(f"{name} {ratio:g}:1 done", file=sys.stderr, flush=True)
 
     print(f"\nFitting (batch 2^{18 if args.device.startswith('cuda') else 13})\n")
-    print("| volume | dims | ratio | params | steps/s kernel | steps/s PyTorch | speed-up |")
-    print("|---|---|---|---|---|---|---|")
+    print("| volume | dims | ratio | params | steps/s kernel | steps/s kernel, scalar points | steps/s PyTorch | "
+          "speed-up over PyTorch |")
+    print("|---|---|---|---|---|---|---|---|")
     print("\n".join(fit_rows))
     print("\nDecode (float32 out; region = the central 1/8; limit = MLP MACs / measured GEMM rate)\n")
     print("| volume | ratio | full s | Mvox/s | full s bf16 | Mvox/s bf16 | features then MLP s fp32 / bf16 | "

@@ -106,9 +106,10 @@ def test_the_file_keeps_the_steps_quantisation_aware_training_settled_on(headsq,
     assert kept == [True] and vol.nbytes <= nbytes and vol.training.curve
 
 
-def test_qat_keeps_the_checkpoint_whose_quantised_values_scored_best(quantised_crop, headsq_crop):
-    """fitting._BestQuantised: worse weights checked later do not replace the best ones, and a
-    re-plan (new steps) starts the competition again."""
+def _qat_window(quantised_crop, headsq_crop, slack: int):
+    """QAT's last half as fitting sees it: a copy of the fixture's (shared) network, a quantiser
+    settled on it ``slack`` bytes inside its file, and a factory of ``fitting._BestQuantised``
+    over every voxel of the crop."""
     import copy
 
     import torch
@@ -116,13 +117,25 @@ def test_qat_keeps_the_checkpoint_whose_quantised_values_scored_best(quantised_c
     from neuralvol import fields, fitting
     from neuralvol.evaluate import unit_axis
 
-    field = copy.deepcopy(quantised_crop.network)   # the fixture's network is shared
+    field = copy.deepcopy(quantised_crop.network)
     target = fields.normalised_target(headsq_crop, quantised_crop.info)
     nz, ny, nx = target.shape
     axes = [torch.as_tensor(unit_axis(n, 0, n - 1), dtype=torch.float32) for n in (nx, ny, nz)]
-    quantiser = sizing.BudgetQuantiser(quantised_crop.nbytes - 200)
+    quantiser = sizing.BudgetQuantiser(quantised_crop.nbytes - slack)
     quantiser.settle(field)
-    best = fitting._BestQuantised(quantiser, torch.as_tensor(target.reshape(-1)), axes, (nx, ny, nz), 0, "cpu")
+
+    def checkpoints():
+        return fitting._BestQuantised(quantiser, torch.as_tensor(target.reshape(-1)), axes, (nx, ny, nz), 0, "cpu")
+    return field, quantiser, checkpoints
+
+
+def test_qat_keeps_the_checkpoint_whose_quantised_values_scored_best(quantised_crop, headsq_crop):
+    """fitting._BestQuantised: worse weights checked later do not replace the best ones, and a
+    re-plan (new steps) starts the competition again."""
+    import torch
+
+    field, quantiser, checkpoints = _qat_window(quantised_crop, headsq_crop, 200)
+    best = checkpoints()
     good = [p.detach().clone() for p in field.parameters()]
     best.check(field)
     fitted_mse = best.mse
@@ -149,20 +162,12 @@ def test_qat_averages_compete_with_the_last_weights(quantised_crop, headsq_crop)
     """fitting._BestQuantised.track/finish: moving averages of the weights compete with the
     last step's; averaged over noisy steps around the fit they win, and scoring weights
     other than the field's own leaves the field's own untouched."""
-    import copy
-
     import torch
 
-    from neuralvol import fields, fitting
-    from neuralvol.evaluate import unit_axis
+    from neuralvol import fitting
 
-    field = copy.deepcopy(quantised_crop.network)
-    target = fields.normalised_target(headsq_crop, quantised_crop.info)
-    nz, ny, nx = target.shape
-    axes = [torch.as_tensor(unit_axis(n, 0, n - 1), dtype=torch.float32) for n in (nx, ny, nz)]
-    quantiser = sizing.BudgetQuantiser(quantised_crop.nbytes - 200)
-    quantiser.settle(field)
-    best = fitting._BestQuantised(quantiser, torch.as_tensor(target.reshape(-1)), axes, (nx, ny, nz), 0, "cpu")
+    field, quantiser, checkpoints = _qat_window(quantised_crop, headsq_crop, 200)
+    best = checkpoints()
     fitted = [p.detach().clone() for p in field.parameters()]
     best.track(field)                       # the averages start at the fitted weights
     generator = torch.Generator().manual_seed(4)
@@ -186,27 +191,17 @@ def test_output_layer_polish_moves_symbols_back_and_keeps_the_rest(quantised_cro
     """fitting._BestQuantised.polish_output_layer: an output layer knocked off by whole steps is
     brought back by coordinate descent on its symbols; every other weight stays, the layer
     stays on its quantisation grid, and the file still fits."""
-    import copy
-
     import torch
 
-    from neuralvol import fields, fitting
-    from neuralvol.evaluate import unit_axis
-
-    field = copy.deepcopy(quantised_crop.network)
-    target = fields.normalised_target(headsq_crop, quantised_crop.info)
-    nz, ny, nx = target.shape
-    axes = [torch.as_tensor(unit_axis(n, 0, n - 1), dtype=torch.float32) for n in (nx, ny, nz)]
-    quantiser = sizing.BudgetQuantiser(quantised_crop.nbytes - 100)
-    quantiser.settle(field)
+    field, quantiser, checkpoints = _qat_window(quantised_crop, headsq_crop, 100)
     step = quantiser.output_step()
-    best = fitting._BestQuantised(quantiser, torch.as_tensor(target.reshape(-1)), axes, (nx, ny, nz), 0, "cpu")
+    best = checkpoints()
     best.check(field)
     fitted_mse = best.mse
     with torch.no_grad():   # eight steps off on every other column, and the bias
         field.weights[-1][:, ::2] += 8 * step
         field.output_bias += 8 * step
-    best = fitting._BestQuantised(quantiser, torch.as_tensor(target.reshape(-1)), axes, (nx, ny, nz), 0, "cpu")
+    best = checkpoints()
     best.check(field)
     knocked = best.mse
     assert knocked > 1.5 * fitted_mse

@@ -262,19 +262,29 @@ inline bool block_corners(const Level& lv, const float* xyz, __m512i* index, __m
   return true;
 }
 
-template <bool Dense, int Taps>
-void forward_level_avx512(const Level& lv, int l, const float* coords, int64_t n, const float* table,
-                          int64_t n_entries, int n_features, int n_levels, float* out) {
-  constexpr int kCount = Taps * Taps * Taps, kPlane = Taps * Taps;
+// block(i0, index, weight) on every whole block of 16 points whose corners took the vector
+// path; point(i) on every other point (blocks that fall back, and the tail).
+template <bool Dense, int Taps, typename Block, typename Point>
+inline void for_each_block(const Level& lv, const float* coords, int64_t n, Block block, Point point) {
+  constexpr int kCount = Taps * Taps * Taps;
   __m512i index[kCount];
   __m512 weight[kCount];
   int64_t i0 = 0;
   for (; i0 + 16 <= n; i0 += 16) {
-    if (!block_corners<Dense, Taps>(lv, coords + 3 * i0, index, weight)) {
-      for (int64_t i = i0; i < i0 + 16; ++i)
-        forward_point<Dense, Taps>(lv, l, coords, i, n, table, n_entries, n_features, n_levels, out);
-      continue;
+    if (block_corners<Dense, Taps>(lv, coords + 3 * i0, index, weight)) {
+      block(i0, index, weight);
+    } else {
+      for (int64_t i = i0; i < i0 + 16; ++i) point(i);
     }
+  }
+  for (int64_t i = i0; i < n; ++i) point(i);
+}
+
+template <bool Dense, int Taps>
+void forward_level_avx512(const Level& lv, int l, const float* coords, int64_t n, const float* table,
+                          int64_t n_entries, int n_features, int n_levels, float* out) {
+  constexpr int kCount = Taps * Taps * Taps, kPlane = Taps * Taps;
+  const auto block = [&](int64_t i0, const __m512i* index, const __m512* weight) {
     for (int f = 0; f < n_features; ++f) {
       const float* row = table + f * n_entries;
       __m512 acc = _mm512_setzero_ps();
@@ -292,26 +302,19 @@ void forward_level_avx512(const Level& lv, int l, const float* coords, int64_t n
       }
       _mm512_storeu_ps(out + (static_cast<int64_t>(f) * n_levels + l) * n + i0, acc);
     }
-  }
-  for (int64_t i = i0; i < n; ++i)
+  };
+  for_each_block<Dense, Taps>(lv, coords, n, block, [&](int64_t i) {
     forward_point<Dense, Taps>(lv, l, coords, i, n, table, n_entries, n_features, n_levels, out);
+  });
 }
 
 template <bool Dense, int Taps>
 void backward_level_avx512(const Level& lv, int l, const float* coords, int64_t n, const float* grad_out,
                            int64_t n_entries, int n_features, int n_levels, float* grad_table) {
   constexpr int kCount = Taps * Taps * Taps;
-  __m512i index[kCount];
-  __m512 weight[kCount];
   alignas(64) int32_t idx[kCount][16];
   alignas(64) float wgt[kCount][16];
-  int64_t i0 = 0;
-  for (; i0 + 16 <= n; i0 += 16) {
-    if (!block_corners<Dense, Taps>(lv, coords + 3 * i0, index, weight)) {
-      for (int64_t i = i0; i < i0 + 16; ++i)
-        backward_point<Dense, Taps>(lv, l, coords, i, n, grad_out, n_entries, n_features, n_levels, grad_table);
-      continue;
-    }
+  const auto block = [&](int64_t i0, const __m512i* index, const __m512* weight) {
     for (int k = 0; k < kCount; ++k) {
       _mm512_store_si512(idx[k], index[k]);
       _mm512_store_ps(wgt[k], weight[k]);
@@ -323,9 +326,10 @@ void backward_level_avx512(const Level& lv, int l, const float* coords, int64_t 
         for (int k = 0; k < kCount; ++k) row[idx[k][p]] += g * wgt[k][p];
       }
     }
-  }
-  for (int64_t i = i0; i < n; ++i)
+  };
+  for_each_block<Dense, Taps>(lv, coords, n, block, [&](int64_t i) {
     backward_point<Dense, Taps>(lv, l, coords, i, n, grad_out, n_entries, n_features, n_levels, grad_table);
+  });
 }
 
 #pragma GCC pop_options
