@@ -118,7 +118,10 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
         The byte budget of the whole file, at most one of them: compression ratio over
         the array's bytes, bits per voxel, or bytes.
     time_budget : float, optional
-        Seconds of fitting (default 60 when ``steps`` is not given either).
+        Seconds of fitting (default 60 when ``steps`` is not given either). Once per process
+        the clock starts after torch's optimiser imports and after loading the C++ kernels,
+        which the first call on a machine also compiles (~5 s; see
+        :func:`neuralvol.fitting.import_optimiser_machinery`).
     steps : int, optional
         Optimiser steps; with a fixed ``seed`` and ``record_timings=False`` they make
         byte-identical files.

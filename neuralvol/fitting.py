@@ -86,11 +86,17 @@ OUTPUT_POLISH_SWEEPS = 8
 
 
 def import_optimiser_machinery() -> None:
-    """Import what a process's first torch optimiser imports (torch._dynamo), once.
+    """Import what a process's first torch optimiser imports (torch._dynamo), and load the C++
+    kernels (compiling them the first time on this machine), once.
 
-    That takes 1.5-6 s on 2 loaded cores, once per process: :func:`neuralvol.compress` does
-    it before starting its clock, so a short budget (the notebook's 2 s) is not spent on it."""
+    The import takes 1.5-6 s on 2 loaded cores, once per process, and the kernels' first build
+    5.5 s on an idle one: :func:`neuralvol.compress` does both before starting its clock, so a
+    budget is not spent on them. (Built inside it, the first of neghip 800:1's 8 s trial fits
+    got 519 steps instead of ~2100 and lost the trial; stop 28.)"""
     import torch._dynamo  # noqa: F401
+
+    from .kernels import build
+    build.library()
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
