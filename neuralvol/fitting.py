@@ -317,7 +317,7 @@ class _BestQuantised:
     @torch.no_grad()
     def track(self, field: NeuralField) -> None:
         """Fold the field's weights into the moving averages (restarted by a re-plan)."""
-        if self._averaged_plan != self.quantiser.plans or not self.averages:
+        if self._averaged_plan != self.quantiser.plans:
             self._averaged_plan = self.quantiser.plans
             self.averages = {d: [p.detach().clone() for p in field.parameters()] for d in KEEP_BEST_AVERAGES}
             return
@@ -377,17 +377,14 @@ class _BestQuantised:
         inputs = torch.cat([inputs, inputs.new_ones(1, inputs.shape[1])])   # [I + 1, K]: the bias's input
         values = self.values.double().reshape(inputs.shape[1], -1).t()      # [C, K]
         start = torch.round(layer / step)                                    # [C, I + 1]
-        index = {id(p): i for i, p in enumerate(field.parameters())}
         own = [p.detach().clone() for p in field.parameters()]
         # free symbols first; if those no longer code into the budget, within the layer's peak
         for limit in (float(SYMBOL_LIMIT), float(start.abs().max())):
-            symbols = _descend(start.clone(), inputs, values, step, limit)
-            polished = [p.clone() for p in own]
-            layer_values = (symbols * step).to(field.output_bias.dtype)
-            polished[index[id(field.weights[-1])]] = layer_values[:, :-1].contiguous()
-            polished[index[id(field.output_bias)]] = layer_values[:, -1].contiguous()
-            _load(field, polished)
+            layer_values = _descend(start.clone(), inputs, values, step, limit) * step
+            field.weights[-1].copy_(layer_values[:, :-1])
+            field.output_bias.copy_(layer_values[:, -1])
             fits = self.quantiser.fits(field)
+            polished = [p.detach().clone() for p in field.parameters()]
             _load(field, own)
             if fits:
                 self.check(field, polished)

@@ -114,11 +114,8 @@ class NeuralField(torch.nn.Module):
         """
         if workspace is not None or dtype != torch.float32:
             return self._mlp_batch_major(features, dtype, {} if workspace is None else workspace)
-        h = features
-        for i, w in enumerate(self.weights):
-            if i == 0:
-                w = w[:, self._feature_major]
-            h = w @ h if i == len(self.weights) - 1 else torch.relu(w @ h)
+        h, output_layer = self._hidden(features)
+        h = output_layer @ h
         if self.config.n_outputs == 1:
             return h.squeeze(0) + self.output_bias
         return h.t() + self.output_bias
@@ -127,14 +124,22 @@ class NeuralField(torch.nn.Module):
         """What the output layer combines linearly at points ``x``: ``[I, K]``, row ``i`` the
         input that the output layer's stored column ``i`` multiplies (the last hidden layer's
         activations; the encoded features for a network without hidden layers)."""
-        h = self.encoding.encode_feature_major(x)
+        h, _ = self._hidden(self.encoding.encode_feature_major(x))
         if len(self.weights) == 1:  # stored column self._feature_major[j] multiplies row j
             stored = torch.empty_like(h)
             stored[self._feature_major] = h
             return stored
-        for i, w in enumerate(self.weights[:-1]):
-            h = torch.relu((w[:, self._feature_major] if i == 0 else w) @ h)
         return h
+
+    def _hidden(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The feature-major fp32 hidden layers: the output layer's input ``[I, K]`` and that
+        layer's weights, columns in the same order (the first layer's permuted, as in
+        :meth:`_kernel_weights`)."""
+        weights = self._kernel_weights()
+        h = features
+        for w in weights[:-1]:
+            h = torch.relu(w @ h)
+        return h, weights[-1]
 
     def _kernel_weights(self) -> list[torch.Tensor]:
         """The MLP's weights with the first layer's columns in the encoding's feature-major order."""

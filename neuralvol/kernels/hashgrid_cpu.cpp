@@ -354,11 +354,14 @@ bool points_avx512() {
 #endif
 }
 
+// Whether a level of n_entries per feature row takes the vector path (its indices are int32).
+bool points_vector(int64_t n_entries) { return points_avx512() && n_entries < (int64_t{1} << 31); }
+
 template <bool Dense, int Taps>
 void forward_level(const Level& lv, int l, const float* coords, int64_t n, const float* table,
                    int64_t n_entries, int n_features, int n_levels, float* out) {
 #ifdef NV_POINTS_AVX512
-  if (points_avx512() && n_entries < (int64_t{1} << 31))
+  if (points_vector(n_entries))
     return forward_level_avx512<Dense, Taps>(lv, l, coords, n, table, n_entries, n_features, n_levels, out);
 #endif
   for (int64_t i = 0; i < n; ++i)
@@ -369,7 +372,7 @@ template <bool Dense, int Taps>
 void backward_level(const Level& lv, int l, const float* coords, int64_t n, const float* grad_out,
                     int64_t n_entries, int n_features, int n_levels, float* grad_table) {
 #ifdef NV_POINTS_AVX512
-  if (points_avx512() && n_entries < (int64_t{1} << 31))
+  if (points_vector(n_entries))
     return backward_level_avx512<Dense, Taps>(lv, l, coords, n, grad_out, n_entries, n_features, n_levels,
                                               grad_table);
 #endif
