@@ -15,6 +15,8 @@ that every output depends on, get ``bits``-bit steps over their own range.
 """
 from __future__ import annotations
 
+import math
+
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -78,14 +80,25 @@ def assign_steps(groups: list[Group], flat: dict[str, np.ndarray], table_step: f
             g.step = float(table_step * np.sqrt(g.size / n_max))
         else:
             peak = float(np.max(np.abs(values))) if values.size else 0.0
-            g.step = short_float(peak / (2 ** (mlp_bits - 1) - 1)) if peak > 0 else 1.0
+            # rounded up: the largest weight's symbol stays within mlp_bits
+            g.step = short_float(peak / (2 ** (mlp_bits - 1) - 1), up=True) if peak > 0 else 1.0
     return groups
 
 
-def short_float(value: float) -> float:
-    """``value`` to 6 significant digits: steps are chosen from these, so the header's
-    JSON spells them in a few characters and they still decode exactly."""
-    return float(f"{value:.6g}")
+# Quantisation steps have this many significant digits: the compact header stores a step as
+# an exponent byte and a varint mantissa, 3 bytes for 3 digits against 4 for 6, and rate
+# control's bisection stops at 1 % anyway (neuralvol.bitstream.budget.steps_for_budget).
+STEP_DIGITS = 3
+
+
+def short_float(value: float, up: bool = False) -> float:
+    """``value`` to :data:`STEP_DIGITS` significant digits (rounded up when ``up``): steps
+    are chosen from these, so the header spells them in a few bytes and they decode exactly."""
+    rounded = float(f"{value:.{STEP_DIGITS - 1}e}")
+    if up and rounded < value:
+        exponent = math.floor(math.log10(rounded)) - (STEP_DIGITS - 1)
+        rounded = float(f"{round(rounded / 10.0 ** exponent) + 1}e{exponent}")
+    return rounded
 
 
 def _table_peaks(groups: list[Group], flat: dict[str, np.ndarray]) -> list[float]:
@@ -135,12 +148,22 @@ def groups_from_storage(field: NeuralField, storage: StorageEntry) -> list[Group
     return groups
 
 
-def quantise(groups: list[Group], flat: dict[str, np.ndarray]) -> np.ndarray:
-    """All groups' symbols, concatenated in group order, as int8 when they fit, else int16."""
+def quantise(groups: list[Group], flat: dict[str, np.ndarray], deadzone: float = 0.0) -> np.ndarray:
+    """All groups' symbols, concatenated in group order, as int8 when they fit, else int16.
+
+    ``deadzone`` (0 to 0.5) rounds table values toward zero unless they are that far past
+    the midpoint between two steps: fewer bits for an error of at most ``2 * deadzone``
+    squared steps more per changed value (see budget.quantise_for_good)."""
     parts = []
     for g in groups:
         values = flat[g.tensor][g.start:g.stop].astype(np.float64)
-        q = np.rint(values / g.step) if g.step > 0 else np.zeros_like(values)
+        if g.step <= 0:
+            q = np.zeros_like(values)
+        elif deadzone and g.kind == "table":
+            x = values / g.step
+            q = np.sign(x) * np.floor(np.abs(x) + (0.5 - deadzone))
+        else:
+            q = np.rint(values / g.step)
         parts.append(np.clip(q, -SYMBOL_LIMIT, SYMBOL_LIMIT).astype(np.int32))
     symbols = np.concatenate(parts) if parts else np.zeros(0, np.int32)
     small = symbols.size == 0 or (symbols.min() >= -128 and symbols.max() <= 127)

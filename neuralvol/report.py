@@ -234,8 +234,12 @@ def _numbers_text(vol, n: dict) -> str:
     else:
         lines += [f"PSNR (file) {_fmt_num(n.get('stored_psnr'))} dB"]
     secs = n.get("fit_seconds")
-    lines += [f"fitting     {n.get('steps')} steps" + (f", {secs:.1f} s" if isinstance(secs, (int, float)) else ""),
-              f"            on {n.get('device')}", f"decode      {n['decode_seconds']:.2f} s (full grid, CPU)",
+    if n.get("steps") is not None:
+        lines += [f"fitting     {n.get('steps')} steps" + (f", {secs:.1f} s" if isinstance(secs, (int, float)) else ""),
+                  f"            on {n.get('device')}"]
+    else:
+        lines += ["fitting     not recorded (small file)"]
+    lines += [f"decode      {n['decode_seconds']:.2f} s (full grid, CPU)",
               f"spacing     {tuple(round(s, 4) for s in vol.spacing)}",
               f"origin      {tuple(round(o, 4) for o in vol.origin)}"]
     return "\n".join(lines)

@@ -4,6 +4,7 @@ import importlib
 import math
 import time
 
+import numpy as np
 import pytest
 
 import neuralvol as nv
@@ -27,7 +28,7 @@ def test_rate_control_fits_the_budget_and_uses_it(quantised_crop):
     # with room to spare the steps stop at the finest that int16 symbols allow
     groups = quantise.parameter_groups(field)
     step = sizing.steps_for_budget(groups, flat, 10 ** 6)
-    assert step == pytest.approx(quantise.finest_table_step(groups, flat), rel=1e-4)
+    assert step == quantise.short_float(quantise.finest_table_step(groups, flat), up=True)
     assert sizing.steps_for_budget(quantise.parameter_groups(field), flat, 5) is None
 
 
@@ -216,3 +217,23 @@ def test_output_layer_polish_moves_symbols_back_and_keeps_the_rest(quantised_cro
     layer = torch.cat([field.weights[-1].reshape(-1), field.output_bias]) / step
     assert torch.allclose(layer, torch.round(layer), atol=1e-3)
     assert quantiser.fits(field)
+
+
+def test_a_deadzone_rounds_values_just_past_the_midpoint_toward_zero_until_they_fit():
+    from neuralvol.quantise import Group
+    values = np.random.default_rng(3).laplace(0.0, 2.0, 4000).astype(np.float32)
+    flat = {"encoding": values, "mlp": np.array([0.5, -0.25], np.float32)}
+    groups = [Group("encoding", 0, 4000, "table", step=1.0), Group("mlp", 0, 2, "mlp", step=0.25)]
+    plain = quantise.quantise(groups, flat)
+    shaved = quantise.quantise(groups, flat, deadzone=0.2).astype(np.int32)
+    moved = plain != shaved
+    fraction = np.abs(values) % 1.0
+    # exactly the table values 0.5-0.7 steps past a whole step move, each one step toward zero
+    assert np.array_equal(moved[:4000], (fraction >= 0.5) & (fraction < 0.7))
+    assert np.all(np.abs(shaved[moved]) == np.abs(plain[moved]) - 1) and not moved[4000:].any()
+    size = sizing.coded_size(plain, quantise.segmentations(groups))
+    assert sizing.deadzone_for_budget(groups, flat, size) == 0.0
+    deadzone = sizing.deadzone_for_budget(groups, flat, size - 40)
+    assert 0.0 < deadzone <= sizing.MAX_DEADZONE
+    assert sizing.coded_size(quantise.quantise(groups, flat, deadzone), quantise.segmentations(groups)) <= size - 40
+    assert sizing.deadzone_for_budget(groups, flat, size // 2) is None

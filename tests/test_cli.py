@@ -38,9 +38,12 @@ def test_compress_info_decompress_round_trip(cli_file, capsys, tmp_path):
     (model,) = info["models"]
     assert model["dims"] == [48, 62, 42] and model["dtype"] == "uint8"
     assert model["value_range"] == [float(original.min()), float(original.max())]
-    assert model["training"]["steps"] == 120 and model["model"]["parameters"] > 0
+    assert model["model"]["parameters"] > 0
+    # a 4 KB file records its PSNR alone (steps, seconds and device would cost 10-13 bytes)
+    assert set(model["training"]) == {"psnr", "exact"} and model["training"]["psnr"] > 20
     code, out, _ = run(capsys, "info", cli_file)
     assert code == 0 and "48x62x42 uint8" in out and "PSNR" in out and "ratio" in out
+    assert "records no fitting details" in out
 
     code, _, _ = run(capsys, "decompress", cli_file, tmp_path / "full.npy")
     full = np.load(tmp_path / "full.npy")

@@ -1,4 +1,5 @@
 """Compact one-model files (format version 3): tiny budgets, exact headers, corruption."""
+import dataclasses
 import struct
 import zlib
 from pathlib import Path
@@ -127,3 +128,19 @@ def test_compact_wire_tables_are_append_only():
     assert compact_header.DTYPES[:8] == ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
     assert [k for k, _ in compact_header.TRAINING_KEYS][:10] == [
         "psnr", "steps", "seconds", "stopped", "device", "seed", "exact", "curve", "target_psnr", "target_reached"]
+
+
+def test_a_small_file_records_its_psnr_alone(tiny, tmp_path):
+    # the object compress returns keeps the fitting details ...
+    assert tiny.training.brief and tiny.training.steps == 300 and tiny.training.stopped == "steps"
+    tiny.save(tmp_path / "t.nvc")
+    header = nv.read_header(tmp_path / "t.nvc")
+    # ... the file records how good it is, and nothing else of the fit
+    assert header["models"][0]["training"] == {"psnr": tiny.training.psnr, "exact": False}
+    back = nv.open(tmp_path / "t.nvc")
+    assert back.training.brief and back.training.psnr == tiny.training.psnr
+    assert (back.training.steps, back.training.seconds, back.training.device, back.training.seed) == (None,) * 4
+    # the details would take 8+ of the 156 bytes (the seconds are not even recorded here)
+    full = nv.NeuralVolume(tiny.network, tiny.info, dataclasses.replace(tiny.training, brief=False), tiny.storage)
+    assert len(to_bytes([full])) - len(to_bytes([tiny])) >= 8
+    assert nv.NeuralVolume(back.network, back.info, back.training, back.storage).nbytes == tiny.nbytes

@@ -66,3 +66,24 @@ def test_coded_section_with_forged_count_is_a_format_error(quantised_crop):
     forged = container.PREAMBLE.pack(container.MAGIC, 2, flags, len(stored), zlib.crc32(stored)) + stored + sections_payload
     with pytest.raises(nv.FormatError, match="coding metadata that does not match its shape"):
         container.decode(forged)
+
+
+def test_steps_have_three_significant_digits_and_mlp_steps_round_up(quantised_crop):
+    from neuralvol.quantise import STEP_DIGITS, short_float
+    assert STEP_DIGITS == 3
+    assert short_float(0.0231848) == 0.0232 and short_float(0.0231848, up=True) == 0.0232
+    assert short_float(0.0231248) == 0.0231 and short_float(0.0231248, up=True) == 0.0232
+    assert short_float(123456.7) == 123000.0 and short_float(0.0999999, up=True) == 0.1
+    values = np.random.default_rng(0).lognormal(0.0, 6.0, 2000)
+    up = np.array([short_float(v, up=True) for v in values])
+    assert np.all(up >= values) and np.all(up <= values * 1.01)
+    storage = quantised_crop.storage
+    for step in [storage.table_step, *storage.mlp_steps]:
+        assert short_float(step) == step
+    # rounded up, an MLP step keeps its layer's largest weight within 8 bits: 0.010049 * 127
+    # over the nearest 3-digit step (0.0100) would be symbol 128
+    from neuralvol.quantise import Group, assign_steps, quantise
+    weights = np.array([0.3, -0.010049 * 127, 0.01], np.float32)
+    (group,) = assign_steps([Group("mlp", 0, 3, "mlp")], {"mlp": weights}, table_step=1.0)
+    assert group.step == 0.0101
+    assert quantise([group], {"mlp": weights}).tolist() == [30, -126, 1]

@@ -39,12 +39,21 @@ class TrainingSummary:
     target_reached: bool | None = field(default=None, metadata=_spec("bool", 9, False, optional=True))
     # keys this version does not know, kept as read (a file with any is written as version 2)
     extra: dict = field(default_factory=dict, metadata={"extra": True})
+    # Not a key: the file records only the fields in BRIEF_KEYS (and the target ones, when
+    # set). Small quantised files are written so (neuralvol.bitstream.budget.records_in_brief):
+    # steps, seconds, stop reason, device and seed take 10-13 header bytes, a sixth of a
+    # 150-byte file. The object compress returns still holds them all.
+    brief: bool = field(default=False, metadata={"extra": True})
 
     def to_dict(self) -> dict:
         out = {}
         for f in _record_fields(TrainingSummary):
             value = getattr(self, f.name)
-            if not (f.metadata["optional"] and value is None):
+            if f.metadata["optional"]:
+                keep = value is not None
+            else:
+                keep = not self.brief or f.name in BRIEF_KEYS
+            if keep:
                 out[f.name] = value
         out.update(self.extra)
         return out
@@ -52,8 +61,9 @@ class TrainingSummary:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainingSummary":
         names = {f.name for f in _record_fields(cls)}
+        brief = not any(f.name in d for f in _record_fields(cls) if not f.metadata["optional"] and f.name not in BRIEF_KEYS)
         return cls(**{k: v for k, v in d.items() if k in names},
-                   extra={k: v for k, v in d.items() if k not in names})
+                   extra={k: v for k, v in d.items() if k not in names}, brief=brief)
 
 
 @dataclass
@@ -79,8 +89,13 @@ class StorageEntry:
 
     @classmethod
     def worst_case(cls, n_mlp: int) -> "StorageEntry":
-        """As long as any real entry for ``n_mlp`` MLP layers (steps have 6 significant digits)."""
-        return cls(table_step=1.23457e-05, mlp_steps=[1.23457e-05] * n_mlp)
+        """As long as any real entry for ``n_mlp`` MLP layers (steps have
+        ``quantise.STEP_DIGITS`` = 3 significant digits)."""
+        return cls(table_step=9.99e-05, mlp_steps=[9.99e-05] * n_mlp)
+
+
+# What a brief training record keeps: how good the file is, measured when it was written.
+BRIEF_KEYS = ("psnr", "exact")
 
 
 def _record_fields(cls) -> list[dataclasses.Field]:
