@@ -7,7 +7,6 @@ final whole-volume measurement and the caller's ``after_fit_s``), or the whole-v
 from __future__ import annotations
 
 import math
-import os
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -83,6 +82,15 @@ KEEP_BEST_AVERAGES = (0.9, 0.97)
 # Coordinate-descent sweeps over the output layer's symbols at the end (most fits stop moving
 # after 2-4).
 OUTPUT_POLISH_SWEEPS = 8
+# Foreground sampling (ForegroundSampler): for scalar volumes of at least this many voxels,
+# whose most common value covers at least this share of them; half of each batch stays
+# uniform, and the foreground is grown by a margin so its edges are sampled from both sides.
+# Only large volumes: a 60 s fit of a 64^3 volume sees each voxel hundreds of times, and
+# there the weights cost more than the better-placed samples gain (neghip 400:1 -0.49 dB).
+FOREGROUND_MIN_VOXELS = 1 << 22
+FOREGROUND_MIN_BACKGROUND = 0.3
+FOREGROUND_UNIFORM_SHARE = 0.5
+FOREGROUND_MARGIN = 2
 
 
 def import_optimiser_machinery() -> None:
@@ -184,6 +192,9 @@ def _fit(field: NeuralField, target: np.ndarray, *, steps: int | None, time_budg
     ``importance`` (non-negative weights of ``target``'s shape, see :mod:`neuralvol.importance`)
     draws training voxels with probability proportional to their weight instead of uniformly,
     so the loss is the importance-weighted MSE in expectation (the gradient loss stays uniform).
+    Without it, a large volume that is mostly one value draws half of each batch from its
+    foreground, weighted so that the loss is still the plain MSE in expectation
+    (:class:`ForegroundSampler`).
     """
     start = time.perf_counter()
     stored = quantiser or stored_precision
@@ -204,6 +215,7 @@ def _fit(field: NeuralField, target: np.ndarray, *, steps: int | None, time_budg
     if importance is not None:  # float64: a float32 running sum stalls past 2^24 voxels
         cdf = torch.as_tensor(np.cumsum(importance.reshape(-1), dtype=np.float64), device=device)
         cdf /= cdf[-1].clone()
+    sampler = foreground_sampler(target, device) if cdf is None else None
     optimiser = torch.optim.Adam(field.parameters(), lr=learning_rate, betas=(0.9, 0.99), eps=1e-15)
 
     last_report = -math.inf
@@ -235,7 +247,10 @@ def _fit(field: NeuralField, target: np.ndarray, *, steps: int | None, time_budg
         for group in optimiser.param_groups:
             group["lr"] = learning_rate * FINAL_LR_FACTOR ** fraction
 
-        if cdf is None:
+        weights = None
+        if sampler is not None:
+            flat, weights = sampler.draw(batch, generator)
+        elif cdf is None:
             flat = torch.randint(0, n_voxels, (batch,), generator=generator, device=device)
         else:  # voxel i where cdf[i-1] <= u < cdf[i]: never one of weight 0
             u = torch.rand(batch, generator=generator, device=device, dtype=torch.float64)
@@ -247,7 +262,8 @@ def _fit(field: NeuralField, target: np.ndarray, *, steps: int | None, time_budg
         optimiser.zero_grad(set_to_none=True)
         in_qat = quantiser is not None and fraction >= 1.0 - qat_fraction
         with (stored(field) if in_qat else nullcontext()):
-            loss = torch.mean((field(coords) - target_t[flat]) ** 2)
+            squared = (field(coords) - target_t[flat]) ** 2
+            loss = torch.mean(squared) if weights is None else torch.mean(weights * squared.view(batch, -1).mean(1))
             if grad_weight > 0 and grad_axes:
                 loss = loss + grad_weight * _gradient_loss(field, target_t, axes, (nx, ny, nz), grad_axes,
                                                            max(1, batch // 4), generator, device)
@@ -434,6 +450,71 @@ def grid_evaluation_seconds(field: NeuralField, shape: tuple[int, int, int], dev
     seconds = time.perf_counter() - start
     field.train(was_training)
     return seconds * nz / slices
+
+
+class ForegroundSampler:
+    """Training voxels drawn half uniformly and half from the foreground (the voxels that
+    are not the volume's dominant value, grown by :data:`FOREGROUND_MARGIN` voxels), each
+    weighted by uniform probability over its own, so the loss stays the plain MSE in
+    expectation while the samples go where the error is.
+
+    Used where a large volume is mostly one value (:func:`foreground_sampler`): embryo 256^3
+    is 87 % exact zeros, and a 300 s fit sees each voxel about 6 times. 150 s fits, one
+    thread, uniform / this: embryo 100:1 37.10 / 37.40 dB, 400:1 36.08 / 36.25, 800:1
+    35.05 / 35.13 (the gain of twice the time at 100:1). On a small volume, seen hundreds
+    of times, the weights only add noise (neghip 400:1: 28.57 / 28.08).
+    """
+
+    def __init__(self, foreground: np.ndarray, device):
+        flat = foreground.reshape(-1)
+        self.n_voxels = flat.size
+        self.inside = torch.as_tensor(flat, device=device)
+        self.indices = torch.as_tensor(np.flatnonzero(flat), device=device)
+        share = self.indices.numel() / self.n_voxels
+        # probability of voxel i (times n_voxels): u + (1 - u) / share inside, u outside
+        u = FOREGROUND_UNIFORM_SHARE
+        self.weight_inside = 1.0 / (u + (1.0 - u) / share)
+        self.weight_outside = 1.0 / u
+        self.device = device
+
+    def draw(self, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(flat voxel indices, their loss weights) for one batch."""
+        n_uniform = int(round(FOREGROUND_UNIFORM_SHARE * batch))
+        uniform = torch.randint(0, self.n_voxels, (n_uniform,), generator=generator, device=self.device)
+        pick = torch.randint(0, self.indices.numel(), (batch - n_uniform,), generator=generator, device=self.device)
+        flat = torch.cat([uniform, self.indices[pick]])
+        weights = torch.where(self.inside[flat], self.weight_inside, self.weight_outside).to(torch.float32)
+        return flat, weights
+
+
+def _grow(mask: np.ndarray, voxels: int) -> np.ndarray:
+    """``mask`` dilated by ``voxels`` along each axis in turn (a box), without wrapping."""
+    out = mask.copy()
+    for axis in range(mask.ndim):
+        for _ in range(voxels):
+            grown = out.copy()
+            lead = [slice(None)] * mask.ndim
+            trail = [slice(None)] * mask.ndim
+            lead[axis], trail[axis] = slice(1, None), slice(None, -1)
+            grown[tuple(lead)] |= out[tuple(trail)]
+            grown[tuple(trail)] |= out[tuple(lead)]
+            out = grown
+    return out
+
+
+def foreground_sampler(target: np.ndarray, device, min_voxels: int = FOREGROUND_MIN_VOXELS
+                       ) -> ForegroundSampler | None:
+    """A :class:`ForegroundSampler` for a scalar volume of at least ``min_voxels`` voxels
+    whose most common value covers :data:`FOREGROUND_MIN_BACKGROUND` of them, else None."""
+    if target.ndim != 3 or target.size < max(1, min_voxels):
+        return None
+    probe = target.reshape(-1)[np.random.default_rng(0).integers(0, target.size, 65536)]
+    values, counts = np.unique(probe, return_counts=True)
+    background = target == values[counts.argmax()]
+    share = float(background.mean())
+    if share < FOREGROUND_MIN_BACKGROUND or share == 1.0:
+        return None
+    return ForegroundSampler(_grow(~background, FOREGROUND_MARGIN), device)
 
 
 def _gradient_loss(field: NeuralField, target_t: torch.Tensor, axes, dims, grad_axes, batch: int,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import neuralvol as nv
 from neuralvol.importance import importance_weights, region_mask
@@ -59,3 +60,30 @@ def test_zero_weight_voxels_are_never_trained_on(block):
 def test_importance_and_max_error_work_together(block):
     vol = nv.compress(block, ratio=30, steps=20, seed=0, device="cpu", roi=ROI, max_error=5)
     assert np.abs(vol.decode().astype(np.float64) - block).max() <= 5
+
+
+def test_foreground_sampling_keeps_the_loss_the_plain_mse_in_expectation():
+    from neuralvol.fitting import FOREGROUND_MIN_VOXELS, ForegroundSampler, foreground_sampler
+    z, y, x = np.mgrid[:32, :32, :32]
+    volume = np.where((x - 16) ** 2 + (y - 12) ** 2 + (z - 16) ** 2 < 49, 1.0 + x / 32.0, 0.0).astype(np.float32)
+    assert foreground_sampler(volume, "cpu") is None        # under FOREGROUND_MIN_VOXELS: uniform
+    assert volume.size < FOREGROUND_MIN_VOXELS
+    sampler = foreground_sampler(volume, "cpu", min_voxels=0)
+    assert isinstance(sampler, ForegroundSampler)
+    # the foreground is the ball grown by two voxels (a box), nothing wraps round the edges
+    inside = sampler.inside.numpy().reshape(volume.shape)
+    assert inside[volume > 0].all() and not inside[0].any() and not inside[31].any()
+    assert inside[16, 12, 16 + 6 + 2] and not inside[16, 12, 16 + 6 + 3]
+    generator = torch.Generator().manual_seed(0)
+    draws = [sampler.draw(8192, generator) for _ in range(60)]
+    flat = torch.cat([d[0] for d in draws])
+    weights = torch.cat([d[1] for d in draws]).double()
+    share = inside.mean()
+    assert float(sampler.inside[flat].double().mean()) == pytest.approx(0.5 * share + 0.5, abs=0.01)
+    # any per-voxel loss: the weighted sample mean estimates the mean over every voxel
+    loss = torch.as_tensor(volume.reshape(-1) ** 2 + 0.25, dtype=torch.float64)
+    assert float((weights * loss[flat]).mean()) == pytest.approx(float(loss.mean()), rel=0.02)
+    # a volume without a dominant value (or all one value) is sampled uniformly
+    noise = np.random.default_rng(0).random((32, 32, 32), dtype=np.float32)
+    assert foreground_sampler(noise, "cpu", min_voxels=0) is None
+    assert foreground_sampler(np.zeros((8, 8, 8), np.float32), "cpu", min_voxels=0) is None
