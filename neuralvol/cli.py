@@ -254,8 +254,8 @@ def cmd_info(args) -> int:
             print(f"    error bound {b['max_error']:g} at original grid points only (other resolutions and "
                   f"sampled points are not bounded); {b['count']} corrected voxels, {b['bytes']} bytes")
         if "steps" in t:
-            print(f"    PSNR {psnr} after {t.get('steps')} steps"
-                  f"{f', {secs:.1f} s' if isinstance(secs, (int, float)) else ''} on {t.get('device')} (seed {t.get('seed')})")
+            timing = f", {secs:.1f} s" if isinstance(secs, (int, float)) else ""
+            print(f"    PSNR {psnr} after {t.get('steps')} steps{timing} on {t.get('device')} (seed {t.get('seed')})")
         else:
             print(f"    PSNR {psnr} (a small file records no fitting details)")
     return 0

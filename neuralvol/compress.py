@@ -102,7 +102,8 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
     parameter in the smaller), each for a fifth of the time, and the one of higher PSNR goes
     on from there for the rest: there the best bit depth depends on the field. Not with
     ``steps`` (one network fits them all), a ``psnr`` target, importance weights or a
-    constant array.
+    constant array. Such a file records its PSNR alone of the fit (``training.brief``); the
+    volume returned still holds the steps, seconds, device and seed.
 
     Parameters
     ----------

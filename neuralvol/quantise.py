@@ -16,7 +16,6 @@ that every output depends on, get ``bits``-bit steps over their own range.
 from __future__ import annotations
 
 import math
-
 from contextlib import contextmanager
 from dataclasses import dataclass
 

@@ -52,7 +52,8 @@ TARGET_BITS_PER_PARAM = 5.5
 # (the final coding may choose other segments for the adaptive coder).
 QAT_HEADER_SLACK = 2
 # Below this many bytes the fitting curve (~80 header bytes) is left out of quantised
-# files: there it would cost over 1 % of the parameters' bytes.
+# files: there it would cost over 1 % of the parameters' bytes. Since stop 29 the rest of
+# the training record but the PSNR is left out too (recorded_training).
 CURVE_MIN_BUDGET = 8 * 1024
 # Planning for such a file without the curve's bytes gives a larger network than planning
 # with them did (as every file was planned before), whose parameters get fewer coded bits

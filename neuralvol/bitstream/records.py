@@ -40,7 +40,7 @@ class TrainingSummary:
     # keys this version does not know, kept as read (a file with any is written as version 2)
     extra: dict = field(default_factory=dict, metadata={"extra": True})
     # Not a key: the file records only the fields in BRIEF_KEYS (and the target ones, when
-    # set). Small quantised files are written so (neuralvol.bitstream.budget.records_in_brief):
+    # set). Small quantised files are written so (neuralvol.bitstream.budget.recorded_training):
     # steps, seconds, stop reason, device and seed take 10-13 header bytes, a sixth of a
     # 150-byte file. The object compress returns still holds them all.
     brief: bool = field(default=False, metadata={"extra": True})
@@ -61,7 +61,8 @@ class TrainingSummary:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainingSummary":
         names = {f.name for f in _record_fields(cls)}
-        brief = not any(f.name in d for f in _record_fields(cls) if not f.metadata["optional"] and f.name not in BRIEF_KEYS)
+        details = [f.name for f in _record_fields(cls) if not f.metadata["optional"] and f.name not in BRIEF_KEYS]
+        brief = not any(name in d for name in details)
         return cls(**{k: v for k, v in d.items() if k in names},
                    extra={k: v for k, v in d.items() if k not in names}, brief=brief)
 
