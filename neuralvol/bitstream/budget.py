@@ -178,6 +178,11 @@ def coded_size(symbols: np.ndarray, segmentations=()) -> int:
     return size
 
 
+def groups_coded_size(groups: list[Group], flat: dict[str, np.ndarray], deadzone: float = 0.0) -> int:
+    """:func:`coded_size` of ``flat`` quantised with ``groups``' steps (and ``deadzone``)."""
+    return coded_size(quantise.quantise(groups, flat, deadzone), segmentations(groups))
+
+
 def steps_for_budget(groups: list[Group], flat: dict[str, np.ndarray], budget: int,
                      mlp_bits: int = quantise.MLP_BITS, iterations: int = 24) -> float | None:
     """The finest global table step whose coded symbols fit ``budget`` bytes; None if none does.
@@ -190,7 +195,7 @@ def steps_for_budget(groups: list[Group], flat: dict[str, np.ndarray], budget: i
 
     def size_at(step):
         quantise.assign_steps(groups, flat, step, mlp_bits)
-        return coded_size(quantise.quantise(groups, flat), quantise.segmentations(groups))
+        return groups_coded_size(groups, flat)
 
     if size_at(fine) <= budget:
         return fine
@@ -279,7 +284,7 @@ class BudgetQuantiser:
 
     def fits(self, field: NeuralField) -> bool:
         """Whether ``field``'s weights, quantised with the current steps, code into the budget."""
-        return coded_size(quantise.quantise(self.groups, flat_tensors(field)), segmentations(self.groups)) <= self.budget
+        return groups_coded_size(self.groups, flat_tensors(field)) <= self.budget
 
     def current(self, field: NeuralField):
         """Context in which ``field`` holds its values quantised with the current steps: an
@@ -299,7 +304,7 @@ def deadzone_for_budget(groups: list[Group], flat: dict[str, np.ndarray], budget
     at which ``groups``' symbols code into ``budget`` bytes; 0 when plain rounding fits, None
     when none does."""
     def fits(deadzone):
-        return coded_size(quantise.quantise(groups, flat, deadzone), segmentations(groups)) <= budget
+        return groups_coded_size(groups, flat, deadzone) <= budget
 
     if fits(0.0):
         return 0.0

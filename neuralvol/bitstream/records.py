@@ -43,7 +43,7 @@ class TrainingSummary:
     # set). Small quantised files are written so (neuralvol.bitstream.budget.recorded_training):
     # steps, seconds, stop reason, device and seed take 10-13 header bytes, a sixth of a
     # 150-byte file. The object compress returns still holds them all.
-    brief: bool = field(default=False, metadata={"extra": True})
+    brief: bool = field(default=False, metadata={"local": True})
 
     def to_dict(self) -> dict:
         out = {}
@@ -100,7 +100,8 @@ BRIEF_KEYS = ("psnr", "exact")
 
 
 def _record_fields(cls) -> list[dataclasses.Field]:
-    return [f for f in dataclasses.fields(cls) if not f.metadata.get("extra")]
+    """The fields a header records (not the unknown keys' dict, not in-memory state)."""
+    return [f for f in dataclasses.fields(cls) if not (f.metadata.get("extra") or f.metadata.get("local"))]
 
 
 # The compact header's training fields, in presence-mask bit order, with their kinds.
