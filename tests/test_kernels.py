@@ -162,7 +162,8 @@ def test_fit_falls_back_to_pytorch_when_kernels_are_switched_off():
 def test_library_is_compiled_into_the_cache_atomically_and_outside_the_time_budget(tmp_path):
     """A first compress on a machine (an empty cache) builds the library before its clock
     starts, so its fit spends the budget fitting: built inside it (5.5 s here), the fit of a
-    2 s budget would get a handful of steps."""
+    2 s budget would stop after its first step. The floor is low on purpose: this machine fits
+    ~190 steps in the 2 s, the CI machine 38 (a floor of 40 failed there)."""
     code = ("import numpy as np, neuralvol as nv\nfrom neuralvol.kernels import build\n"
             f"data = np.load({str(HEADSQ)!r})[:16, :32, :32].astype(np.float32)\n"
             "vol = nv.compress(data, ratio=20, time_budget=2, seed=0)\n"
@@ -170,7 +171,7 @@ def test_library_is_compiled_into_the_cache_atomically_and_outside_the_time_budg
     done = _run(code, NEURALVOL_KERNEL_CACHE=str(tmp_path))
     assert done.returncode == 0, done.stderr
     status, steps = done.stdout.strip().splitlines()[-2:]
-    assert status.startswith("C++ kernel") and int(steps) >= 40, done.stdout
+    assert status.startswith("C++ kernel") and int(steps) >= 10, done.stdout
     files = sorted(p.name for p in tmp_path.iterdir())
     assert len(files) == 1 and files[0].startswith("kernels_cpu-") and files[0].endswith(".so")
 
