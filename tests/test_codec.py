@@ -208,6 +208,17 @@ def test_same_seed_same_bytes_on_this_machine(headsq_crop):
     assert np.array_equal(d.decode(), a.decode())
 
 
+def test_cuda_fits_switch_deterministic_kernels_on_and_back_off():
+    """The switch runs on any machine (a CUDA fit once died in it: a missing import that no
+    CPU test reached)."""
+    import torch
+    from neuralvol.fitting import deterministic_kernels
+    before = torch.are_deterministic_algorithms_enabled()
+    with deterministic_kernels(torch.device("cuda")):
+        assert torch.are_deterministic_algorithms_enabled()
+    assert torch.are_deterministic_algorithms_enabled() == before
+
+
 def test_progress_callback_reports_and_can_cancel(headsq_crop):
     seen = []
     nv.compress(headsq_crop, ratio=20, steps=30, progress=lambda p: seen.append(p))

@@ -62,28 +62,42 @@ def test_importance_and_max_error_work_together(block):
     assert np.abs(vol.decode().astype(np.float64) - block).max() <= 5
 
 
-def test_foreground_sampling_keeps_the_loss_the_plain_mse_in_expectation():
-    from neuralvol.fitting import FOREGROUND_MIN_VOXELS, ForegroundSampler, foreground_sampler
-    z, y, x = np.mgrid[:32, :32, :32]
-    volume = np.where((x - 16) ** 2 + (y - 12) ** 2 + (z - 16) ** 2 < 49, 1.0 + x / 32.0, 0.0).astype(np.float32)
-    assert foreground_sampler(volume, "cpu") is None        # under FOREGROUND_MIN_VOXELS: uniform
-    assert volume.size < FOREGROUND_MIN_VOXELS
-    sampler = foreground_sampler(volume, "cpu", min_voxels=0)
-    assert isinstance(sampler, ForegroundSampler)
-    # the foreground is the ball grown by two voxels (a box), nothing wraps round the edges
-    inside = sampler.inside.numpy().reshape(volume.shape)
-    assert inside[volume > 0].all() and not inside[0].any() and not inside[31].any()
-    assert inside[16, 12, 16 + 6 + 2] and not inside[16, 12, 16 + 6 + 3]
+def test_error_sampling_keeps_the_loss_the_plain_mse_and_follows_the_observed_error():
+    from neuralvol.fitting import ERROR_MIN_VOXELS, ERROR_REPLAN_STEPS, ErrorSampler, error_sampler
+    z, y, x = np.mgrid[:30, :21, :37]   # no side a multiple of the 8-voxel blocks
+    volume = np.where((x - 16) ** 2 + (y - 10) ** 2 + (z - 15) ** 2 < 49, 1.0 + x / 32.0, 0.0).astype(np.float32)
+    assert error_sampler(volume, "cpu") is None         # under ERROR_MIN_VOXELS: uniform
+    assert volume.size < ERROR_MIN_VOXELS
+    assert error_sampler(volume[..., None].repeat(2, axis=3), "cpu", min_voxels=0) is None   # a vector field
+    assert error_sampler(np.full((9, 9, 9), 3.0, np.float32), "cpu", min_voxels=0) is None
+    sampler = error_sampler(volume, "cpu", min_voxels=0)
+    assert isinstance(sampler, ErrorSampler)
     generator = torch.Generator().manual_seed(0)
-    draws = [sampler.draw(8192, generator) for _ in range(60)]
-    flat = torch.cat([d[0] for d in draws])
-    weights = torch.cat([d[1] for d in draws]).double()
-    share = inside.mean()
-    assert float(sampler.inside[flat].double().mean()) == pytest.approx(0.5 * share + 0.5, abs=0.01)
+
+    def draws(n):
+        out = [sampler.draw(8192, generator) for _ in range(n)]
+        return torch.cat([d[0] for d in out]), torch.cat([d[1] for d in out]).double()
+
+    flat, weights = draws(40)
+    assert int(flat.min()) >= 0 and int(flat.max()) < volume.size
+    # started from the blocks' variance: the ball's edge is sampled more than the empty corners
+    ball = torch.as_tensor(volume.reshape(-1) > 0)
+    assert float(ball[flat].double().mean()) > 2 * float(ball.double().mean())
     # any per-voxel loss: the weighted sample mean estimates the mean over every voxel
     loss = torch.as_tensor(volume.reshape(-1) ** 2 + 0.25, dtype=torch.float64)
     assert float((weights * loss[flat]).mean()) == pytest.approx(float(loss.mean()), rel=0.02)
-    # a volume without a dominant value (or all one value) is sampled uniformly
-    noise = np.random.default_rng(0).random((32, 32, 32), dtype=np.float32)
-    assert foreground_sampler(noise, "cpu", min_voxels=0) is None
-    assert foreground_sampler(np.zeros((8, 8, 8), np.float32), "cpu", min_voxels=0) is None
+    # the guide table finds exactly the block torch.searchsorted would
+    u = torch.rand(5000, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    start = sampler.guide[(u * sampler.guide.numel()).long()]
+    assert bool((start <= torch.searchsorted(sampler.cdf, u, right=True)).all())
+    # observed error far from the ball (the corner x, y, z < 8) moves the samples there
+    corner = torch.zeros(volume.shape, dtype=torch.bool)
+    corner[:8, :8, :8] = True
+    corner = corner.reshape(-1)
+    before = float(corner[flat].double().mean())
+    for _ in range(10 * ERROR_REPLAN_STEPS):
+        flat, _ = sampler.draw(256, generator)
+        sampler.observe(corner[flat].double() * 10.0)
+    flat, weights = draws(10)
+    assert float(corner[flat].double().mean()) > 0.5 > 5 * before
+    assert float((weights * loss[flat]).mean()) == pytest.approx(float(loss.mean()), rel=0.03)
