@@ -13,6 +13,7 @@ from .bitstream import budget as sizing
 from .bitstream.budget import BudgetQuantiser, byte_budget, header_bytes, plan_architecture, quantise_for_good
 from .bitstream.records import TrainingSummary, worst_case_training
 from .bitstream.schema import VALUE_DTYPES
+from .encodings import ENCODING_KINDS
 from .errors import InputError
 from .fitting import FitProgress, fit, import_optimiser_machinery, resolve_device
 from .importance import importance_weights
@@ -234,6 +235,8 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
         raise InputError(f"grad weight must be a finite number >= 0, got {grad_weight}")
     if precision not in PRECISIONS:
         raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if encoding != AUTO_ENCODING and encoding not in ENCODING_KINDS:  # before planning's fallback re-raises it
+        raise InputError(f"unknown encoding {encoding!r}; use one of {', '.join((AUTO_ENCODING,) + tuple(ENCODING_KINDS))}")
     torch_device = resolve_device(device)
     nz, ny, nx = data.shape[:3]
     lo, hi = float(np.min(data)), float(np.max(data))

@@ -471,8 +471,8 @@ class ErrorSampler:
     (:meth:`observe`), a running mean re-planned every :data:`ERROR_REPLAN_STEPS` draws.
     Sampling in proportion to the residual's magnitude is what minimises the variance of the
     loss's estimate: on a 60 s embryo 400:1 fit, 94 % of the squared error sat in 10 % of the
-    4^3 blocks, and this variance was 0.21 of uniform sampling's (0.65 with half of each batch
-    from the foreground, its predecessor).
+    4^3 blocks, and with 8^3 blocks this variance was 0.21 of uniform sampling's (0.65 with
+    half of each batch from the foreground, its predecessor).
 
     Used for large volumes (:func:`error_sampler`), where a 300 s fit sees each voxel only
     about 6 times. One thread, uniform half / foreground half (stop 29's sampler) / this:

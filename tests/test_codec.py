@@ -53,6 +53,12 @@ def test_impossible_budget_is_a_clear_error(headsq):
         nv.compress(headsq, ratio=10, size=1000, steps=1)
 
 
+def test_unknown_encoding_is_one_clear_error(headsq_crop):
+    with pytest.raises(nv.InputError, match="unknown encoding 'quadratic'; use one of auto, hashgrid, ") as err:
+        nv.compress(headsq_crop, ratio=20, steps=1, encoding="quadratic")
+    assert err.value.__context__ is None   # not raised again inside a planning fallback's traceback
+
+
 def test_region_decode_equals_region_of_full_decode(crop_volume):
     full = crop_volume.decode(dtype=np.float32)
     roi = crop_volume.decode(region=(10, 30, 0, 35, 5, 20), dtype=np.float32)
