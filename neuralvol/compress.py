@@ -235,7 +235,7 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
         raise InputError(f"grad weight must be a finite number >= 0, got {grad_weight}")
     if precision not in PRECISIONS:
         raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if encoding != AUTO_ENCODING and encoding not in ENCODING_KINDS:  # before planning's fallback re-raises it
+    if encoding != AUTO_ENCODING and encoding not in ENCODING_KINDS:  # the list names "auto" too
         raise InputError(f"unknown encoding {encoding!r}; use one of {', '.join((AUTO_ENCODING,) + tuple(ENCODING_KINDS))}")
     torch_device = resolve_device(device)
     nz, ny, nx = data.shape[:3]
@@ -368,8 +368,10 @@ def _plan(info: VolumeInfo, budget: int, worst: TrainingSummary, encoding: str, 
     try:
         return plan_architecture(info, budget, worst, encoding, precision)
     except InputError:
-        # Tight budget: plan without the fitting curve (it is dropped from the file later).
-        return plan_architecture(info, budget, dataclasses.replace(worst, curve=[]), encoding, precision)
+        pass
+    # Tight budget: plan without the fitting curve (it is dropped from the file later). Outside
+    # the handler, so that its own error is not shown chained to the first attempt's.
+    return plan_architecture(info, budget, dataclasses.replace(worst, curve=[]), encoding, precision)
 
 
 # encoding="auto" (the default). Under a time budget, the quadratic B-spline hash grid:

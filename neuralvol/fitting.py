@@ -267,9 +267,12 @@ def _fit(field: NeuralField, target: np.ndarray, *, steps: int | None, time_budg
         in_qat = quantiser is not None and fraction >= 1.0 - qat_fraction
         with (stored(field) if in_qat else nullcontext()):
             squared = (field(coords) - target_t[flat]) ** 2
-            loss = torch.mean(squared) if weights is None else torch.mean(weights * squared.view(batch, -1).mean(1))
-            if sampler is not None:
-                sampler.observe(squared.detach().view(batch, -1).mean(1))
+            if weights is None:
+                loss = torch.mean(squared)
+            else:  # the sampler's draw: per-voxel squared errors, weighted, and observed by it
+                per_voxel = squared.view(batch, -1).mean(1)
+                loss = torch.mean(weights * per_voxel)
+                sampler.observe(per_voxel)
             if grad_weight > 0 and grad_axes:
                 loss = loss + grad_weight * _gradient_loss(field, target_t, axes, (nx, ny, nz), grad_axes,
                                                            max(1, batch // 4), generator, device)
