@@ -68,7 +68,7 @@ def cmd_compress(args) -> int:
                        progress=update, record_timings=not args.reproducible,
                        encoding=args.encoding, grad_weight=args.grad_weight,
                        preset=args.preset, init=args.init, precision=args.precision,
-                       component_names=vf.component_names)
+                       component_names=vf.component_names, post_filter=not args.no_post_filter)
     finally:
         close()
     vol.save(args.output)
@@ -314,6 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="input encoding; every kind meets the same size budget. auto (default): "
                         "hashgrid_quadratic (B-spline levels) under a time budget on the CPU, else "
                         "hashgrid (trilinear)")
+    c.add_argument("--no-post-filter", action="store_true",
+                   help="store no 3x3x3 post filter (by default one is fitted and kept where it gains more than "
+                        "its bytes cost; a file with one decodes other grids than the original, and points, "
+                        "at 27 network evaluations each)")
     c.add_argument("--grad-weight", type=float, default=0.0,
                    help="weight of the finite-difference gradient loss (default 0: off)")
     c.add_argument("--max-error", type=float, metavar="E",

@@ -178,7 +178,8 @@ def _fit(field: NeuralField, target: np.ndarray, *, steps: int | None, time_budg
         progress: Callable[[FitProgress], bool | None] | None = None,
         batch_size: int | None = None, learning_rate: float | None = None, grad_weight: float = 0.0,
         quantiser: Callable[[NeuralField], ContextManager] | None = None, qat_fraction: float = 0.0,
-        after_fit_s: float = 0.0, importance: np.ndarray | None = None) -> TrainingSummary:
+        after_fit_s: float = 0.0, importance: np.ndarray | None = None,
+        evaluations: float = 1.0) -> TrainingSummary:
     """Fit ``field`` to ``target`` (normalised float32 ``[z, y, x]``); returns a training summary.
 
     ``grad_weight`` > 0 adds ``grad_weight * mean |D f - D v|^2``: central differences of one
@@ -190,8 +191,8 @@ def _fit(field: NeuralField, target: np.ndarray, *, steps: int | None, time_budg
     applies them to the float weights (straight-through quantisation-aware training), and a
     PSNR target is checked there, so what is measured is what the file will decode to.
 
-    ``time_budget`` counts from this call; the fit stops early enough to leave one
-    whole-volume evaluation (timed on a slab after ``TIMING_STEPS`` steps) and ``after_fit_s``
+    ``time_budget`` counts from this call; the fit stops early enough to leave ``evaluations``
+    whole-volume evaluations (timed on a slab after ``TIMING_STEPS`` steps) and ``after_fit_s``
     seconds (the caller's own finishing work) inside it.
 
     ``importance`` (non-negative weights of ``target``'s shape, see :mod:`neuralvol.importance`)
@@ -241,7 +242,7 @@ def _fit(field: NeuralField, target: np.ndarray, *, steps: int | None, time_budg
             fraction = max(fraction, step / max(steps, 1))
         if time_budget is not None:
             if step == TIMING_STEPS and time_budget > 0:
-                reserve = EVAL_MARGIN * grid_evaluation_seconds(field, (nz, ny, nx), device) + after_fit_s
+                reserve = EVAL_MARGIN * evaluations * grid_evaluation_seconds(field, (nz, ny, nx), device) + after_fit_s
                 fit_budget = max(MIN_FIT_SHARE * time_budget, time_budget - reserve)
                 elapsed = time.perf_counter() - start
             fraction = max(fraction, elapsed / fit_budget if fit_budget > 0 else 1.0)

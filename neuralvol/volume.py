@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from . import postfilter
 from .bitstream import atomic_io, container, schema
 from .bitstream.records import StorageEntry, TrainingSummary
 from .errors import InputError
@@ -187,6 +188,8 @@ class NeuralVolume:
         self.search: list[tuple[float, float]] | None = None
         # Corrections that bound the error on the original grid (neuralvol.error_bound), or None.
         self.correction = None
+        # The kernel applied to the network's output (neuralvol.postfilter), or None.
+        self.post_filter = None
         self._nbytes: int | None = None
         self._auto_dtype: dict = {}   # (device type, recorded PSNR) -> the "auto" decode's MLP dtype
 
@@ -336,17 +339,40 @@ class NeuralVolume:
         self.network.to(device)
         bounded = self.correction is not None and tuple(dims) == tuple(self.dims)
         mlp_dtype = self.mlp_dtype(compute, device, bounded)
-        if not bounded:
+        if not bounded and self.post_filter is None:
             finish = (out_dtype if cast else np.dtype(np.float64), slab_rescale_cast(offset, scale, out_dtype, cast))
             return evaluate_grid(self.network, *axes, device=device, progress=progress, dtype=mlp_dtype,
                                  finish=finish).reshape(shape)
-        out = evaluate_grid(self.network, *axes, device=device, progress=progress, dtype=mlp_dtype)
+        out = self._field_grid(dims, region, axes, device, progress, mlp_dtype)
+        if not bounded:
+            finish = slab_rescale_cast(offset, scale, out_dtype, cast)
+            return finish(torch.from_numpy(out)).numpy().astype(out_dtype if cast else np.float64).reshape(shape)
         values = offset + scale * out.astype(np.float64).reshape(shape)
         self.correction.apply(values, dims, region)
         if self.dtype.kind in "iu":  # the bound is on the rounded values, whatever the output dtype
             info = np.iinfo(self.dtype)
             values = np.clip(np.rint(values), info.min, info.max)
         return cast_to_dtype(values, out_dtype) if cast else values
+
+    def _field_grid(self, dims, region, axes, device, progress, dtype: torch.dtype) -> np.ndarray:
+        """The network's output on the grid of ``axes`` (``region`` of a ``dims`` grid), then
+        the post filter if the file has one: on the original grid from one evaluation of the
+        region grown by a voxel, elsewhere from 27 (see :mod:`neuralvol.postfilter`)."""
+        if self.post_filter is None:
+            return evaluate_grid(self.network, *axes, device=device, progress=progress, dtype=dtype)
+        if tuple(dims) == tuple(self.dims):
+            grown = [unit_axis(n, 0, n - 1)[postfilter.padded_indices(n, region[2 * a], region[2 * a + 1])]
+                     for a, n in enumerate(dims)]
+            padded = evaluate_grid(self.network, *grown, device=device, progress=progress, dtype=dtype)
+            return self.post_filter.apply_padded(padded)
+        return self.post_filter.apply_grid(
+            lambda shifted: evaluate_grid(self.network, *shifted, device=device, dtype=dtype), axes, self.dims)
+
+    def _field_points(self, unit: np.ndarray, device) -> np.ndarray:
+        """The network's output (then the post filter) at points ``[N, 3]`` in [0, 1]^3."""
+        if self.post_filter is None:
+            return evaluate_points(self.network, unit, device)
+        return self.post_filter.apply_shifted(lambda p: evaluate_points(self.network, p, device), unit, self.dims)
 
     def mlp_dtype(self, compute: str = "auto", device: str = "cpu", bounded: bool = False) -> torch.dtype:
         """The MLP's compute dtype for a decode at ``compute`` (see :meth:`decode`) of the
@@ -421,7 +447,7 @@ class NeuralVolume:
                 values[inside] = offset
             else:
                 self.network.to(device)
-                out = evaluate_points(self.network, unit[inside], device).astype(np.float64)
+                out = self._field_points(unit[inside], device).astype(np.float64)
                 values[inside] = offset + scale * out.reshape((-1,) + trailing)
         return values
 

@@ -104,7 +104,9 @@ def test_the_file_keeps_the_steps_quantisation_aware_training_settled_on(headsq,
     nbytes = 12_000
     assert nbytes >= sizing.CURVE_MIN_BUDGET
     vol = nv.compress(headsq, size=nbytes, steps=400, seed=0, record_timings=False)
-    assert kept == [True] and vol.nbytes <= nbytes and vol.training.curve
+    # a second coding is the post filter's, with its bytes held back: QAT's slack holds them
+    assert kept in ([True], [True, True]) and (vol.post_filter is None or len(kept) == 2)
+    assert vol.nbytes <= nbytes and vol.training.curve
 
 
 def _qat_window(quantised_crop, headsq_crop, slack: int):

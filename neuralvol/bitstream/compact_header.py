@@ -30,7 +30,11 @@ STOPPED = ("time_budget", "steps", "psnr", "constant", "cancelled")
 DEVICES = ("cpu", "cuda")
 # Optional model keys, in presence-mask bit order, with their kinds.
 OPTIONAL_MODEL_KEYS = (("array_name", "str"), ("spacing", "vec3"), ("origin", "vec3"), ("name", "str"),
-                       ("time", "num"), ("extent", "ints6"))
+                       ("time", "num"), ("extent", "ints6"), ("post_filter", "post_filter"))
+# Version 5 is this layout with a post filter (neuralvol.postfilter): the last optional key,
+# which a version-3 file never sets (a reader of version 3 only would decode the file without
+# its filter, so such files carry the new version number and older readers ask for an upgrade).
+COMPACT_VERSION, FILTERED_COMPACT_VERSION = 3, 5
 LIBRARY = re.compile(r"neuralvol (\d+)\.(\d+)\.(\d+)")
 NUMBER_NONE, NUMBER_FLOAT32, NUMBER_FLOAT64 = 253, 254, 255
 FLOAT32_MAX = 3.4028234663852886e38
@@ -190,6 +194,14 @@ def _put(w: _Writer, kind: str, v) -> None:
         w.choice(v, STOPPED)
     elif kind == "device":
         w.choice(v, DEVICES)
+    elif kind == "post_filter":
+        if not isinstance(v, dict) or set(v) != {"shift", "weights", "offset"} or not isinstance(v["weights"], list):
+            raise _Unrepresentable(v)
+        w.uint(v["shift"])
+        w.uint(len(v["weights"]))
+        for x in v["weights"]:
+            w.sint(x)
+        w.sint(v["offset"])
     elif kind == "curve":
         if not isinstance(v, list):
             raise _Unrepresentable(v)
@@ -219,6 +231,12 @@ def _get(r: _Reader, kind: str):
         return r.choice(STOPPED)
     if kind == "device":
         return r.choice(DEVICES)
+    if kind == "post_filter":
+        shift = r.uint()
+        n = r.uint()
+        if n > len(r.data):
+            r._fail("an over-long post filter")
+        return {"shift": shift, "weights": [r.sint() for _ in range(n)], "offset": r.sint()}
     n = r.uint()  # curve
     if n > len(r.data):
         r._fail("an over-long curve")
@@ -231,6 +249,11 @@ def _put_optional(w: _Writer, d: dict, keys) -> None:
     for key, kind in keys:
         if key in d:
             _put(w, kind, d[key])
+
+
+def version_of(model: dict) -> int:
+    """The compact format version a model entry needs."""
+    return FILTERED_COMPACT_VERSION if "post_filter" in model else COMPACT_VERSION
 
 
 def _get_optional(r: _Reader, keys) -> dict:
@@ -283,11 +306,15 @@ def _pack(header: dict, section: dict) -> bytes:
     return bytes(w.out)
 
 
-def unpack(body: bytes, source: str) -> tuple[dict, dict, int]:
-    """(header without its section table, the section entry, bytes read) from a version-3 body."""
+def unpack(body: bytes, source: str, version: int = COMPACT_VERSION) -> tuple[dict, dict, int]:
+    """(header without its section table, the section entry, bytes read) from the body of a
+    version-3 (or version-5) file."""
     r = _Reader(body, source)
     library = "neuralvol " + ".".join(str(r.uint()) for _ in range(3))
     model = _get_optional(r, OPTIONAL_MODEL_KEYS)
+    if ("post_filter" in model) != (version == FILTERED_COMPACT_VERSION):
+        r._fail(f"a post filter in a version-{version} file" if "post_filter" in model
+                else f"a version-{version} file without its post filter")
     model["dtype"] = r.choice(DTYPES)
     model["dims"] = [r.uint() for _ in range(3)]
     model["value_range"] = [r.num(), r.num()]
@@ -309,19 +336,21 @@ def unpack(body: bytes, source: str) -> tuple[dict, dict, int]:
         if n_segments > len(body):
             r._fail("too many segments")
         coding["segments"] = [r.uint() for _ in range(n_segments)]
-    header = {"format": "neuralvol", "version": 3, "library": library, "models": [model]}
+    header = {"format": "neuralvol", "version": version, "library": library, "models": [model]}
     section = {"name": "0/symbols", "dtype": dtype, "shape": [count], "coding": coding}
     return header, section, r.pos
 
 
 def pack(header: dict, section: dict) -> bytes | None:
-    """The version-3 body for ``header`` and its one coded ``section`` (offsets and CRC
-    left out), or None when the layout cannot hold them exactly."""
+    """The version-3 (version-5 with a post filter: :func:`version_of`) body for ``header``
+    and its one coded ``section`` (offsets and CRC left out), or None when the layout cannot
+    hold them exactly."""
     try:
+        version = version_of(header["models"][0])
         body = _pack(header, section)
-        back_header, back_section, used = unpack(body, "compact header")
-    except (_Unrepresentable, KeyError, TypeError, ValueError, AttributeError, FormatError):
+        back_header, back_section, used = unpack(body, "compact header", version)
+    except (_Unrepresentable, KeyError, TypeError, ValueError, AttributeError, FormatError, IndexError):
         return None
-    same_header = back_header == dict(header, version=3)
+    same_header = back_header == dict(header, version=version)
     same_section = back_section == {k: section[k] for k in ("name", "dtype", "shape", "coding") if k in section}
     return body if same_header and same_section and used == len(body) else None

@@ -24,16 +24,21 @@ MAGIC = b"\x89NVC\r\n\x1a\n"
 # Version 1: raw sections only. Version 2 adds entropy-coded sections (a "coding" entry in
 # the section table). Writers use the lowest version that holds what they write, so
 # float16 files stay readable by version-1 readers; readers read every version up to this.
-FORMAT_VERSION = 4
+FORMAT_VERSION = 6
 CODED_SECTIONS_VERSION = 2
 # Version 3: one model with one coded section, its header in fixed binary fields (~70
 # bytes with magic and CRC, instead of ~170), used whenever it can hold the header exactly.
-COMPACT_VERSION = 3
+# Version 5: the same with a post filter (neuralvol.postfilter; compact_header.version_of).
+COMPACT_VERSION = compact_header.COMPACT_VERSION
+COMPACT_VERSIONS = (compact_header.COMPACT_VERSION, compact_header.FILTERED_COMPACT_VERSION)
 # Version 4: the version-2 layout plus new optional header keys an older reader must not
 # ignore: top-level EXTENDED_KEYS, and model keys flagged by the writer (docs/FORMAT.md).
 EXTENDED_VERSION = 4
 # Top-level header keys that need version 4 (a version-3 reader would ignore them and misread the file).
 EXTENDED_KEYS = ("bricks",)
+# Version 6: the version-4 layout whose model entries may hold a "post_filter", which a
+# version-4 reader would ignore, decoding other values than the writer measured.
+FILTERED_VERSION = 6
 VERSION_FIELD = struct.Struct("<H")
 CRC_FIELD = struct.Struct("<I")
 FLAG_HEADER_ZLIB = 0x1
@@ -69,8 +74,10 @@ class Section:
 
 
 def version_for(sections: list[Section], header: dict | None = None, extended: bool = False) -> int:
-    """The lowest format version that can hold ``sections``, ``header``'s top-level keys and,
-    when ``extended``, version-4 model keys."""
+    """The lowest format version that can hold ``sections``, ``header``'s top-level keys and
+    models' post filters and, when ``extended``, version-4 model keys."""
+    if header is not None and any("post_filter" in m for m in header.get("models", ()) if isinstance(m, dict)):
+        return FILTERED_VERSION
     if extended or (header is not None and any(key in header for key in EXTENDED_KEYS)):
         return EXTENDED_VERSION
     return CODED_SECTIONS_VERSION if any(s.coded for s in sections) else 1
@@ -97,15 +104,17 @@ def encode(header: dict, sections: list[Section], compact: bool = True) -> bytes
         table.append(entry)
         payload.append(data)
         offset += len(data)
-    if compact and len(sections) == 1 and sections[0].coded and version_for(sections, header) < EXTENDED_VERSION:
+    top_level = {k: v for k, v in header.items() if k != "models"}   # a post filter fits the compact layout
+    if compact and len(sections) == 1 and sections[0].coded and version_for(sections, top_level) < EXTENDED_VERSION:
         body = compact_header.pack(header, table[0])
         if body is not None:
-            head = MAGIC + VERSION_FIELD.pack(COMPACT_VERSION) + body + payload[0]
+            version = compact_header.version_of(header["models"][0])
+            head = MAGIC + VERSION_FIELD.pack(version) + body + payload[0]
             return head + CRC_FIELD.pack(zlib.crc32(head))
     full = dict(header)
     full["sections"] = table
     text = json.dumps(full, separators=(",", ":"), sort_keys=False, allow_nan=False).encode("utf-8")
-    version = version_for(sections, header, extended=header.get("version") == EXTENDED_VERSION)
+    version = version_for(sections, header, extended=header.get("version") in (EXTENDED_VERSION, FILTERED_VERSION))
     stored, flags = pack_header(text, version)
     preamble = PREAMBLE.pack(MAGIC, version, flags, len(stored), zlib.crc32(stored))
     return preamble + stored + b"".join(payload)
@@ -113,7 +122,7 @@ def encode(header: dict, sections: list[Section], compact: bool = True) -> bytes
 
 def _is_compact(data: bytes) -> bool:
     return (len(data) >= len(MAGIC) + VERSION_FIELD.size and data.startswith(MAGIC)
-            and VERSION_FIELD.unpack_from(data, len(MAGIC))[0] == COMPACT_VERSION)
+            and VERSION_FIELD.unpack_from(data, len(MAGIC))[0] in COMPACT_VERSIONS)
 
 
 def _split_compact(data: bytes, source: str) -> tuple[dict, dict, int, int]:
@@ -124,7 +133,7 @@ def _split_compact(data: bytes, source: str) -> tuple[dict, dict, int, int]:
     stop = len(data) - CRC_FIELD.size
     if zlib.crc32(data[:stop]) != CRC_FIELD.unpack_from(data, stop)[0]:
         raise FormatError(f"{source}: corrupted or truncated .nvc file (CRC32 mismatch)")
-    header, section, used = compact_header.unpack(data[start:stop], source)
+    header, section, used = compact_header.unpack(data[start:stop], source, VERSION_FIELD.unpack_from(data, len(MAGIC))[0])
     payload = data[start + used:stop]
     section.update(offset=0, nbytes=len(payload), crc32=zlib.crc32(payload))
     header["sections"] = [section]

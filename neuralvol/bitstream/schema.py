@@ -18,6 +18,7 @@ from .. import error_bound, quantise
 from .. import volume as _volume  # NeuralVolume is built here and sized by to_bytes: a module reference
 from ..errors import FormatError
 from ..model import ModelConfig, NeuralField
+from ..postfilter import PostFilter
 from ..version import LIBRARY_VERSION
 from . import components, container
 from .records import StorageEntry, TrainingSummary
@@ -57,6 +58,8 @@ def model_entry(vol: NeuralVolume) -> dict:
     entry["training"] = vol.training.to_dict()
     if vol.correction is not None:
         entry[error_bound.KEY] = vol.correction.entry()
+    if vol.post_filter is not None:
+        entry["post_filter"] = vol.post_filter.to_dict()
     if vol.storage is not None:
         # Version-2 files leave out what a reader can infer (bytes count on small files):
         # the normalisation (it follows from value_range) and default spacing, origin, name.
@@ -88,7 +91,8 @@ def to_bytes(volumes: Sequence[NeuralVolume], compact: bool = True, extra: dict 
             extended = True
             sections += [container.Section(f"{i}/{name}", symbols, coded=True)
                          for name, symbols in vol.correction.symbol_arrays().items()]
-    header = {"format": "neuralvol", "version": container.version_for(sections, extra, extended),
+    header = {"format": "neuralvol", "version": container.version_for(sections, dict(extra or {}, models=entries),
+                                                                       extended),
               "library": f"neuralvol {LIBRARY_VERSION}", "models": entries}
     header.update(extra or {})
     return container.encode(header, sections, compact)
@@ -183,6 +187,14 @@ def header_and_volumes(data: bytes, source: str = "file") -> tuple[dict, list[Ne
         volumes.append(_volume.NeuralVolume(network, info, training))
     for i, (entry, vol) in enumerate(zip(models, volumes)):
         vol.correction = error_bound.from_entry(entry, arrays, i, math.prod(vol.dims), source)
+        if "post_filter" in entry:
+            try:
+                vol.post_filter = PostFilter.from_dict(entry["post_filter"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise FormatError(f"{source}: model {i} has an invalid post filter in the header ({exc})") from None
+            if vol.n_components != 1:
+                raise FormatError(f"{source}: model {i} has a post filter but {vol.n_components} components; "
+                                  f"post filters are for scalar fields")
     if len(volumes) == 1:
         volumes[0]._nbytes = len(data)
     return header, volumes
