@@ -34,9 +34,9 @@ QAT_FRACTION = 0.25
 # 26x on a 128^3 crop of embryo (0.94 s; a fresh rate-control plan of ~20 trial codings).
 FINISH_CODINGS = 24
 # Whole-grid evaluations the fit leaves time for where a post filter may be fitted: the plain
-# file's measurement, the filter's decode and its normal equations (256^3: ~5 s on one thread,
-# about two evaluations). A filtered file takes two more, inside the 5 % the budget allows.
-FILTER_EVALUATIONS = 3.0
+# file's measurement, the filter's decode and normal equations (~1.5 evaluations at 256^3),
+# and the filtered file's measurement.
+FILTER_EVALUATIONS = 3.5
 
 
 def validate_array(array) -> np.ndarray:
@@ -494,13 +494,13 @@ def _finish_quantised(network: NeuralField, info: VolumeInfo, data: np.ndarray, 
     if found is None:
         return plain
     # The filter's bytes come off the network's: quantise again (QAT's steps where they still
-    # fit, as they do when its 0.5 % slack holds the filter), then refit the filter to that
-    # network. A file that does not fit, or measures lower, leaves the plain one.
+    # fit, as they do when its 0.5 % slack holds the filter) and keep the filter (the network
+    # moved by a few symbols; a refit took another decode). A file that does not fit, or
+    # measures lower, leaves the plain one.
     plain_tensors = {k: v.clone() for k, v in network.named_tensors().items()}
     plain_training = dataclasses.replace(plain.training)
     filtered, _ = _quantised_file(network, floats, info, data, summary, budget, record_timings, device, trained,
-                                  reserve + found.header_bytes(),
-                                  lambda vol: _fit_post_filter(vol, data, budget, device))
+                                  reserve + found.header_bytes(), found)
     if (filtered is not None and filtered.post_filter is not None
             and (filtered.training.exact or (filtered.training.psnr or -math.inf) > (plain_training.psnr or math.inf))):
         return filtered
@@ -512,16 +512,14 @@ def _finish_quantised(network: NeuralField, info: VolumeInfo, data: np.ndarray, 
 
 def _quantised_file(network: NeuralField, floats: dict, info: VolumeInfo, data: np.ndarray, summary: TrainingSummary,
                     budget: int, record_timings: bool, device, trained: BudgetQuantiser | None, reserve: int,
-                    post_filter_of: Callable[[NeuralVolume], postfilter.PostFilter | None] | None = None
-                    ) -> tuple[NeuralVolume | None, int]:
-    """(the file quantised into ``budget`` less ``reserve`` header bytes, with the post filter
-    ``post_filter_of`` gives it; the reserve that fitted), or (None, _) after four tries."""
+                    post_filter: postfilter.PostFilter | None = None) -> tuple[NeuralVolume | None, int]:
+    """(the file quantised into ``budget`` less ``reserve`` header bytes, with ``post_filter``;
+    the reserve that fitted), or (None, _) after four tries."""
     for _ in range(4):
         network.load_tensors(floats)
         groups, table_step = quantise_for_good(network, max(1, budget - reserve), trained)
         vol = NeuralVolume(network, info, storage=storage_entry(groups, table_step))
-        if post_filter_of is not None:
-            vol.post_filter = post_filter_of(vol)
+        vol.post_filter = post_filter
         _record_psnr(vol, data, summary, record_timings, device)
         _fit_header_into_budget(vol, budget, strict=False)
         if vol.nbytes <= budget:
