@@ -204,6 +204,8 @@ def info_dict(path: str) -> dict:
                 {"name": n, "value_range": list(r)} for n, r in vol.info.components],
             "training": {k: v for k, v in vol.training.to_dict().items() if k != "curve"},
         })
+        if vol.post_filter is not None:
+            models[-1]["post_filter"] = vol.post_filter.to_dict()
         if vol.correction is not None:
             models[-1]["error_bound"] = {**vol.correction.entry(), "bytes": sum(
                 coded[f"{i}/{name}"]["nbytes"] for name in vol.correction.symbol_arrays() if f"{i}/{name}" in coded),
@@ -249,6 +251,9 @@ def cmd_info(args) -> int:
               f"{m['model']['parameters']} parameters, {m['storage']['precision']} "
               f"({m['storage']['bits_per_parameter']:.2f} bits each)")
         secs = t.get("seconds")
+        if "post_filter" in m:
+            print("    post filter: a 3x3x3 kernel in the original voxel spacing (other grids and sampled "
+                  "points evaluate the network 27 times each)")
         if "error_bound" in m:
             b = m["error_bound"]
             print(f"    error bound {b['max_error']:g} at original grid points only (other resolutions and "

@@ -128,3 +128,19 @@ def test_console_script_is_installed(tmp_path):
     exe = shutil.which("neuralvol") or str((DATA.parent / ".venv" / "bin" / "neuralvol"))
     proc = subprocess.run([exe, "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.startswith("neuralvol ")
+
+
+def test_post_filter_is_reported_and_can_be_left_out(capsys, tmp_path):
+    """hydrogen (a smooth simulation) keeps the 3x3x3 post filter; --no-post-filter writes a
+    version-3 file without one, and info says which."""
+    pytest.importorskip("vtkmodules")
+    from neuralvol.volume_io import read_volume
+    src = np.ascontiguousarray(read_volume(DATA / "hydrogen.vti").array[16:48, 16:48, 16:48])
+    np.save(tmp_path / "h.npy", src)
+    for extra, version in (([], 5), (["--no-post-filter"], 3)):
+        out_file = tmp_path / f"h{version}.nvc"
+        code, _, _ = run(capsys, "compress", tmp_path / "h.npy", out_file, "--ratio", "40", "--steps", "150",
+                         "-q", *extra)
+        assert code == 0 and nv.read_header(out_file)["version"] == version
+        code, out, _ = run(capsys, "info", out_file)
+        assert code == 0 and f"format v{version}" in out and ("post filter" in out) == (version == 5)
