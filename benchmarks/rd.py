@@ -276,7 +276,9 @@ def main(argv=None) -> int:
     parser.add_argument("--large-time-budget", type=float, default=300.0,
                         help=f"compress seconds for volumes over {LARGE_VOXELS} voxels (256^3)")
     parser.add_argument("--from-csv", nargs="*", type=Path,
-                        help="print the table and summary of earlier runs' CSV files instead of running")
+                        help="print the table and summary of earlier runs' CSV files instead of running; rows "
+                             "of one volume and ratio are merged (a later file's measured fields win), so a "
+                             "--baselines-only run and a neuralvol run make one row")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's, one per core)")
     parser.add_argument("--codecs", nargs="*", default=["neuralvol", "sz3", "zfp", "sperr", "tthresh"],
@@ -302,10 +304,15 @@ def main(argv=None) -> int:
 
     header = HEADER
     if args.from_csv:
-        rows = []
+        merged: dict = {}
         for path in args.from_csv:
             with open(path, newline="") as fh:
-                rows += [{k: _parse(v) for k, v in r.items()} for r in csv.DictReader(fh)]
+                for r in csv.DictReader(fh):
+                    row = {k: _parse(v) for k, v in r.items()}
+                    # judge() recomputes the comparison from the merged fields
+                    old = merged.setdefault((row.get("volume"), row.get("ratio")), {})
+                    old.update({k: v for k, v in row.items() if v is not None or k not in old})
+        rows = list(merged.values())
         print("| " + " | ".join(header) + " |")
         print("|" + "---|" * len(header))
         for r in rows:

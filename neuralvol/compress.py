@@ -189,9 +189,10 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
         its network shape is kept, so the budget is the one it was sized for.
 
     post_filter : bool, default True
-        Fit a 3x3x3 filter to the quantised network's output and store it where it gains
-        more than its ~20 header bytes cost (scalar fields, quantised files; see
-        :mod:`neuralvol.postfilter`): up to ~1 dB on smooth simulation fields, ~0.1 on CT. A
+        Fit a 3x3x3 filter to the quantised network's output and store it where the file
+        measures better with it, its ~15 header bytes included (scalar fields, quantised
+        files; see :mod:`neuralvol.postfilter`): +1-1.6 dB on smooth simulation fields,
+        ~0.1-0.2 on CT, nothing on some. A
         file with one decodes its original grid (any region) as fast as without, other grids
         and scattered points at 27 network evaluations per point; ``False`` keeps every
         decode at one.

@@ -130,14 +130,18 @@ class PostFilter:
         return acc
 
     def apply_grid(self, evaluate: Callable[[list[np.ndarray]], np.ndarray], axes: list[np.ndarray],
-                   dims: tuple[int, int, int]) -> np.ndarray:
+                   dims: tuple[int, int, int], progress: Callable[[float], None] | None = None) -> np.ndarray:
         """The filtered field on the tensor-product grid of ``axes`` (x, y, z in [0, 1]) from
-        ``evaluate`` (axes -> network values ``[nz, ny, nx]``), 27 grid evaluations."""
+        ``evaluate`` (axes -> network values ``[nz, ny, nx]``), 27 grid evaluations
+        (``progress`` is called with the fraction done after each)."""
         h = [1.0 / (n - 1) if n > 1 else 0.0 for n in dims]
         acc = np.full((len(axes[2]), len(axes[1]), len(axes[0])), self.offset * self.scale)
-        for d, w in self.taps():
+        taps = self.taps()
+        for k, (d, w) in enumerate(taps):
             shifted = [np.clip(u + d[a] * h[a], 0.0, 1.0) for a, u in enumerate(axes)]
             acc += w * evaluate(shifted).astype(np.float64)
+            if progress is not None:
+                progress((k + 1) / len(taps))
         return acc
 
 

@@ -366,7 +366,8 @@ class NeuralVolume:
             padded = evaluate_grid(self.network, *grown, device=device, progress=progress, dtype=dtype)
             return self.post_filter.apply_padded(padded)
         return self.post_filter.apply_grid(
-            lambda shifted: evaluate_grid(self.network, *shifted, device=device, dtype=dtype), axes, self.dims)
+            lambda shifted: evaluate_grid(self.network, *shifted, device=device, dtype=dtype), axes, self.dims,
+            progress)
 
     def _field_points(self, unit: np.ndarray, device) -> np.ndarray:
         """The network's output (then the post filter) at points ``[N, 3]`` in [0, 1]^3."""
