@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+import torch
 
 N_CLASSES = 8
 # Weights are stored as integers times 2^-shift, with the coarsest shift in this range that
@@ -103,21 +104,22 @@ class PostFilter:
         return out
 
     def apply_padded(self, padded: np.ndarray) -> np.ndarray:
-        """The filtered values ``[z, y, x]`` of a region from its network values grown by one
-        voxel on every side (``[z + 2, y + 2, x + 2]``, the edge repeated at the grid's border)."""
+        """The filtered values ``[z, y, x]`` (float32) of a region from its network values grown
+        by one voxel on every side (``[z + 2, y + 2, x + 2]``, the edge repeated at the grid's
+        border). In torch, float32, slab by slab: a 256^3 region took 0.07 s on the 2-core
+        machine, 0.68 s as float64 numpy passes (its values differ by < 3e-7 of the range)."""
         nz, ny, nx = (n - 2 for n in padded.shape)
-        out = np.empty((nz, ny, nx), dtype=np.float64)
+        src = torch.from_numpy(np.ascontiguousarray(padded, dtype=np.float32))
+        out = torch.empty((nz, ny, nx), dtype=torch.float32)
+        weights = [float(w) * self.scale for w in self.weights]
         slab = max(1, FIT_SLAB_VOXELS // max(1, ny * nx))
-        w = np.asarray(self.weights, dtype=np.float64) * self.scale
         for z0 in range(0, nz, slab):
             z1 = min(nz, z0 + slab)
-            sums = class_sums(np.asarray(padded[z0:z1 + 2], dtype=np.float64))
-            acc = np.full((z1 - z0, ny, nx), self.offset * self.scale)
-            for c in range(N_CLASSES):
-                if w[c]:
-                    acc += w[c] * sums[c]
-            out[z0:z1] = acc
-        return out
+            acc = out[z0:z1].fill_(self.offset * self.scale)
+            for c, part in enumerate(class_sums(src[z0:z1 + 2])):
+                if weights[c]:
+                    acc.add_(part, alpha=weights[c])
+        return out.numpy()
 
     def apply_shifted(self, evaluate: Callable[[np.ndarray], np.ndarray], points: np.ndarray,
                       dims: tuple[int, int, int]) -> np.ndarray:
@@ -145,9 +147,9 @@ class PostFilter:
         return acc
 
 
-def class_sums(padded: np.ndarray) -> list[np.ndarray]:
-    """For a ``[z + 2, y + 2, x + 2]`` array, the 8 sums over each offset class of the inner
-    ``[z, y, x]`` voxels' neighbours: separable, a centre or a pair of neighbours per axis."""
+def class_sums(padded):
+    """For a ``[z + 2, y + 2, x + 2]`` array (numpy or torch), the 8 sums over each offset class
+    of the inner ``[z, y, x]`` voxels' neighbours: separable, a centre or a pair per axis."""
     out: list[np.ndarray] = [None] * N_CLASSES  # type: ignore[list-item]
     for ax, a in enumerate((padded[:, :, 1:-1], padded[:, :, :-2] + padded[:, :, 2:])):
         for ay, b in enumerate((a[:, 1:-1], a[:, :-2] + a[:, 2:])):

@@ -53,7 +53,7 @@ def test_fit_recovers_a_known_kernel_and_rounds_it_to_few_bits():
     assert before > 0.1 and after <= postfilter.MAX_SHIFT_LOSS * before
     # the slab-by-slab application is the kernel written out tap by tap
     padded = raw[np.ix_(*(postfilter.padded_indices(n, 0, n - 1) for n in raw.shape))]
-    np.testing.assert_allclose(found.apply_padded(padded), _reference_filter(found, raw), atol=1e-12)
+    np.testing.assert_allclose(found.apply_padded(padded), _reference_filter(found, raw), atol=1e-5)
 
 
 def test_fit_declines_where_it_gains_nothing_and_bytes_decide_small_files():
@@ -86,7 +86,7 @@ def test_filtered_file_is_compact_version_5_and_decodes_what_was_measured(filter
     lo, hi = back.value_range
     assert psnr(hydrogen, lo + (hi - lo) * unfiltered.astype(np.float64)) < filtered.training.psnr
     np.testing.assert_allclose(decoded, lo + (hi - lo) * _reference_filter(back.post_filter, unfiltered),
-                               rtol=0, atol=1e-9 * (hi - lo))
+                               rtol=0, atol=1e-6 * (hi - lo))   # the grid path sums in float32
 
 
 def test_every_decode_path_applies_the_filter(filtered):
