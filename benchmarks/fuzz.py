@@ -62,28 +62,36 @@ def join_json(header: dict, version: int, payload: bytes) -> bytes:
     return container.PREAMBLE.pack(container.MAGIC, version, flags, len(stored), zlib.crc32(stored)) + stored + payload
 
 
+def is_compact(data: bytes) -> bool:
+    """Whether ``data`` claims the compact layout (version 3, or 5 with a post filter)."""
+    return len(data) >= 10 and container.VERSION_FIELD.unpack_from(data, 8)[0] in container.COMPACT_VERSIONS
+
+
 def split_compact(data: bytes) -> tuple[dict, dict, bytes]:
-    """(header, section entry, coded payload) of a v3 file."""
+    """(header, section entry, coded payload) of a v3 or v5 file."""
     start = len(container.MAGIC) + container.VERSION_FIELD.size
-    header, section, used = compact_header.unpack(data[start:-container.CRC_FIELD.size], "fuzz")
+    header, section, used = compact_header.unpack(data[start:-container.CRC_FIELD.size], "fuzz",
+                                                  container.VERSION_FIELD.unpack_from(data, 8)[0])
     return header, section, data[start + used:-container.CRC_FIELD.size]
 
 
 def join_compact(header: dict, section: dict, payload: bytes) -> bytes | None:
-    """v3 bytes, packed without the writer's round-trip check; None when the fields cannot
-    be written at all (a negative or non-integer where the layout has a varint)."""
+    """v3 (v5 with a post filter) bytes, packed without the writer's round-trip check; None
+    when the fields cannot be written at all (a negative or non-integer where the layout has
+    a varint)."""
     try:
         body = compact_header._pack(header, section)  # noqa: SLF001 - the unchecked packer on purpose
+        version = compact_header.version_of(header["models"][0])
     except Exception:  # noqa: BLE001 - _Unrepresentable, KeyError, TypeError...: pick another mutation
         return None
-    head = container.MAGIC + container.VERSION_FIELD.pack(container.COMPACT_VERSION) + body + payload
+    head = container.MAGIC + container.VERSION_FIELD.pack(version) + body + payload
     return head + container.CRC_FIELD.pack(zlib.crc32(head))
 
 
 def with_valid_crcs(data: bytes) -> bytes:
     """``data`` with its CRCs recomputed (header and sections for v1/v2, the final one for v3),
     so that payload damage reaches the decoders."""
-    if data[8:10] == container.VERSION_FIELD.pack(container.COMPACT_VERSION):
+    if is_compact(data):
         return data[:-4] + container.CRC_FIELD.pack(zlib.crc32(data[:-4]))
     header, version, payload = split_json(data)
     for entry in header["sections"]:
@@ -164,7 +172,7 @@ def mutate(rng: random.Random, data: bytes, kind: str) -> bytes:
         return bytes(out)
     if kind == "truncate":
         return data[:rng.randrange(len(data))]
-    compact = data[8:10] == container.VERSION_FIELD.pack(container.COMPACT_VERSION)
+    compact = is_compact(data)
     if kind == "payload":
         payload_start = container.header_size(data) - (container.CRC_FIELD.size if compact else 0)
         payload_stop = len(data) - (container.CRC_FIELD.size if compact else 0)
@@ -214,15 +222,30 @@ def compact_file(folder: Path) -> bytes:
         torch.set_num_threads(1)
         headsq = np.load(REPO / "data" / "headsq_quarter.npy")
         vol = nv.compress(np.ascontiguousarray(headsq[40:56, 20:36, 20:36]), ratio=40, steps=60, seed=0,
-                          record_timings=False)
+                          record_timings=False, post_filter=False)
         vol.save(path)
     data = path.read_bytes()
     assert nv.read_header(path)["version"] == container.COMPACT_VERSION
     return data
 
 
+def filtered_file(folder: Path) -> bytes:
+    """The version-3 file with a post filter attached by hand: a version-5 file."""
+    from neuralvol.postfilter import PostFilter
+    path = folder / "fuzz_v5_headsq.nvc"
+    if not path.exists():
+        compact_file(folder)
+        vol = nv.open(folder / "fuzz_v3_headsq.nvc")
+        vol.post_filter = PostFilter(shift=11, weights=(1400, 120, 60, -20, 90, -10, 5, -3), offset=-7)
+        vol.invalidate_size()
+        vol.save(path)
+    assert nv.read_header(path)["version"] == compact_header.FILTERED_COMPACT_VERSION
+    return path.read_bytes()
+
+
 def originals(folder: Path) -> dict[str, bytes]:
-    return {"v1": V1_FILE.read_bytes(), "v2": V2_FILE.read_bytes(), "v3": compact_file(folder)}
+    return {"v1": V1_FILE.read_bytes(), "v2": V2_FILE.read_bytes(), "v3": compact_file(folder),
+            "v5": filtered_file(folder)}
 
 
 def cases(files: dict[str, bytes], count: int, seed: int):
