@@ -232,6 +232,17 @@ class NeuralVolumeWriter(_alg.NeuralVolumeWriter):
     def SetPrecision(self, precision):
         _alg.NeuralVolumeWriter.SetPrecision(self, precision)
 
+    @smproperty.xml("""
+    <IntVectorProperty name="PostFilter" label="Post Filter" command="SetPostFilter"
+                       number_of_elements="1" default_values="1" panel_visibility="advanced">
+      <BooleanDomain name="bool"/>
+      <Documentation>Store a 3x3x3 filter of the network's output where it measures better
+      (up to ~1.5 dB on smooth simulation fields). Off: a file that decodes other resolutions
+      and probes at one network evaluation per point instead of 27.</Documentation>
+    </IntVectorProperty>""")
+    def SetPostFilter(self, flag):
+        _alg.NeuralVolumeWriter.SetPostFilter(self, flag)
+
     @smproperty.intvector(name="Seed", default_values=0, panel_visibility="advanced")
     def SetSeed(self, seed):
         _alg.NeuralVolumeWriter.SetSeed(self, seed)

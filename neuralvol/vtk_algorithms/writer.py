@@ -87,6 +87,7 @@ class NeuralVolumeWriter(VTKPythonAlgorithmBase):
         self._steps = 0
         self._device = "auto"
         self._precision = "quantised"
+        self._post_filter = True            # neuralvol.postfilter: stored where it pays
         self._seed = 0
         self._max_error = -1.0              # < 0: no point-wise bound
         self._importance_file = ""          # a .npy weight volume, [z, y, x] like the input
@@ -155,6 +156,14 @@ class NeuralVolumeWriter(VTKPythonAlgorithmBase):
     def GetPrecision(self):
         return self._precision
 
+    def SetPostFilter(self, flag):
+        """Fit and store the 3x3x3 post filter where it measures better (default on); off,
+        other resolutions and probes evaluate the network once per point instead of 27 times."""
+        self._set("_post_filter", bool(flag))
+
+    def GetPostFilter(self):
+        return self._post_filter
+
     def SetSeed(self, seed):
         self._set("_seed", int(seed))
 
@@ -189,7 +198,8 @@ class NeuralVolumeWriter(VTKPythonAlgorithmBase):
 
         One size target is passed: ``TargetSize`` if set, else ``BitsPerVoxel`` if set,
         else ``TargetRatio`` if set, else the codec's default (ratio 100)."""
-        opts = {"seed": self._seed, "device": self._device, "precision": self._precision}
+        opts = {"seed": self._seed, "device": self._device, "precision": self._precision,
+                "post_filter": self._post_filter}
         if self._size:
             opts["size"] = self._size
         elif self._bpv:

@@ -162,9 +162,9 @@ def save_data_with_error_bound_and_roi():
     bound = 0.01 * float(original.max() - original.min())
     out = f"{outdir}/bounded.nvc"
     SaveData(out, proxy=src, ArrayName=name, Steps=10, TimeBudget=0, TargetRatio=50, Device="cpu",
-             MaxError=bound, ROI=[0, 7, 0, 7, 0, 7], ROIWeight=5.0)
+             MaxError=bound, ROI=[0, 7, 0, 7, 0, 7], ROIWeight=5.0, PostFilter=0)
     back = nv.open(out)
-    assert back.max_error == bound
+    assert back.max_error == bound and back.post_filter is None   # the Post Filter property reached compress
     r = OpenDataFile(out)  # the reader decodes the corrected values
     r.UpdatePipeline()
     assert np.abs(image_values(sm.Fetch(r)).astype(np.float64).reshape(-1) - original).max() <= bound

@@ -55,6 +55,16 @@ def test_writer_reader_round_trip_keeps_grid_and_name(tmp_path):
     np.testing.assert_array_equal(image_values(out), vol.decode())
 
 
+def test_post_filter_property_reaches_the_codec(tmp_path):
+    w = NeuralVolumeWriter()
+    assert w.GetPostFilter() is True and w.codec_options()["post_filter"] is True
+    img = image_from_array(small_array()[:16, :16, :16], "density")
+    w, ok = write(img, tmp_path / "plain.nvc", TargetRatio=10, PostFilter=0)
+    assert ok == 1 and w.codec_options()["post_filter"] is False
+    assert nv.open(tmp_path / "plain.nvc").post_filter is None
+    assert nv.read_header(tmp_path / "plain.nvc")["version"] == 3
+
+
 def test_size_target_precedence():
     w = NeuralVolumeWriter()
     assert "ratio" not in w.codec_options() and "size" not in w.codec_options()
