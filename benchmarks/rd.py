@@ -173,7 +173,8 @@ def run_neuralvol(original: np.ndarray, ratio: float, time_budget: float, spacin
     decode_s = time.perf_counter() - start
     return {"psnr": psnr(original, decoded), "bytes": vol.nbytes, "seconds": fit_s, "steps": vol.training.steps,
             "decode_s": decode_s, "voxels_per_s": original.size / decode_s,
-            "bits_per_param": 8 * (vol.nbytes - header_length(vol)) / vol.config.n_params}
+            "bits_per_param": 8 * (vol.nbytes - header_length(vol)) / vol.config.n_params,
+            "post_filter": vol.post_filter is not None}   # in the CSV: which cells kept the kernel
 
 
 def _parse(text: str):
