@@ -502,8 +502,8 @@ def _finish_quantised(network: NeuralField, info: VolumeInfo, data: np.ndarray, 
     plain_training = dataclasses.replace(plain.training)
     filtered, _ = _quantised_file(network, floats, info, data, summary, budget, record_timings, device, trained,
                                   reserve + found.header_bytes(), found)
-    if (filtered is not None and filtered.post_filter is not None
-            and (filtered.training.exact or (filtered.training.psnr or -math.inf) > (plain_training.psnr or math.inf))):
+    # the plain file is not exact (checked above), so its PSNR is a number
+    if filtered is not None and (filtered.training.exact or filtered.training.psnr > plain_training.psnr):
         return filtered
     network.load_tensors(plain_tensors)
     plain.training = plain_training

@@ -104,8 +104,9 @@ def encode(header: dict, sections: list[Section], compact: bool = True) -> bytes
         table.append(entry)
         payload.append(data)
         offset += len(data)
-    top_level = {k: v for k, v in header.items() if k != "models"}   # a post filter fits the compact layout
-    if compact and len(sections) == 1 and sections[0].coded and version_for(sections, top_level) < EXTENDED_VERSION:
+    # the compact layout holds one coded section and no top-level version-4 key (a post filter
+    # it holds: version 5, compact_header.version_of)
+    if compact and len(sections) == 1 and sections[0].coded and not any(key in header for key in EXTENDED_KEYS):
         body = compact_header.pack(header, table[0])
         if body is not None:
             version = compact_header.version_of(header["models"][0])
