@@ -156,12 +156,21 @@ def test_auto_load_through_plugin_config_xml(tmp_path):
     assert "READER NeuralVolumeReader" in text, text[-4000:]
 
 
-@pytest.mark.skipif(shutil.which("mpiexec") is None, reason="mpiexec not installed")
-def test_mpi_pvbatch_decodes_each_piece_only():
+def decode_pieces_on_two_ranks(path, outdir):
+    """Run pv_pieces.py on two MPI ranks; return each rank's report line, rank order."""
+    outdir.mkdir(exist_ok=True)
     proc, text = run(["mpiexec", "-n", "2", PVBATCH, "--symmetric", SCRIPTS / "pv_pieces.py",
-                      PLUGIN, small_nvc()])
-    lines = sorted(l for l in text.splitlines() if l.startswith("RANK "))
-    assert len(lines) == 2 and all(l.endswith(" OK") for l in lines), text[-4000:]
+                      PLUGIN, path, outdir])
+    reports = [outdir / f"rank{r}.txt" for r in range(2)]
+    assert all(f.exists() for f in reports), text[-4000:]
+    lines = [f.read_text().strip() for f in reports]
+    assert all(l.startswith("RANK ") and l.endswith(" OK") for l in lines), lines
+    return lines
+
+
+@pytest.mark.skipif(shutil.which("mpiexec") is None, reason="mpiexec not installed")
+def test_mpi_pvbatch_decodes_each_piece_only(tmp_path):
+    lines = decode_pieces_on_two_ranks(small_nvc(), tmp_path / "ranks")
     import neuralvol as nv
     total = 1
     for n in nv.open(small_nvc()).dims:
@@ -183,9 +192,7 @@ def test_mpi_pvbatch_ranks_decode_only_their_bricks(tmp_path, headsq):
     data = np.ascontiguousarray(headsq[20:52, 16:48, 16:48])
     path = tmp_path / "bricked.nvc"
     compress_bricked(data, (16, 16, 8), ratio=10, overlap=2, workers=0, steps=4, record_timings=False).save(path)
-    proc, text = run(["mpiexec", "-n", "2", PVBATCH, "--symmetric", SCRIPTS / "pv_pieces.py", PLUGIN, path])
-    lines = sorted(l for l in text.splitlines() if l.startswith("RANK "))
-    assert len(lines) == 2 and all(l.endswith(" OK") for l in lines), text[-4000:]
+    lines = decode_pieces_on_two_ranks(path, tmp_path / "ranks")
     bricks = [int(l.split()[12]) for l in lines]
     assert all(0 < b < 16 for b in bricks), bricks   # of 2 x 2 x 4 bricks, each rank decodes its own
 

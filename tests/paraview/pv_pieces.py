@@ -1,9 +1,12 @@
-"""Decode by pieces: ``mpiexec -n 2 pvbatch --symmetric pv_pieces.py PLUGIN FILE.nvc``.
+"""Decode by pieces: ``mpiexec -n 2 pvbatch --symmetric pv_pieces.py PLUGIN FILE.nvc OUTDIR``.
 
-Every rank runs this script (``--symmetric``), updates the reader for its own piece and
-prints ``RANK r/n DECODED x0 x1 y0 y1 z0 z1 POINTS k OK`` after checking the values
-against the core's decode of the same region.
+Every rank runs this script (``--symmetric``), updates the reader for its own piece and,
+after checking the values against the core's decode of the same region, writes
+``RANK r/n DECODED x0 x1 y0 y1 z0 z1 POINTS k BRICKS b OK`` to ``OUTDIR/rank<r>.txt``.
+A file per rank, because the ranks share one stdout and their lines can interleave
+(CI once printed two reports run together on one line).
 """
+import os
 import sys
 
 try:
@@ -18,7 +21,7 @@ from vtkmodules.util.numpy_support import vtk_to_numpy
 
 import neuralvol as nv
 
-plugin, path = sys.argv[1:3]
+plugin, path, outdir = sys.argv[1:4]
 LoadPlugin(plugin, ns=globals())
 controller = sm.vtkProcessModule.GetProcessModule().GetGlobalController()
 rank, size = controller.GetLocalProcessId(), controller.GetNumberOfProcesses()
@@ -34,5 +37,8 @@ values = vtk_to_numpy(out.GetPointData().GetArray(nv.open(path).array_name)).res
 assert np.array_equal(values, nv.open(path).decode(region=ext, compute="auto")), "piece values differ"
 # a bricked file: how many of its bricks this rank evaluated
 bricks = len(algo._models[0].decoded_bricks) if hasattr(algo._models[0], "decoded_bricks") else 1
-print(f"RANK {rank}/{size} DECODED {' '.join(map(str, ext))} POINTS "
-      f"{algo.GetNumberOfDecodedPoints()} BRICKS {bricks} OK", flush=True)
+report = (f"RANK {rank}/{size} DECODED {' '.join(map(str, ext))} POINTS "
+          f"{algo.GetNumberOfDecodedPoints()} BRICKS {bricks} OK")
+with open(os.path.join(outdir, f"rank{rank}.txt"), "w") as f:
+    f.write(report + "\n")
+print(report, flush=True)
