@@ -225,13 +225,15 @@ def compact_file(folder: Path) -> bytes:
 
 
 def filtered_file(folder: Path) -> bytes:
-    """The version-3 file with a post filter attached by hand: a version-5 file."""
+    """The version-3 file with a 5x5x5 post filter attached by hand: a version-5 file (its 27
+    weights; a 3x3x3 kernel's 8 take the same path)."""
     from neuralvol.postfilter import PostFilter
-    path = folder / "fuzz_v5_headsq.nvc"
+    path = folder / "fuzz_v5_k5_headsq.nvc"
     if not path.exists():
         compact_file(folder)
         vol = nv.open(folder / "fuzz_v3_headsq.nvc")
-        vol.post_filter = PostFilter(shift=11, weights=(1400, 120, 60, -20, 90, -10, 5, -3), offset=-7)
+        vol.post_filter = PostFilter(shift=11, weights=(1400, 120, 30, 60, -20, 4, 25, -3, 1, 90, -10, 5, 7, 2, 1, 3,
+                                                        1, 0, 12, 3, 1, 2, 1, 0, 1, 0, 0), offset=-7)
         vol.invalidate_size()
         vol.save(path)
     assert nv.read_header(path)["version"] == compact_header.FILTERED_COMPACT_VERSION

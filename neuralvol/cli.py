@@ -14,6 +14,7 @@ import numpy as np
 
 from .arithmetic import COMPUTE_CHOICES
 from .errors import NeuralVolError
+from .postfilter import PostFilter
 
 
 class _Parser(argparse.ArgumentParser):
@@ -252,8 +253,9 @@ def cmd_info(args) -> int:
               f"({m['storage']['bits_per_parameter']:.2f} bits each)")
         secs = t.get("seconds")
         if "post_filter" in m:
-            print("    post filter: a 3x3x3 kernel in the original voxel spacing (other grids and sampled "
-                  "points evaluate the network 27 times each)")
+            kernel = PostFilter.from_dict(m["post_filter"])
+            print(f"    post filter: a {kernel.size} kernel on the original grid (other grids and sampled "
+                  f"points add its correction interpolated from the original nodes around them)")
         if "error_bound" in m:
             b = m["error_bound"]
             print(f"    error bound {b['max_error']:g} at original grid points only (other resolutions and "
@@ -320,9 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "hashgrid_quadratic (B-spline levels) under a time budget on the CPU, else "
                         "hashgrid (trilinear)")
     c.add_argument("--no-post-filter", action="store_true",
-                   help="store no 3x3x3 post filter (by default one is fitted and kept where it gains more than "
-                        "its bytes cost; a file with one decodes other grids than the original, and points, "
-                        "at 27 network evaluations each)")
+                   help="store no post filter (by default a 3x3x3 or 5x5x5 kernel is fitted and kept where it "
+                        "gains more than its bytes cost; a file with one decodes other grids than the "
+                        "original, and points, by also evaluating the original grid's nodes around them)")
     c.add_argument("--grad-weight", type=float, default=0.0,
                    help="weight of the finite-difference gradient loss (default 0: off)")
     c.add_argument("--max-error", type=float, metavar="E",

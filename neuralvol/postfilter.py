@@ -1,29 +1,43 @@
-"""The post filter: a 3x3x3 kernel, fitted at encode time, applied to the network's output.
+"""The post filter: a 3x3x3 or 5x5x5 kernel, fitted at encode time, applied to the network's output.
 
 A coordinate network's error is not white. On smooth simulation fields most of it is a
 fine ripple that the hash grid's levels leave behind, which a small linear filter removes:
 least-squares 3x3x3 kernels fitted to the decode of 60 s fits gained (dB) viscous fingers
 100:1 +1.22, hydrogen 400:1 +1.16, nucleon 200:1 +1.07, Marschner-Lobb 100:1 +0.37,
 isabel 400:1 +0.18, carotid 100:1 +0.17, neghip 800:1 +0.13, walnut 200:1 +0.10, headsq
-400:1 +0.06, embryo 100:1 0.00 (a 5x5x5 kernel: +0.1 to +0.9 more on the smooth fields, at
-125 network evaluations per point instead of 27 off the original grid). Video codecs' adaptive loop
-filter is the same idea.
+400:1 +0.06, embryo 100:1 0.00. A 5x5x5 kernel gained +0.1 to +0.9 dB more on the smooth
+fields (viscous fingers 100:1 +2.17 in all, hydrogen 400:1 +1.85), for ~20 more header
+bytes and 125 network evaluations per point instead of 27 off the original grid. Video
+codecs' adaptive loop filter is the same idea.
 
-The kernel is symmetric in each axis, so it has 8 weights, one per class of offsets
-``(|dz|, |dy|, |dx|)`` in {0, 1}^3 (class ``4 |dz| + 2 |dy| + |dx|``), plus a constant; all
-are integers times ``2^-shift``. It works in the original grid's voxel spacing, whatever
-grid is decoded: the filtered field at a point p is
+The kernel of radius r (1: 3x3x3, 2: 5x5x5) is symmetric in each axis, so it has
+``(r + 1)^3`` weights (8 or 27), one per class of offsets ``(|dz|, |dy|, |dx|)`` in
+{0..r}^3 (class ``(|dz| (r + 1) + |dy|) (r + 1) + |dx|``; for r = 1, ``4 |dz| + 2 |dy| + |dx|``),
+plus a constant; all are integers times ``2^-shift``. The radius is the weight count's.
 
-    offset + sum over d in {-1, 0, 1}^3 of weight[class(d)] * f(clamp(p + d * h))
+It acts on the original grid. At an original node i the filtered value is
 
-with f the network, h one original voxel in [0, 1] coordinates per axis and clamp to the
-unit cube (at the original grid's nodes: the neighbouring voxels, the edge repeated). On the
-original grid (any region) that is one network evaluation of the region grown by a voxel,
-then the kernel; on other grids and at scattered points, 27 network evaluations per point.
+    K f(i) = offset + sum over d in {-r..r}^3 of weight[class(d)] * f(clamp(i + d))
 
-Fitted in :func:`fit` on the quantised network's decode of the original grid (normal
-equations accumulated slab by slab), kept only where it gains more than its header bytes
-cost (:func:`worth_its_bytes`). Scalar fields only.
+with f the network and clamp to the grid (the edge repeated). Anywhere else (other
+resolutions, scattered points) the value at p is the network's own plus the correction
+``K f - f`` interpolated trilinearly from the original nodes around p:
+
+    value(p) = f(p) + sum over the 8 nodes c around p of lerp_c(p) * (K f(c) - f(c))
+
+so at the nodes both agree, and away from them the network's detail is kept. On the
+original grid (any region) that is one network evaluation of the region grown by r voxels,
+then the kernel; on another grid, one evaluation of that grid and one of the original
+nodes it touches with their neighbourhoods (an upsampled or 2x-downsampled grid: about one
+original-resolution decode of the region more); at scattered points, the distinct nodes
+their corners' kernels reach (at most (2r + 2)^3 per isolated point, shared where points
+cluster). Defining the field off the grid as the kernel applied to shifted network
+evaluations instead cost (2r + 1)^3 evaluations per point: 27 or 125 times a plain decode.
+
+Fitted in :func:`fit_kernels` on the quantised network's decode of the original grid
+(normal equations accumulated slab by slab, both radii from one pass), and
+:func:`best_kernel` keeps the one that gains most over what its header bytes cost, if any.
+Scalar fields only.
 """
 from __future__ import annotations
 
@@ -34,16 +48,23 @@ from typing import Callable
 import numpy as np
 import torch
 
-N_CLASSES = 8
+# Kernel radii and their weight counts: (r + 1)^3 offset classes.
+RADII = (1, 2)
+CLASS_COUNTS = {(r + 1) ** 3: r for r in RADII}
 # Weights are stored as integers times 2^-shift, with the coarsest shift in this range that
 # costs at most MAX_SHIFT_LOSS of the filter's own gain in MSE.
 SHIFTS = range(6, 25)
 MAX_SHIFT_LOSS = 0.002
-# Slices per slab when accumulating the normal equations (8 float64 class sums per voxel).
-FIT_SLAB_VOXELS = 1 << 20
+# Voxels per slab when accumulating the normal equations or applying a kernel: 28 float64
+# class sums per voxel for the 5x5x5 kernel's fit (~230 MB at 2^20 voxels), so a quarter.
+FIT_SLAB_VOXELS = 1 << 18
 # Voxels the normal equations are accumulated over, at most: every k-th slab of a larger
-# volume. All 16.8 M voxels of a 256^3 volume took 3 s on one thread, 4x its decode at 400:1.
-FIT_MAX_VOXELS = 1 << 22
+# volume (28 unknowns). All 16.8 M voxels of a 256^3 volume took 3 s on one thread for the
+# 3x3x3 kernel alone, 4x its decode at 400:1; 2^22 of them for both kernels 2.7 s on two.
+FIT_MAX_VOXELS = 1 << 21
+# Points per chunk in apply_points: a chunk's distinct corner nodes times the kernel's taps
+# are indexed at once (4096 * 8 * 343 int64, 90 MB, for a 7x7x7 kernel at most).
+POINT_CHUNK = 4096
 # Kept only if it gains this much more (dB) than its header bytes are estimated to cost.
 MIN_GAIN_DB = 0.01
 # dB a file loses per halving of its bytes, for the cost of the filter's bytes: the steepest
@@ -57,7 +78,8 @@ MAX_INTEGER = 1 << 40
 
 @dataclass(frozen=True)
 class PostFilter:
-    """The kernel: ``weights[c] * 2^-shift`` for offset class c, ``offset * 2^-shift`` added."""
+    """The kernel: ``weights[c] * 2^-shift`` for offset class c, ``offset * 2^-shift`` added;
+    8 weights make a 3x3x3 kernel, 27 a 5x5x5 one."""
 
     shift: int
     weights: tuple[int, ...]
@@ -65,9 +87,9 @@ class PostFilter:
 
     def __post_init__(self):
         if (not isinstance(self.shift, int) or isinstance(self.shift, bool) or not 0 <= self.shift <= 60
-                or len(self.weights) != N_CLASSES
+                or len(self.weights) not in CLASS_COUNTS
                 or not all(isinstance(v, int) and not isinstance(v, bool) for v in (*self.weights, self.offset))):
-            raise ValueError("a post filter needs a shift of 0-60 and 8 integer weights and an integer offset")
+            raise ValueError("a post filter needs a shift of 0-60, 8 or 27 integer weights and an integer offset")
         if any(abs(v) > MAX_INTEGER for v in (*self.weights, self.offset)):
             raise ValueError(f"a post filter's integers are at most 2^{MAX_INTEGER.bit_length() - 1} in magnitude")
 
@@ -75,12 +97,23 @@ class PostFilter:
     def scale(self) -> float:
         return 2.0 ** -self.shift
 
+    @property
+    def radius(self) -> int:
+        """1 for the 3x3x3 kernel, 2 for the 5x5x5 one."""
+        return CLASS_COUNTS[len(self.weights)]
+
+    @property
+    def size(self) -> str:
+        """``"3x3x3"`` or ``"5x5x5"``."""
+        n = 2 * self.radius + 1
+        return f"{n}x{n}x{n}"
+
     def header_bytes(self) -> int:
         """Bytes the filter adds to a compact header (its presence bit fits the mask's byte)."""
         def varint(v: int) -> int:
             return max(1, (v.bit_length() + 6) // 7)
         zigzag = [2 * v if v >= 0 else -2 * v - 1 for v in (*self.weights, self.offset)]
-        return varint(self.shift) + varint(N_CLASSES) + sum(varint(v) for v in zigzag)
+        return varint(self.shift) + varint(len(self.weights)) + sum(varint(v) for v in zigzag)
 
     def to_dict(self) -> dict:
         return {"shift": self.shift, "weights": list(self.weights), "offset": self.offset}
@@ -93,22 +126,24 @@ class PostFilter:
         return cls(shift=d["shift"], weights=tuple(d["weights"]), offset=d["offset"])
 
     def taps(self) -> list[tuple[tuple[int, int, int], float]]:
-        """The 27 ``((dx, dy, dz), weight)`` pairs of the kernel (zero weights left out)."""
+        """The ``(2r + 1)^3`` ``((dx, dy, dz), weight)`` pairs of the kernel (zero weights left out)."""
+        r = self.radius
         out = []
-        for dz in (-1, 0, 1):
-            for dy in (-1, 0, 1):
-                for dx in (-1, 0, 1):
-                    w = self.weights[4 * abs(dz) + 2 * abs(dy) + abs(dx)]
+        for dz in range(-r, r + 1):
+            for dy in range(-r, r + 1):
+                for dx in range(-r, r + 1):
+                    w = self.weights[offset_class(dx, dy, dz, r)]
                     if w:
                         out.append(((dx, dy, dz), w * self.scale))
         return out
 
     def apply_padded(self, padded: np.ndarray) -> np.ndarray:
         """The filtered values ``[z, y, x]`` (float32) of a region from its network values grown
-        by one voxel on every side (``[z + 2, y + 2, x + 2]``, the edge repeated at the grid's
-        border). In torch, float32, slab by slab: a 256^3 region took 0.07 s on the 2-core
-        machine, 0.68 s as float64 numpy passes (its values differ by < 3e-7 of the range)."""
-        nz, ny, nx = (n - 2 for n in padded.shape)
+        by r voxels on every side (``[z + 2r, y + 2r, x + 2r]``, the edge repeated at the grid's
+        border). In torch, float32, slab by slab: a 256^3 region took 0.07 s (3x3x3) on the
+        2-core machine, 0.68 s as float64 numpy passes (its values differ by < 3e-7 of the range)."""
+        r = self.radius
+        nz, ny, nx = (n - 2 * r for n in padded.shape)
         src = torch.from_numpy(np.ascontiguousarray(padded, dtype=np.float32))
         out = torch.empty((nz, ny, nx), dtype=torch.float32)
         weights = [float(w) * self.scale for w in self.weights]
@@ -116,105 +151,274 @@ class PostFilter:
         for z0 in range(0, nz, slab):
             z1 = min(nz, z0 + slab)
             acc = out[z0:z1].fill_(self.offset * self.scale)
-            for c, part in enumerate(class_sums(src[z0:z1 + 2])):
+            for c, part in enumerate(class_sums(src[z0:z1 + 2 * r], r)):
                 if weights[c]:
                     acc.add_(part, alpha=weights[c])
         return out.numpy()
 
-    def apply_shifted(self, evaluate: Callable[[np.ndarray], np.ndarray], points: np.ndarray,
-                      dims: tuple[int, int, int]) -> np.ndarray:
-        """The filtered field at ``points`` ``[N, 3]`` (x, y, z in [0, 1]) from ``evaluate``
-        (points -> network values ``[N]``), 27 evaluations, the original grid being ``dims``."""
-        h = np.array([1.0 / (n - 1) if n > 1 else 0.0 for n in dims])
-        acc = np.full(points.shape[0], self.offset * self.scale)
-        for d, w in self.taps():
-            acc += w * evaluate(np.clip(points + np.asarray(d) * h, 0.0, 1.0)).astype(np.float64)
-        return acc
+    def apply_grid(self, values: np.ndarray, evaluate_nodes: Callable[[list[np.ndarray]], np.ndarray],
+                   axes: list[np.ndarray], dims: tuple[int, int, int]) -> np.ndarray:
+        """The filtered field (float32) on the tensor-product grid of ``axes`` (x, y, z in
+        [0, 1]), from the network's ``values`` there (``[nz, ny, nx]``) and ``evaluate_nodes``
+        (original-grid node indices per axis, x, y, z -> the network's values on their tensor
+        product): the values plus the correction interpolated from the original grid (see the
+        module's docstring). Only the nodes next to the grid's points, and their kernel's
+        neighbourhoods, are evaluated: as one block where those are contiguous (an upsampled
+        or 2x-downsampled grid), else slab by slab."""
+        r = self.radius
+        cells = [_cells(u, n) for u, n in zip(axes, dims)]
+        needed = [np.unique(np.concatenate([c[0], c[1]])) for c in cells]
+        near = [np.unique(np.clip(nd[:, None] + np.arange(-r, r + 1), 0, n - 1)) for nd, n in zip(needed, dims)]
+        if all(len(nb) == nb[-1] - nb[0] + 1 for nb in near):
+            padded = np.asarray(evaluate_nodes([padded_indices(n, nd[0], nd[-1], r) for nd, n in zip(needed, dims)]),
+                                dtype=np.float32)
+            inner = padded[r:padded.shape[0] - r, r:padded.shape[1] - r, r:padded.shape[2] - r]
+            block = self.apply_padded(padded) - inner
+            correction = block[np.ix_(*(nd - nd[0] for nd in needed[::-1]))]
+        else:
+            correction = self._sparse_correction(evaluate_nodes, needed, near, dims)
+        corr = torch.from_numpy(np.ascontiguousarray(correction, dtype=np.float32))
+        for axis, (i0, i1, t) in ((2, cells[0]), (1, cells[1])):   # separable: x, then y
+            shape = [1, 1, 1]
+            shape[axis] = -1
+            t = torch.from_numpy(t.astype(np.float32)).reshape(shape)
+            nd = needed[2 - axis]
+            corr = (corr.index_select(axis, torch.from_numpy(np.searchsorted(nd, i0))) * (1.0 - t)
+                    + corr.index_select(axis, torch.from_numpy(np.searchsorted(nd, i1))) * t)
+        out = torch.from_numpy(np.array(values, dtype=np.float32))
+        i0, i1, t = cells[2]
+        p0, p1 = np.searchsorted(needed[2], i0), np.searchsorted(needed[2], i1)
+        slab = max(1, FIT_SLAB_VOXELS // max(1, out.shape[1] * out.shape[2]))
+        for z0 in range(0, out.shape[0], slab):   # then z, added to the values slab by slab
+            z1 = min(out.shape[0], z0 + slab)
+            tz = torch.from_numpy(t[z0:z1].astype(np.float32)).reshape(-1, 1, 1)
+            out[z0:z1] += (corr.index_select(0, torch.from_numpy(p0[z0:z1])) * (1.0 - tz)
+                           + corr.index_select(0, torch.from_numpy(p1[z0:z1])) * tz)
+        return out.numpy()
 
-    def apply_grid(self, evaluate: Callable[[list[np.ndarray]], np.ndarray], axes: list[np.ndarray],
-                   dims: tuple[int, int, int], progress: Callable[[float], None] | None = None) -> np.ndarray:
-        """The filtered field on the tensor-product grid of ``axes`` (x, y, z in [0, 1]) from
-        ``evaluate`` (axes -> network values ``[nz, ny, nx]``), 27 grid evaluations
-        (``progress`` is called with the fraction done after each)."""
-        h = [1.0 / (n - 1) if n > 1 else 0.0 for n in dims]
-        acc = np.full((len(axes[2]), len(axes[1]), len(axes[0])), self.offset * self.scale)
+    def _sparse_correction(self, evaluate_nodes, needed, near, dims) -> np.ndarray:
+        """``K f - f`` at the tensor product of the ``needed`` nodes per axis (x, y, z), from
+        the network on the tensor product of ``near`` (their neighbourhoods), slab by slab."""
+        r = self.radius
+        # per axis and |k| = 0..r: where the needed nodes shifted by -k and +k (clamped) are in `near`
+        picks = [[(np.searchsorted(nb, np.clip(nd - k, 0, n - 1)), np.searchsorted(nb, np.clip(nd + k, 0, n - 1)))
+                  for k in range(r + 1)] for nd, nb, n in zip(needed, near, dims)]
+        correction = np.empty((len(needed[2]), len(needed[1]), len(needed[0])), dtype=np.float64)
+        slab = max(1, FIT_SLAB_VOXELS // max(1, len(near[1]) * len(near[0])))
+        for z0 in range(0, len(needed[2]), slab):
+            z1 = min(len(needed[2]), z0 + slab)
+            rows = [(lo[z0:z1], hi[z0:z1]) for lo, hi in picks[2]]
+            first = min(int(lo.min()) for lo, _ in rows)
+            last = max(int(hi.max()) for _, hi in rows)
+            block = np.asarray(evaluate_nodes([near[0], near[1], near[2][first:last + 1]]), dtype=np.float64)
+            rows = [(lo - first, hi - first) for lo, hi in rows]
+            correction[z0:z1] = self._correction_at(block, [picks[0], picks[1], rows])
+        return correction
+
+    def apply_points(self, values: np.ndarray, evaluate_nodes: Callable[[np.ndarray], np.ndarray],
+                     points: np.ndarray, dims: tuple[int, int, int]) -> np.ndarray:
+        """The filtered field at ``points`` ``[N, 3]`` (x, y, z in [0, 1]) from the network's
+        ``values`` there (``[N]``) and ``evaluate_nodes`` (original-grid node indices ``[M, 3]``,
+        x, y, z -> the network's values ``[M]``): each chunk of points evaluates the distinct
+        nodes its corners' kernels reach, at most (2r + 2)^3 + 1 evaluations per point."""
+        r = self.radius
+        nx, ny, nz = dims
+        out = np.asarray(values, dtype=np.float64).copy()
         taps = self.taps()
-        for k, (d, w) in enumerate(taps):
-            shifted = [np.clip(u + d[a] * h[a], 0.0, 1.0) for a, u in enumerate(axes)]
-            acc += w * evaluate(shifted).astype(np.float64)
-            if progress is not None:
-                progress((k + 1) / len(taps))
-        return acc
+        for start in range(0, points.shape[0], POINT_CHUNK):
+            chunk = points[start:start + POINT_CHUNK]
+            cells = [_cells(chunk[:, a], n) for a, n in enumerate(dims)]
+            corners, weights = [], []
+            for cz in (0, 1):
+                for cy in (0, 1):
+                    for cx in (0, 1):
+                        idx = [cells[a][c] for a, c in enumerate((cx, cy, cz))]
+                        corners.append((idx[2] * ny + idx[1]) * nx + idx[0])
+                        w = 1.0
+                        for a, c in enumerate((cx, cy, cz)):
+                            w = w * (cells[a][2] if c else 1.0 - cells[a][2])
+                        weights.append(w)
+            needed, where = np.unique(np.stack(corners), return_inverse=True)
+            where = where.reshape(8, -1)
+            node = np.stack([needed % nx, needed // nx % ny, needed // (nx * ny)], axis=1)
+            shifted = [((np.clip(node[:, 2] + d[2], 0, nz - 1) * ny + np.clip(node[:, 1] + d[1], 0, ny - 1)) * nx
+                        + np.clip(node[:, 0] + d[0], 0, nx - 1)) for d, _ in taps]
+            distinct, back = np.unique(np.concatenate([needed] + shifted), return_inverse=True)
+            f = np.asarray(evaluate_nodes(np.stack([distinct % nx, distinct // nx % ny, distinct // (nx * ny)],
+                                                   axis=1)), dtype=np.float64)[back].reshape(len(taps) + 1, -1)
+            correction = np.full(len(needed), self.offset * self.scale) - f[0]
+            for k, (_, w) in enumerate(taps):
+                correction += w * f[k + 1]
+            out[start:start + len(chunk)] += sum(w * correction[where[c]] for c, w in enumerate(weights))
+        return out
+
+    def _correction_at(self, block: np.ndarray, picks) -> np.ndarray:
+        """Kernel minus identity at nodes picked from ``block`` (network values ``[z, y, x]``):
+        ``picks[axis][k]`` are the positions of the nodes shifted by -k and +k along that axis
+        (x, y, z), separably summed per offset class."""
+        r = self.radius
+        weights = [float(w) * self.scale for w in self.weights]
+
+        def sums(a, axis: int, pairs):
+            for k, (lo, hi) in enumerate(pairs):
+                yield k, a.take(lo, axis) if k == 0 else a.take(lo, axis) + a.take(hi, axis)
+
+        acc = None
+        for kx, a in sums(block, 2, picks[0]):
+            for ky, b in sums(a, 1, picks[1]):
+                for kz, c in sums(b, 0, picks[2]):
+                    w = weights[offset_class(kx, ky, kz, r)] - (1.0 if kx == ky == kz == 0 else 0.0)
+                    acc = w * c if acc is None else acc + w * c
+        return acc + self.offset * self.scale
 
 
-def class_sums(padded):
-    """For a ``[z + 2, y + 2, x + 2]`` array (numpy or torch), the 8 sums over each offset class
-    of the inner ``[z, y, x]`` voxels' neighbours: separable, a centre or a pair per axis."""
-    out: list[np.ndarray] = [None] * N_CLASSES  # type: ignore[list-item]
-    for ax, a in enumerate((padded[:, :, 1:-1], padded[:, :, :-2] + padded[:, :, 2:])):
-        for ay, b in enumerate((a[:, 1:-1], a[:, :-2] + a[:, 2:])):
-            for az, c in enumerate((b[1:-1], b[:-2] + b[2:])):
-                out[4 * az + 2 * ay + ax] = c
+def _cells(u: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For unit coordinates ``u`` on an n-node axis: the node below and above each, and the
+    linear weight of the one above."""
+    if n <= 1:
+        zero = np.zeros(len(u), dtype=np.int64)
+        return zero, zero, np.zeros(len(u))
+    x = np.clip(np.asarray(u, dtype=np.float64), 0.0, 1.0) * (n - 1)
+    i0 = np.clip(np.floor(x).astype(np.int64), 0, n - 2)
+    return i0, i0 + 1, x - i0
+
+
+def offset_class(dx: int, dy: int, dz: int, radius: int) -> int:
+    """The weight index of offset (dx, dy, dz) in a kernel of ``radius``."""
+    n = radius + 1
+    return (abs(dz) * n + abs(dy)) * n + abs(dx)
+
+
+def class_sums(padded, radius: int = 1):
+    """For a ``[z + 2r, y + 2r, x + 2r]`` array (numpy or torch), the ``(r + 1)^3`` sums over
+    each offset class of the inner ``[z, y, x]`` voxels' neighbours, in class order:
+    separable, a centre or a pair (-k, +k) per axis."""
+    r = radius
+
+    def parts(a, axis: int):
+        n = a.shape[axis] - 2 * r
+
+        def cut(start: int):
+            index = [slice(None)] * a.ndim
+            index[axis] = slice(start, start + n)
+            return a[tuple(index)]
+        return [cut(r)] + [cut(r - k) + cut(r + k) for k in range(1, r + 1)]
+
+    out = [None] * (r + 1) ** 3
+    for ax, a in enumerate(parts(padded, 2)):
+        for ay, b in enumerate(parts(a, 1)):
+            for az, c in enumerate(parts(b, 0)):
+                out[offset_class(ax, ay, az, r)] = c
     return out
 
 
-def padded_indices(n: int, lo: int, hi: int) -> np.ndarray:
-    """Indices ``lo - 1 .. hi + 1`` of an n-node axis, clamped to it (the edge repeated)."""
-    return np.clip(np.arange(lo - 1, hi + 2), 0, n - 1)
+def padded_indices(n: int, lo: int, hi: int, radius: int = 1) -> np.ndarray:
+    """Indices ``lo - r .. hi + r`` of an n-node axis, clamped to it (the edge repeated)."""
+    return np.clip(np.arange(lo - radius, hi + radius + 1), 0, n - 1)
 
 
-def fit(raw: np.ndarray, target: np.ndarray) -> tuple[PostFilter | None, float, float]:
-    """The least-squares kernel for network values ``raw`` on the original grid against
-    ``target`` (both ``[z, y, x]``, in the same units), its weights rounded to the coarsest
-    adequate shift, with the mean squared errors before and after it (over the voxels used:
-    all, or every k-th slab past :data:`FIT_MAX_VOXELS`); None for a volume of under
-    :data:`MIN_VOXELS` voxels or a fit that gains nothing."""
+@dataclass(frozen=True)
+class FittedKernel:
+    """A fitted kernel (None where it gains nothing) and the mean squared errors before and
+    after it, over the voxels the fit used."""
+
+    kernel: PostFilter | None
+    before: float
+    after: float
+
+
+def fit_kernels(raw: np.ndarray, target: np.ndarray, radii=None) -> dict[int, FittedKernel]:
+    """The least-squares kernel of each radius in ``radii`` (default :data:`RADII`) for network values ``raw`` on the
+    original grid against ``target`` (both ``[z, y, x]``, in the same units), its weights
+    rounded to the coarsest adequate shift. The normal equations are accumulated once, for
+    the largest radius, over all voxels or every k-th slab past :data:`FIT_MAX_VOXELS`; a
+    smaller kernel solves the rows of its classes. Every kernel is None for a volume of under
+    :data:`MIN_VOXELS` voxels."""
     nz, ny, nx = raw.shape
+    radii = RADII if radii is None else radii
     if raw.size < MIN_VOXELS:
-        return None, math.nan, math.nan
-    gram = np.zeros((N_CLASSES + 1, N_CLASSES + 1))
-    cross = np.zeros(N_CLASSES + 1)
+        return {r: FittedKernel(None, math.nan, math.nan) for r in radii}
+    top = max(radii)
+    n_classes = (top + 1) ** 3
+    gram = np.zeros((n_classes + 1, n_classes + 1))
+    cross = np.zeros(n_classes + 1)
     energy = 0.0
-    before = 0.0
     slab = max(1, FIT_SLAB_VOXELS // max(1, ny * nx))
     stride = max(1, math.ceil(raw.size / FIT_MAX_VOXELS))   # in slabs
-    zi = padded_indices(nz, 0, nz - 1)
-    yi, xi = padded_indices(ny, 0, ny - 1), padded_indices(nx, 0, nx - 1)
+    zi = padded_indices(nz, 0, nz - 1, top)
+    yi, xi = padded_indices(ny, 0, ny - 1, top), padded_indices(nx, 0, nx - 1, top)
     n = 0
     for z0 in range(0, nz, slab * stride):
         z1 = min(nz, z0 + slab)
         n += (z1 - z0) * ny * nx
-        padded = np.asarray(raw[zi[z0:z1 + 2]], dtype=np.float64)[:, yi][:, :, xi]
+        padded = np.asarray(raw[zi[z0:z1 + 2 * top]], dtype=np.float64)[:, yi][:, :, xi]
         t = np.asarray(target[z0:z1], dtype=np.float64).reshape(-1)
-        design = np.stack([s.reshape(-1) for s in class_sums(padded)] + [np.ones(t.size)])
+        design = np.stack([s.reshape(-1) for s in class_sums(padded, top)] + [np.ones(t.size)])
         gram += design @ design.T
         cross += design @ t
         energy += float(t @ t)
-        before += float(np.sum((design[0] - t) ** 2))
-    coef = np.linalg.lstsq(gram, cross, rcond=1e-12)[0]
 
-    def mse(c: np.ndarray) -> float:
-        return max(0.0, float(c @ gram @ c - 2.0 * c @ cross + energy)) / n
+    def mse(c: np.ndarray, rows: np.ndarray) -> float:
+        g = gram[np.ix_(rows, rows)]
+        return max(0.0, float(c @ g @ c - 2.0 * c @ cross[rows] + energy)) / n
 
-    best = mse(coef)
-    before /= n
-    if not best < before:
-        return None, before, before
-    for shift in SHIFTS:
-        q = np.rint(coef * 2.0 ** shift)
-        after = mse(q * 2.0 ** -shift)
-        if after <= best + MAX_SHIFT_LOSS * (before - best) or shift == SHIFTS[-1]:
-            break
-    pf = PostFilter(shift=shift, weights=tuple(int(v) for v in q[:N_CLASSES]), offset=int(q[N_CLASSES]))
-    return pf, before, after
+    identity = np.zeros(2)
+    identity[0] = 1.0
+    before = mse(identity, np.array([0, n_classes]))   # the network alone: class 0 is the voxel itself
+    out = {}
+    for r in radii:
+        # the classes of radius r in its own order, then the constant
+        rows = np.array([offset_class(dx, dy, dz, top) for dz in range(r + 1) for dy in range(r + 1)
+                         for dx in range(r + 1)] + [n_classes])
+        coef = np.linalg.lstsq(gram[np.ix_(rows, rows)], cross[rows], rcond=1e-12)[0]
+        best = mse(coef, rows)
+        if not best < before:
+            out[r] = FittedKernel(None, before, before)
+            continue
+        for shift in SHIFTS:
+            q = np.rint(coef * 2.0 ** shift)
+            after = mse(q * 2.0 ** -shift, rows)
+            if after <= best + MAX_SHIFT_LOSS * (before - best) or shift == SHIFTS[-1]:
+                break
+        kernel = PostFilter(shift=shift, weights=tuple(int(v) for v in q[:-1]), offset=int(q[-1]))
+        out[r] = FittedKernel(kernel, before, after)
+    return out
+
+
+def fit(raw: np.ndarray, target: np.ndarray, radius: int = 1) -> tuple[PostFilter | None, float, float]:
+    """(kernel, MSE before, MSE after) of the one radius; see :func:`fit_kernels`."""
+    found = fit_kernels(raw, target, (radius,))[radius]
+    return found.kernel, found.before, found.after
+
+
+def net_gain_db(before: float, after: float, filter_bytes: int, file_bytes: int) -> float:
+    """dB gained by lowering the MSE from ``before`` to ``after`` less what ``filter_bytes``
+    more header cost in a file of ``file_bytes``, at :data:`RATE_SLOPE_DB` per halving of the
+    bytes left for the network (-inf where the bytes are not there; +inf for an exact fit)."""
+    if filter_bytes >= file_bytes or not before > 0:
+        return -math.inf
+    if after <= 0:
+        return math.inf
+    if not before > after:
+        return -math.inf
+    return 10.0 * math.log10(before / after) - RATE_SLOPE_DB * math.log2(file_bytes / (file_bytes - filter_bytes))
 
 
 def worth_its_bytes(before: float, after: float, filter_bytes: int, file_bytes: int) -> bool:
     """Whether lowering the MSE from ``before`` to ``after`` is worth ``filter_bytes`` more
-    header in a file of ``file_bytes``: the gain in dB against :data:`RATE_SLOPE_DB` per
-    halving of the bytes left for the network."""
-    if not (after > 0 and before > after) or filter_bytes >= file_bytes:
-        return before > 0 and after == 0 and filter_bytes < file_bytes
-    gain = 10.0 * math.log10(before / after)
-    cost = RATE_SLOPE_DB * math.log2(file_bytes / (file_bytes - filter_bytes))
-    return gain > cost + MIN_GAIN_DB
+    header in a file of ``file_bytes`` (:func:`net_gain_db` above :data:`MIN_GAIN_DB`)."""
+    return net_gain_db(before, after, filter_bytes, file_bytes) > MIN_GAIN_DB
+
+
+def best_kernel(fitted: dict[int, FittedKernel], file_bytes: int) -> PostFilter | None:
+    """The fitted kernel of highest :func:`net_gain_db` in a file of ``file_bytes``, if one is
+    worth its bytes (the smaller radius on a tie)."""
+    best, best_gain = None, MIN_GAIN_DB
+    for r in sorted(fitted):
+        f = fitted[r]
+        if f.kernel is None:
+            continue
+        gain = net_gain_db(f.before, f.after, f.kernel.header_bytes(), file_bytes)
+        if gain > best_gain:
+            best, best_gain = f.kernel, gain
+    return best

@@ -357,23 +357,29 @@ class NeuralVolume:
     def _field_grid(self, dims, region, axes, device, progress, dtype: torch.dtype) -> np.ndarray:
         """The network's output on the grid of ``axes`` (``region`` of a ``dims`` grid), then
         the post filter if the file has one: on the original grid from one evaluation of the
-        region grown by a voxel, elsewhere from 27 (see :mod:`neuralvol.postfilter`)."""
+        region grown by the kernel's radius, elsewhere the grid's own values plus the
+        correction interpolated from the original grid's nodes (see :mod:`neuralvol.postfilter`)."""
         if self.post_filter is None:
             return evaluate_grid(self.network, *axes, device=device, progress=progress, dtype=dtype)
         if tuple(dims) == tuple(self.dims):
-            grown = [unit_axis(n, 0, n - 1)[postfilter.padded_indices(n, region[2 * a], region[2 * a + 1])]
+            r = self.post_filter.radius
+            grown = [unit_axis(n, 0, n - 1)[postfilter.padded_indices(n, region[2 * a], region[2 * a + 1], r)]
                      for a, n in enumerate(dims)]
             padded = evaluate_grid(self.network, *grown, device=device, progress=progress, dtype=dtype)
             return self.post_filter.apply_padded(padded)
-        return self.post_filter.apply_grid(
-            lambda shifted: evaluate_grid(self.network, *shifted, device=device, dtype=dtype), axes, self.dims,
-            progress)
+        values = evaluate_grid(self.network, *axes, device=device, progress=progress, dtype=dtype)
+        return self.post_filter.apply_grid(values, lambda nodes: evaluate_grid(
+            self.network, *(unit_axis(n, 0, n - 1)[i] for i, n in zip(nodes, self.dims)), device=device, dtype=dtype),
+            axes, self.dims)
 
     def _field_points(self, unit: np.ndarray, device) -> np.ndarray:
         """The network's output (then the post filter) at points ``[N, 3]`` in [0, 1]^3."""
+        values = evaluate_points(self.network, unit, device)
         if self.post_filter is None:
-            return evaluate_points(self.network, unit, device)
-        return self.post_filter.apply_shifted(lambda p: evaluate_points(self.network, p, device), unit, self.dims)
+            return values
+        scale = np.array([1.0 / (n - 1) if n > 1 else 0.0 for n in self.dims])
+        return self.post_filter.apply_points(values, lambda nodes: evaluate_points(self.network, nodes * scale, device),
+                                             unit, self.dims)
 
     def mlp_dtype(self, compute: str = "auto", device: str = "cpu", bounded: bool = False) -> torch.dtype:
         """The MLP's compute dtype for a decode at ``compute`` (see :meth:`decode`) of the

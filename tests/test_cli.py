@@ -131,7 +131,7 @@ def test_console_script_is_installed(tmp_path):
 
 
 def test_post_filter_is_reported_and_can_be_left_out(capsys, tmp_path):
-    """hydrogen (a smooth simulation) keeps the 3x3x3 post filter; --no-post-filter writes a
+    """hydrogen (a smooth simulation) keeps a post filter; --no-post-filter writes a
     version-3 file without one, and info says which."""
     pytest.importorskip("vtkmodules")
     from neuralvol.volume_io import read_volume

@@ -20,11 +20,12 @@ from conftest import DATA
 
 def _reference_filter(pf: postfilter.PostFilter, values: np.ndarray) -> np.ndarray:
     """The kernel written out tap by tap on the whole grid, the edge repeated."""
-    padded = np.pad(values.astype(np.float64), 1, mode="edge")
+    r = pf.radius
+    padded = np.pad(values.astype(np.float64), r, mode="edge")
     nz, ny, nx = values.shape
     out = np.full(values.shape, pf.offset * pf.scale)
     for (dx, dy, dz), w in pf.taps():
-        out += w * padded[1 + dz:1 + dz + nz, 1 + dy:1 + dy + ny, 1 + dx:1 + dx + nx]
+        out += w * padded[r + dz:r + dz + nz, r + dy:r + dy + ny, r + dx:r + dx + nx]
     return out
 
 
@@ -54,6 +55,40 @@ def test_fit_recovers_a_known_kernel_and_rounds_it_to_few_bits():
     # the slab-by-slab application is the kernel written out tap by tap
     padded = raw[np.ix_(*(postfilter.padded_indices(n, 0, n - 1) for n in raw.shape))]
     np.testing.assert_allclose(found.apply_padded(padded), _reference_filter(found, raw), atol=1e-5)
+
+
+def test_a_5x5x5_kernel_is_fitted_applied_and_chosen_only_where_it_pays():
+    rng = np.random.default_rng(2)
+    raw = rng.normal(size=(12, 14, 15))
+    weights = [0] * 27
+    for c, w in ((0, 600), (1, 50), (2, -40), (3, 30), (4, 20), (9, -25), (13, 10), (26, -7)):
+        weights[c] = w
+    truth = postfilter.PostFilter(shift=10, weights=tuple(weights), offset=12)
+    # taps per class: 2 for each nonzero offset component, so 1 + 2 + 2 + 2 + 4 + 2 + 8 + 8
+    assert (truth.radius, truth.size, len(truth.taps())) == (2, "5x5x5", 29)
+    # the class of (dx, dy, dz) = (2, 0, 1) is (1 * 3 + 0) * 3 + 2 = 11
+    assert postfilter.offset_class(2, 0, -1, 2) == 11 and postfilter.offset_class(-1, 1, 1, 1) == 7
+    target = _reference_filter(truth, raw)
+    fitted = postfilter.fit_kernels(raw, target)
+    found = fitted[2].kernel
+    rounded = np.array([*found.weights, found.offset]) * found.scale
+    np.testing.assert_allclose(rounded, np.array([*truth.weights, truth.offset]) * truth.scale, rtol=0,
+                               atol=0.5 * found.scale)
+    assert fitted[1].after > 10 * fitted[2].after   # a 3x3x3 kernel cannot say it
+    padded = raw[np.ix_(*(postfilter.padded_indices(n, 0, n - 1, 2) for n in raw.shape))]
+    np.testing.assert_allclose(found.apply_padded(padded), _reference_filter(found, raw), atol=1e-5)
+    assert postfilter.best_kernel(fitted, 100_000) == found
+    # a 3x3x3 truth under noise: the 5x5x5 fit gains no more, so its ~20 more bytes lose
+    # (0.17 dB of a 1000-byte file)
+    small = postfilter.PostFilter(shift=10, weights=(700, 40, -30, 12, 25, -8, 6, -3), offset=-50)
+    noisy = _reference_filter(small, raw) + 0.1 * rng.normal(size=raw.shape)
+    fitted = postfilter.fit_kernels(raw, noisy)
+    assert fitted[2].kernel.header_bytes() > fitted[1].kernel.header_bytes() + 15
+    assert postfilter.best_kernel(fitted, 1000).radius == 1
+    # neither kernel pays in a file whose bytes would all be its header
+    assert postfilter.best_kernel(fitted, fitted[1].kernel.header_bytes()) is None
+    with pytest.raises(ValueError, match="8 or 27"):
+        postfilter.PostFilter(shift=3, weights=(1,) * 9, offset=0)
 
 
 def test_fit_declines_where_it_gains_nothing_and_bytes_decide_small_files():
@@ -89,10 +124,38 @@ def test_filtered_file_is_compact_version_5_and_decodes_what_was_measured(filter
                                rtol=0, atol=1e-6 * (hi - lo))   # the grid path sums in float32
 
 
-def test_every_decode_path_applies_the_filter(filtered):
-    vol = filtered
-    full = vol.decode_values()
+# a smoothing 5x5x5 kernel (weights sum to 1): every decode path must apply it as it does the fitted one
+KERNEL_5X5X5 = postfilter.PostFilter(shift=12, weights=(1000, 300, 40, 280, 90, 12, 30, 9, 1, 260, 80, 10, 75, 25,
+                                                        3, 8, 2, 0, 20, 6, 1, 6, 2, 0, 1, 0, 0), offset=2)
+
+
+KERNEL_3X3X3 = postfilter.PostFilter(shift=11, weights=(1500, 120, 60, -20, 90, -10, 5, -3), offset=-7)
+
+
+@pytest.fixture(params=["fitted", "3x3x3", "5x5x5"])
+def kernel_volume(request, filtered, tmp_path):
+    """The filtered volume as fitted, and copies read back from files carrying given kernels."""
+    if request.param == "fitted":
+        return filtered
+    kernel = {"3x3x3": KERNEL_3X3X3, "5x5x5": KERNEL_5X5X5}[request.param]
+    path = tmp_path / "kernel.nvc"
+    copy = nv.open(_save(filtered, tmp_path))
+    copy.post_filter = kernel
+    copy.save(path)
+    back = nv.open(path)
+    assert back.post_filter == kernel and back.post_filter.size == request.param
+    assert nv.read_header(path)["version"] == compact_header.FILTERED_COMPACT_VERSION
+    return back
+
+
+def test_every_decode_path_applies_the_filter(kernel_volume):
+    vol = kernel_volume
+    nx, ny, nz = vol.dims
+    unfiltered = evaluate_grid(vol.network, unit_axis(nx, 0, nx - 1), unit_axis(ny, 0, ny - 1), unit_axis(nz, 0, nz - 1))
     lo, hi = vol.value_range
+    np.testing.assert_allclose(vol.decode_values(), lo + (hi - lo) * _reference_filter(vol.post_filter, unfiltered),
+                               rtol=0, atol=1e-6 * (hi - lo))
+    full = vol.decode_values()
     # regions, at the border and inside, are exactly the full decode's voxels
     for region in ((0, 5, 0, 23, 0, 0), (7, 16, 3, 9, 11, 23), (23, 23, 23, 23, 23, 23)):
         x0, x1, y0, y1, z0, z1 = region
@@ -101,14 +164,44 @@ def test_every_decode_path_applies_the_filter(filtered):
     nodes = np.array([[0, 0, 0], [5, 17, 9], [23, 23, 23], [12, 0, 23]], dtype=np.float64)
     np.testing.assert_allclose(vol.sample(nodes), full[nodes[:, 2].astype(int), nodes[:, 1].astype(int),
                                                          nodes[:, 0].astype(int)], rtol=0, atol=1e-5 * (hi - lo))
-    # another grid: the kernel in the original voxel spacing, 27 evaluations of the network
-    dims = (13, 9, 31)
-    axes = [unit_axis(n, 0, n - 1) for n in dims]
-    zz, yy, xx = np.meshgrid(axes[2], axes[1], axes[0], indexing="ij")
-    points = np.stack([xx.ravel(), yy.ravel(), zz.ravel()], axis=1)
-    by_points = vol.post_filter.apply_shifted(lambda p: evaluate_points(vol.network, p), points, vol.dims)
-    np.testing.assert_allclose(vol.decode_values(dims=dims), lo + (hi - lo) * by_points.reshape(31, 9, 13),
-                               rtol=0, atol=1e-5 * (hi - lo))
+    # off the grid: the network's own value plus the correction interpolated from the nodes,
+    # written out point by point from the whole grid's correction
+    correction = _reference_filter(vol.post_filter, unfiltered) - unfiltered
+    rng = np.random.default_rng(3)
+    # down- and upsampled (anisotropically; the nodes they touch form one block), sparsely
+    # downsampled (they do not: evaluated slab by slab), and a sub-extent of each
+    for dims in ((13, 9, 31), (48, 47, 24), (4, 5, 3)):
+        axes = [unit_axis(n, 0, n - 1) for n in dims]
+        zz, yy, xx = np.meshgrid(axes[2], axes[1], axes[0], indexing="ij")
+        points = np.stack([xx.ravel(), yy.ravel(), zz.ravel()], axis=1)
+        expected = lo + (hi - lo) * (evaluate_points(vol.network, points).astype(np.float64)
+                                     + _interpolate(correction, points))
+        np.testing.assert_allclose(vol.decode_values(dims=dims), expected.reshape(dims[::-1]),
+                                   rtol=0, atol=1e-5 * (hi - lo))
+        region = (1, dims[0] - 2, 2, 3, dims[2] // 2, dims[2] - 1)
+        x0, x1, y0, y1, z0, z1 = region
+        np.testing.assert_allclose(vol.decode_values(dims=dims, region=region),
+                                   expected.reshape(dims[::-1])[z0:z1 + 1, y0:y1 + 1, x0:x1 + 1],
+                                   rtol=0, atol=1e-5 * (hi - lo))
+    scattered = np.concatenate([rng.random((500, 3)), np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.5, 0.0, 1.0]])])
+    physical = scattered * (np.array(vol.dims) - 1) * np.array(vol.spacing) + np.array(vol.origin)
+    expected = lo + (hi - lo) * (evaluate_points(vol.network, scattered).astype(np.float64)
+                                 + _interpolate(correction, scattered))
+    np.testing.assert_allclose(vol.sample(physical), expected, rtol=0, atol=1e-5 * (hi - lo))
+
+
+def _interpolate(grid: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Trilinear interpolation of ``grid`` ``[z, y, x]`` at unit ``points`` ``[N, 3]`` (x, y, z)."""
+    n = np.array(grid.shape[::-1])
+    x = points * (n - 1)
+    i0 = np.clip(np.floor(x).astype(int), 0, n - 2)
+    t = x - i0
+    out = np.zeros(len(points))
+    for c in np.ndindex(2, 2, 2):
+        i = i0 + np.array(c)
+        w = np.prod(np.where(np.array(c) == 1, t, 1 - t), axis=1)
+        out += w * grid[i[:, 2], i[:, 1], i[:, 0]]
+    return out
 
 
 def test_post_filter_false_writes_the_unfiltered_format(hydrogen, tmp_path):
@@ -148,7 +241,11 @@ def test_damaged_post_filters_are_one_line_format_errors(filtered, tmp_path):
         nv.open_all(path)
 
 
-def _bytes(vol, tmp_path) -> bytes:
+def _save(vol, tmp_path):
     path = tmp_path / "v.nvc"
     vol.save(path)
-    return path.read_bytes()
+    return path
+
+
+def _bytes(vol, tmp_path) -> bytes:
+    return _save(vol, tmp_path).read_bytes()

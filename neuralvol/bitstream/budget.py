@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -239,6 +239,9 @@ class BudgetQuantiser:
         self._gap = FIRST_REPLAN_GAP
         self._steps: list[torch.Tensor] | None = None
         self.plans = 0  # how many times the steps were planned (fitting's best checkpoint resets on a new plan)
+        # Bytes the final file will need besides the parameters' and the header reserved
+        # already (a post filter's), asked for when the steps are settled: field -> bytes.
+        self.settle_reserve: Callable[[NeuralField], int] | None = None
 
     def plan(self, field: NeuralField, flat: dict | None = None) -> list[Group]:
         """Steps for the current weights; InputError when even the coarsest steps do not fit."""
@@ -266,11 +269,13 @@ class BudgetQuantiser:
         return quantised_weights(field, self._steps)
 
     def settle(self, field: NeuralField) -> None:
-        """Plan once more for the current weights, :data:`SETTLE_MARGIN` inside the budget,
-        and keep these steps to the end: the last part of quantisation-aware training
-        settles the weights onto them, and the margin lets the file keep them."""
+        """Plan once more for the current weights, :data:`SETTLE_MARGIN` inside the budget
+        less what :attr:`settle_reserve` asks for, and keep these steps to the end: the last
+        part of quantisation-aware training settles the weights onto them, and the margin
+        lets the file keep them."""
         budget = self.budget
-        self.budget = max(1, int(budget * (1.0 - SETTLE_MARGIN)))
+        held = 0 if self.settle_reserve is None else max(0, int(self.settle_reserve(field)))
+        self.budget = max(1, int((budget - held) * (1.0 - SETTLE_MARGIN)))
         try:
             self.plan(field)
         finally:

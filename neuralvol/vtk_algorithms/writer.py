@@ -157,8 +157,8 @@ class NeuralVolumeWriter(VTKPythonAlgorithmBase):
         return self._precision
 
     def SetPostFilter(self, flag):
-        """Fit and store the 3x3x3 post filter where it measures better (default on); off,
-        other resolutions and probes evaluate the network once per point instead of 27 times."""
+        """Fit and store a 3x3x3 or 5x5x5 post filter where it measures better (default on);
+        off, other resolutions and probes evaluate the network only at their own points."""
         self._set("_post_filter", bool(flag))
 
     def GetPostFilter(self):
