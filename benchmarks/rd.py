@@ -174,7 +174,8 @@ def run_neuralvol(original: np.ndarray, ratio: float, time_budget: float, spacin
     return {"psnr": psnr(original, decoded), "bytes": vol.nbytes, "seconds": fit_s, "steps": vol.training.steps,
             "decode_s": decode_s, "voxels_per_s": original.size / decode_s,
             "bits_per_param": 8 * (vol.nbytes - header_length(vol)) / vol.config.n_params,
-            "post_filter": vol.post_filter is not None}   # in the CSV: which cells kept the kernel
+            # in the CSV: the kernel each cell kept ("3x3x3", "5x5x5"; "none"; True/False before stop 32)
+            "post_filter": "none" if vol.post_filter is None else vol.post_filter.size}
 
 
 def _parse(text: str):

@@ -549,23 +549,26 @@ def _settle_filter_reserve(data: np.ndarray, info: VolumeInfo, budget: int, devi
     were more than the steps' 0.5 % margin: the filtered file was planned afresh and measured
     below the plain one (hydrogen 400:1, isabel 400:1, carotid 100:1; 60 s)."""
     def reserve(field: NeuralField) -> int:
-        nz, ny, nx = data.shape[:3]
         with quantiser.current(field):
-            raw = evaluate_grid(field, unit_axis(nx, 0, nx - 1), unit_axis(ny, 0, ny - 1), unit_axis(nz, 0, nz - 1),
-                                device=str(device))
-        kernel = postfilter.best_kernel(postfilter.fit_kernels(raw, fields.normalised_target(data, info)), budget)
+            kernel = _best_kernel(field, data, info, budget, device)
         return 0 if kernel is None else kernel.header_bytes() + FILTER_RESERVE_MARGIN
     return reserve
 
 
 def _fit_post_filter(vol: NeuralVolume, data: np.ndarray, budget: int, device) -> postfilter.PostFilter | None:
     """The post filter for ``vol``'s quantised network, or None where it is not worth its bytes."""
-    nz, ny, nx = data.shape[:3]
-    raw = evaluate_grid(vol.network, unit_axis(nx, 0, nx - 1), unit_axis(ny, 0, ny - 1), unit_axis(nz, 0, nz - 1),
-                        device=str(device))
-    fitted = postfilter.fit_kernels(raw, fields.normalised_target(data, vol.info))
+    kernel = _best_kernel(vol.network, data, vol.info, budget, device)
     vol.network.to("cpu")
-    return postfilter.best_kernel(fitted, budget)
+    return kernel
+
+
+def _best_kernel(network: NeuralField, data: np.ndarray, info: VolumeInfo, budget: int,
+                 device) -> postfilter.PostFilter | None:
+    """The kernel of :func:`postfilter.best_kernel` for ``network``'s values on the original grid."""
+    nz, ny, nx = data.shape[:3]
+    raw = evaluate_grid(network, unit_axis(nx, 0, nx - 1), unit_axis(ny, 0, ny - 1), unit_axis(nz, 0, nz - 1),
+                        device=str(device))
+    return postfilter.best_kernel(postfilter.fit_kernels(raw, fields.normalised_target(data, info)), budget)
 
 
 def psnr_of(vol: NeuralVolume, original: np.ndarray, device: torch.device | str = "cpu") -> float:

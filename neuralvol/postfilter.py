@@ -60,10 +60,11 @@ MAX_SHIFT_LOSS = 0.002
 FIT_SLAB_VOXELS = 1 << 18
 # Voxels the normal equations are accumulated over, at most: every k-th slab of a larger
 # volume (28 unknowns). All 16.8 M voxels of a 256^3 volume took 3 s on one thread for the
-# 3x3x3 kernel alone, 4x its decode at 400:1; 2^22 of them for both kernels 2.7 s on two.
+# 3x3x3 kernel alone, 4x its decode at 400:1; 2^22 of them for both kernels 2.7 s on two,
+# 2^21 1.7 s on one (embryo 100:1; either gains 0.00 dB there).
 FIT_MAX_VOXELS = 1 << 21
 # Points per chunk in apply_points: a chunk's distinct corner nodes times the kernel's taps
-# are indexed at once (4096 * 8 * 343 int64, 90 MB, for a 7x7x7 kernel at most).
+# are indexed at once (4096 * 8 * 125 int64, 33 MB, for the 5x5x5 kernel).
 POINT_CHUNK = 4096
 # Kept only if it gains this much more (dB) than its header bytes are estimated to cost.
 MIN_GAIN_DB = 0.01
