@@ -392,17 +392,19 @@ def fit(raw: np.ndarray, target: np.ndarray, radius: int = 1) -> tuple[PostFilte
     return found.kernel, found.before, found.after
 
 
-def net_gain_db(before: float, after: float, filter_bytes: int, file_bytes: int) -> float:
+def net_gain_db(before: float, after: float, filter_bytes: int, file_bytes: int, free_bytes: int = 0) -> float:
     """dB gained by lowering the MSE from ``before`` to ``after`` less what ``filter_bytes``
     more header cost in a file of ``file_bytes``, at :data:`RATE_SLOPE_DB` per halving of the
-    bytes left for the network (-inf where the bytes are not there; +inf for an exact fit)."""
+    bytes left for the network, of which ``free_bytes`` are free (already held back from the
+    network); -inf where the bytes are not there, +inf for an exact fit."""
     if filter_bytes >= file_bytes or not before > 0:
         return -math.inf
     if after <= 0:
         return math.inf
     if not before > after:
         return -math.inf
-    return 10.0 * math.log10(before / after) - RATE_SLOPE_DB * math.log2(file_bytes / (file_bytes - filter_bytes))
+    paid = max(0, filter_bytes - max(0, free_bytes))
+    return 10.0 * math.log10(before / after) - RATE_SLOPE_DB * math.log2(file_bytes / (file_bytes - paid))
 
 
 def worth_its_bytes(before: float, after: float, filter_bytes: int, file_bytes: int) -> bool:
@@ -411,15 +413,15 @@ def worth_its_bytes(before: float, after: float, filter_bytes: int, file_bytes: 
     return net_gain_db(before, after, filter_bytes, file_bytes) > MIN_GAIN_DB
 
 
-def best_kernel(fitted: dict[int, FittedKernel], file_bytes: int) -> PostFilter | None:
-    """The fitted kernel of highest :func:`net_gain_db` in a file of ``file_bytes``, if one is
-    worth its bytes (the smaller radius on a tie)."""
+def best_kernel(fitted: dict[int, FittedKernel], file_bytes: int, free_bytes: int = 0) -> PostFilter | None:
+    """The fitted kernel of highest :func:`net_gain_db` in a file of ``file_bytes`` with
+    ``free_bytes`` held back for it, if one is worth its bytes (the smaller radius on a tie)."""
     best, best_gain = None, MIN_GAIN_DB
     for r in sorted(fitted):
         f = fitted[r]
         if f.kernel is None:
             continue
-        gain = net_gain_db(f.before, f.after, f.kernel.header_bytes(), file_bytes)
+        gain = net_gain_db(f.before, f.after, f.kernel.header_bytes(), file_bytes, free_bytes)
         if gain > best_gain:
             best, best_gain = f.kernel, gain
     return best

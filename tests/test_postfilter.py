@@ -87,6 +87,12 @@ def test_a_5x5x5_kernel_is_fitted_applied_and_chosen_only_where_it_pays():
     assert postfilter.best_kernel(fitted, 1000).radius == 1
     # neither kernel pays in a file whose bytes would all be its header
     assert postfilter.best_kernel(fitted, fitted[1].kernel.header_bytes()) is None
+    # bytes already held back for a kernel cost nothing more: in a file two bytes longer than
+    # the 3x3x3 kernel, its ~10 dB pay for its bytes only once they are free
+    tiny = fitted[1].kernel.header_bytes() + 2
+    gain = 10 * np.log10(fitted[1].before / fitted[1].after)
+    assert postfilter.net_gain_db(fitted[1].before, fitted[1].after, tiny - 2, tiny) < 0 < gain
+    assert postfilter.best_kernel(fitted, tiny, free_bytes=tiny - 2).radius == 1
     with pytest.raises(ValueError, match="8 or 27"):
         postfilter.PostFilter(shift=3, weights=(1,) * 9, offset=0)
 

@@ -242,6 +242,7 @@ class BudgetQuantiser:
         # Bytes the final file will need besides the parameters' and the header reserved
         # already (a post filter's), asked for when the steps are settled: field -> bytes.
         self.settle_reserve: Callable[[NeuralField], int] | None = None
+        self.held_back = 0   # what it asked for
 
     def plan(self, field: NeuralField, flat: dict | None = None) -> list[Group]:
         """Steps for the current weights; InputError when even the coarsest steps do not fit."""
@@ -275,6 +276,7 @@ class BudgetQuantiser:
         lets the file keep them."""
         budget = self.budget
         held = 0 if self.settle_reserve is None else max(0, int(self.settle_reserve(field)))
+        self.held_back = held
         self.budget = max(1, int((budget - held) * (1.0 - SETTLE_MARGIN)))
         try:
             self.plan(field)
