@@ -329,8 +329,8 @@ class FittedKernel:
 
 
 def fit_kernels(raw: np.ndarray, target: np.ndarray, radii=None) -> dict[int, FittedKernel]:
-    """The least-squares kernel of each radius in ``radii`` (default :data:`RADII`) for network values ``raw`` on the
-    original grid against ``target`` (both ``[z, y, x]``, in the same units), its weights
+    """The least-squares kernel of each radius in ``radii`` (default :data:`RADII`) for network
+    values ``raw`` on the original grid against ``target`` (both ``[z, y, x]``, in the same units), its weights
     rounded to the coarsest adequate shift. The normal equations are accumulated once, for
     the largest radius, over all voxels or every k-th slab past :data:`FIT_MAX_VOXELS`; a
     smaller kernel solves the rows of its classes. Every kernel is None for a volume of under

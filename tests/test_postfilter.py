@@ -157,7 +157,7 @@ def kernel_volume(request, filtered, tmp_path):
 def test_every_decode_path_applies_the_filter(kernel_volume):
     vol = kernel_volume
     nx, ny, nz = vol.dims
-    unfiltered = evaluate_grid(vol.network, unit_axis(nx, 0, nx - 1), unit_axis(ny, 0, ny - 1), unit_axis(nz, 0, nz - 1))
+    unfiltered = evaluate_grid(vol.network, *(unit_axis(n, 0, n - 1) for n in (nx, ny, nz)))
     lo, hi = vol.value_range
     np.testing.assert_allclose(vol.decode_values(), lo + (hi - lo) * _reference_filter(vol.post_filter, unfiltered),
                                rtol=0, atol=1e-6 * (hi - lo))
