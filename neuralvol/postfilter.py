@@ -415,12 +415,17 @@ def worth_its_bytes(before: float, after: float, filter_bytes: int, file_bytes: 
 
 def best_kernel(fitted: dict[int, FittedKernel], file_bytes: int, free_bytes: int = 0) -> PostFilter | None:
     """The fitted kernel of highest :func:`net_gain_db` in a file of ``file_bytes`` with
-    ``free_bytes`` held back for it, if one is worth its bytes (the smaller radius on a tie)."""
+    ``free_bytes`` held back for it, if one is worth its bytes (the smaller radius on a tie).
+    Where bytes were held back and a kernel fits in them, only such kernels: a longer one
+    makes the file round its settled weights afresh (viscous fingers 800:1: a 52-byte kernel
+    where 37 bytes were held measured 36.65 dB, the plain file 38.82)."""
+    kernels = {r: f for r, f in fitted.items() if f.kernel is not None}
+    within = {r: f for r, f in kernels.items() if f.kernel.header_bytes() <= free_bytes}
+    if free_bytes > 0 and within:
+        kernels = within
     best, best_gain = None, MIN_GAIN_DB
-    for r in sorted(fitted):
-        f = fitted[r]
-        if f.kernel is None:
-            continue
+    for r in sorted(kernels):
+        f = kernels[r]
         gain = net_gain_db(f.before, f.after, f.kernel.header_bytes(), file_bytes, free_bytes)
         if gain > best_gain:
             best, best_gain = f.kernel, gain

@@ -93,6 +93,12 @@ def test_a_5x5x5_kernel_is_fitted_applied_and_chosen_only_where_it_pays():
     gain = 10 * np.log10(fitted[1].before / fitted[1].after)
     assert postfilter.net_gain_db(fitted[1].before, fitted[1].after, tiny - 2, tiny) < 0 < gain
     assert postfilter.best_kernel(fitted, tiny, free_bytes=tiny - 2).radius == 1
+    # where bytes were held back, a kernel that fits in them beats a longer one that gains more
+    five = postfilter.fit_kernels(raw, target)     # the 5x5x5 truth above: the larger kernel gains far more
+    assert postfilter.best_kernel(five, 100_000).radius == 2
+    held = five[1].kernel.header_bytes()
+    assert five[2].kernel.header_bytes() > held
+    assert postfilter.best_kernel(five, 100_000, free_bytes=held).radius == 1
     with pytest.raises(ValueError, match="8 or 27"):
         postfilter.PostFilter(shift=3, weights=(1,) * 9, offset=0)
 
