@@ -354,14 +354,14 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
     # Not for a weighted fit: the kernel is fitted, and kept, by the plain MSE, which could
     # trade the region the user weighted for the rest.
     filtering = post_filter and quantised and info.n_components == 1 and hi > lo and weights is None
-    if filtering and quantiser is not None:
-        quantiser.settle_reserve = _settle_filter_reserve(data, info, budget, torch_device, quantiser)
     network = meta_init.network(seed) if meta_init is not None else NeuralField(config, seed=seed)
     if warm_start is not None:
         network.load_tensors(warm_start.network.named_tensors())
     torch.manual_seed(int(seed))
     if hi > lo:
         target = fields.normalised_target(data, info)
+        if filtering and quantiser is not None:
+            quantiser.settle_reserve = _settle_filter_reserve(target, budget, torch_device, quantiser)
         # the fit gets what planning left of the budget, and leaves room for finishing
         remaining = None if time_budget is None else max(0.0, float(time_budget) - (perf_counter() - started))
         summary = fit(network, target, steps=None if steps is None else int(steps), time_budget=remaining,
@@ -547,7 +547,7 @@ def _quantised_file(network: NeuralField, floats: dict, info: VolumeInfo, data: 
 FILTER_RESERVE_MARGIN = 4
 
 
-def _settle_filter_reserve(data: np.ndarray, info: VolumeInfo, budget: int, device,
+def _settle_filter_reserve(target: np.ndarray, budget: int, device,
                            quantiser: BudgetQuantiser) -> Callable[[NeuralField], int]:
     """For :attr:`BudgetQuantiser.settle_reserve`: the header bytes of the post filter that
     the network quantised now would keep (0 if none), so that QAT's settled steps leave them
@@ -556,7 +556,7 @@ def _settle_filter_reserve(data: np.ndarray, info: VolumeInfo, budget: int, devi
     below the plain one (hydrogen 400:1, isabel 400:1, carotid 100:1; 60 s)."""
     def reserve(field: NeuralField) -> int:
         with quantiser.current(field):
-            kernel = _best_kernel(field, data, info, budget, device)
+            kernel = _best_kernel(field, target, budget, device)
         return 0 if kernel is None else kernel.header_bytes() + FILTER_RESERVE_MARGIN
     return reserve
 
@@ -565,19 +565,19 @@ def _fit_post_filter(vol: NeuralVolume, data: np.ndarray, budget: int, device,
                      free_bytes: int = 0) -> postfilter.PostFilter | None:
     """The post filter for ``vol``'s quantised network, or None where it is not worth its
     bytes (``free_bytes`` of them were held back for it)."""
-    kernel = _best_kernel(vol.network, data, vol.info, budget, device, free_bytes)
+    kernel = _best_kernel(vol.network, fields.normalised_target(data, vol.info), budget, device, free_bytes)
     vol.network.to("cpu")
     return kernel
 
 
-def _best_kernel(network: NeuralField, data: np.ndarray, info: VolumeInfo, budget: int, device,
+def _best_kernel(network: NeuralField, target: np.ndarray, budget: int, device,
                  free_bytes: int = 0) -> postfilter.PostFilter | None:
-    """The kernel of :func:`postfilter.best_kernel` for ``network``'s values on the original grid."""
-    nz, ny, nx = data.shape[:3]
+    """The kernel of :func:`postfilter.best_kernel` for ``network``'s values on the original grid
+    against ``target`` (:func:`fields.normalised_target`)."""
+    nz, ny, nx = target.shape[:3]
     raw = evaluate_grid(network, unit_axis(nx, 0, nx - 1), unit_axis(ny, 0, ny - 1), unit_axis(nz, 0, nz - 1),
                         device=str(device))
-    return postfilter.best_kernel(postfilter.fit_kernels(raw, fields.normalised_target(data, info)), budget,
-                                  free_bytes)
+    return postfilter.best_kernel(postfilter.fit_kernels(raw, target), budget, free_bytes)
 
 
 def psnr_of(vol: NeuralVolume, original: np.ndarray, device: torch.device | str = "cpu") -> float:
