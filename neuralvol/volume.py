@@ -368,9 +368,14 @@ class NeuralVolume:
             padded = evaluate_grid(self.network, *grown, device=device, progress=progress, dtype=dtype)
             return self.post_filter.apply_padded(padded)
         values = evaluate_grid(self.network, *axes, device=device, progress=progress, dtype=dtype)
-        return self.post_filter.apply_grid(values, lambda nodes: evaluate_grid(
-            self.network, *(unit_axis(n, 0, n - 1)[i] for i, n in zip(nodes, self.dims)), device=device, dtype=dtype),
-            axes, self.dims)
+        return self.post_filter.apply_grid(values, self._node_block_evaluator(device, dtype), axes, self.dims)
+
+    def _node_block_evaluator(self, device, dtype: torch.dtype = torch.float32):
+        """Original-grid node indices per axis (x, y, z) -> the network on their tensor product."""
+        def evaluate(nodes: list[np.ndarray]) -> np.ndarray:
+            return evaluate_grid(self.network, *(unit_axis(n, 0, n - 1)[i] for i, n in zip(nodes, self.dims)),
+                                 device=device, dtype=dtype)
+        return evaluate
 
     def _field_points(self, unit: np.ndarray, device) -> np.ndarray:
         """The network's output (then the post filter) at points ``[N, 3]`` in [0, 1]^3."""
@@ -379,7 +384,7 @@ class NeuralVolume:
             return values
         scale = np.array([1.0 / (n - 1) if n > 1 else 0.0 for n in self.dims])
         return self.post_filter.apply_points(values, lambda nodes: evaluate_points(self.network, nodes * scale, device),
-                                             unit, self.dims)
+                                             unit, self.dims, self._node_block_evaluator(device))
 
     def mlp_dtype(self, compute: str = "auto", device: str = "cpu", bounded: bool = False) -> torch.dtype:
         """The MLP's compute dtype for a decode at ``compute`` (see :meth:`decode`) of the

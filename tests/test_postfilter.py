@@ -2,6 +2,7 @@
 applies it, and how files carry it."""
 from __future__ import annotations
 
+import math
 import zlib
 
 import numpy as np
@@ -40,12 +41,17 @@ def filtered(hydrogen) -> nv.NeuralVolume:
     return nv.compress(hydrogen, ratio=40, steps=150, seed=1)
 
 
+def _fit_3x3x3(raw, target):
+    found = postfilter.fit_kernels(raw, target, (1,))[1]
+    return found.kernel, found.before, found.after
+
+
 def test_fit_recovers_a_known_kernel_and_rounds_it_to_few_bits():
     rng = np.random.default_rng(0)
     raw = rng.normal(size=(11, 13, 17))
     truth = postfilter.PostFilter(shift=10, weights=(700, 40, -30, 12, 25, -8, 6, -3), offset=-50)
     target = _reference_filter(truth, raw)
-    found, before, after = postfilter.fit(raw, target)
+    found, before, after = _fit_3x3x3(raw, target)
     # the coarsest weights that keep all but MAX_SHIFT_LOSS of the gain: here shift 7
     assert found.shift < truth.shift
     exact = np.array([*truth.weights, truth.offset]) * truth.scale
@@ -99,6 +105,16 @@ def test_a_5x5x5_kernel_is_fitted_applied_and_chosen_only_where_it_pays():
     held = five[1].kernel.header_bytes()
     assert five[2].kernel.header_bytes() > held
     assert postfilter.best_kernel(five, 100_000, free_bytes=held).radius == 1
+    # a kernel a few bytes longer than those held back is rounded coarser to fit in them
+    # (while that still beats the 3x3x3 kernel)
+    assert [k.shift for k, _ in five[2].coarser] == list(range(five[2].kernel.shift - 1, 0, -1))[:len(five[2].coarser)]
+    fitting = [(k, after) for k, after in five[2].coarser
+               if k.header_bytes() < five[2].kernel.header_bytes() and after < five[1].after]
+    assert fitting, "no coarser rounding is both shorter and better than the 3x3x3 kernel"
+    shorter, after = fitting[0]
+    assert five[2].after < after
+    chosen = postfilter.best_kernel(five, 100_000, free_bytes=shorter.header_bytes())
+    assert chosen == shorter and chosen.radius == 2
     with pytest.raises(ValueError, match="8 or 27"):
         postfilter.PostFilter(shift=3, weights=(1,) * 9, offset=0)
 
@@ -106,14 +122,14 @@ def test_a_5x5x5_kernel_is_fitted_applied_and_chosen_only_where_it_pays():
 def test_fit_declines_where_it_gains_nothing_and_bytes_decide_small_files():
     rng = np.random.default_rng(1)
     raw = rng.normal(size=(9, 9, 9))
-    found, before, after = postfilter.fit(raw, raw)   # already exact up to the identity kernel
+    found, before, after = _fit_3x3x3(raw, raw)   # already exact up to the identity kernel
     assert found is None or after >= before * (1 - 1e-9)
-    assert postfilter.fit(raw[:2, :2, :2], raw[:2, :2, :2])[0] is None   # too few voxels
+    assert _fit_3x3x3(raw[:2, :2, :2], raw[:2, :2, :2])[0] is None   # too few voxels
     # 0.2 dB is worth 20 bytes of a 10 kB file, not of a 300-byte one
     ratio = 10 ** (-0.02)
-    assert postfilter.worth_its_bytes(1.0, ratio, 20, 10_000)
-    assert not postfilter.worth_its_bytes(1.0, ratio, 20, 300)
-    assert not postfilter.worth_its_bytes(1.0, 1.0, 20, 10_000)
+    assert postfilter.net_gain_db(1.0, ratio, 20, 10_000) > postfilter.MIN_GAIN_DB
+    assert postfilter.net_gain_db(1.0, ratio, 20, 300) < postfilter.MIN_GAIN_DB
+    assert postfilter.net_gain_db(1.0, 1.0, 20, 10_000) == -math.inf
 
 
 def test_filtered_file_is_compact_version_5_and_decodes_what_was_measured(filtered, hydrogen, tmp_path):
@@ -160,7 +176,7 @@ def kernel_volume(request, filtered, tmp_path):
     return back
 
 
-def test_every_decode_path_applies_the_filter(kernel_volume):
+def test_every_decode_path_applies_the_filter(kernel_volume, monkeypatch):
     vol = kernel_volume
     nx, ny, nz = vol.dims
     unfiltered = evaluate_grid(vol.network, *(unit_axis(n, 0, n - 1) for n in (nx, ny, nz)))
@@ -195,11 +211,20 @@ def test_every_decode_path_applies_the_filter(kernel_volume):
         np.testing.assert_allclose(vol.decode_values(dims=dims, region=region),
                                    expected.reshape(dims[::-1])[z0:z1 + 1, y0:y1 + 1, x0:x1 + 1],
                                    rtol=0, atol=1e-5 * (hi - lo))
-    scattered = np.concatenate([rng.random((500, 3)), np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.5, 0.0, 1.0]])])
-    physical = scattered * (np.array(vol.dims) - 1) * np.array(vol.spacing) + np.array(vol.origin)
-    expected = lo + (hi - lo) * (evaluate_points(vol.network, scattered).astype(np.float64)
-                                 + _interpolate(correction, scattered))
-    np.testing.assert_allclose(vol.sample(physical), expected, rtol=0, atol=1e-5 * (hi - lo))
+    # many scattered points take the correction from one block of nodes around them all, a
+    # few from the nodes their corners' kernels reach: both give the same field
+    blocks = []
+    from_block = postfilter.PostFilter._apply_points_from_block
+    monkeypatch.setattr(postfilter.PostFilter, "_apply_points_from_block",
+                        lambda self, *a: blocks.append(len(a[0])) or from_block(self, *a))
+    many = np.concatenate([rng.random((500, 3)), np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.5, 0.0, 1.0]])])
+    for scattered, by_block in ((many, True), (many[-4:], False)):
+        physical = scattered * (np.array(vol.dims) - 1) * np.array(vol.spacing) + np.array(vol.origin)
+        expected = lo + (hi - lo) * (evaluate_points(vol.network, scattered).astype(np.float64)
+                                     + _interpolate(correction, scattered))
+        blocks.clear()
+        np.testing.assert_allclose(vol.sample(physical), expected, rtol=0, atol=1e-5 * (hi - lo))
+        assert blocks == ([len(scattered)] if by_block else [])
 
 
 def _interpolate(grid: np.ndarray, points: np.ndarray) -> np.ndarray:
