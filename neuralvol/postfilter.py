@@ -31,8 +31,9 @@ then the kernel; on another grid, one evaluation of that grid and one of the ori
 nodes it touches with their neighbourhoods (an upsampled or 2x-downsampled grid: about one
 original-resolution decode of the region more); at scattered points, the distinct nodes
 their corners' kernels reach (at most (2r + 2)^3 per isolated point, shared where points
-cluster), or, where that costs more, one block of nodes around them all. Defining the field off the grid as the kernel applied to shifted network
-evaluations instead cost (2r + 1)^3 evaluations per point: 27 or 125 times a plain decode.
+cluster), or, where that costs more, one block of nodes around them all. Defining the
+field off the grid as the kernel applied to shifted network evaluations instead cost
+(2r + 1)^3 evaluations per point: 27 or 125 times a plain decode.
 
 Fitted in :func:`fit_kernels` on the quantised network's decode of the original grid
 (normal equations accumulated slab by slab, both radii from one pass), and
