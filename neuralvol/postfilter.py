@@ -171,27 +171,30 @@ class PostFilter:
                     acc.add_(part, alpha=weights[c])
         return out.numpy()
 
-    def apply_grid(self, values: np.ndarray, evaluate_nodes: Callable[[list[np.ndarray]], np.ndarray],
-                   axes: list[np.ndarray], dims: tuple[int, int, int]) -> np.ndarray:
+    def apply_grid(self, values: np.ndarray, evaluate_nodes: Callable[..., np.ndarray],
+                   axes: list[np.ndarray], dims: tuple[int, int, int],
+                   progress: Callable[[float], None] | None = None) -> np.ndarray:
         """The filtered field (float32) on the tensor-product grid of ``axes`` (x, y, z in
         [0, 1]), from the network's ``values`` there (``[nz, ny, nx]``) and ``evaluate_nodes``
         (original-grid node indices per axis, x, y, z -> the network's values on their tensor
         product): the values plus the correction interpolated from the original grid (see the
         module's docstring). Only the nodes next to the grid's points, and their kernel's
         neighbourhoods, are evaluated: as one block where those are contiguous (an upsampled
-        or 2x-downsampled grid), else slab by slab."""
+        or 2x-downsampled grid), else slab by slab. ``evaluate_nodes(nodes, progress)`` reports
+        its own fraction done to ``progress``; ``progress`` here gets the fraction of all the
+        node evaluations done."""
         r = self.radius
         cells = [_cells(u, n) for u, n in zip(axes, dims)]
         needed = [np.unique(np.concatenate([c[0], c[1]])) for c in cells]
         near = [np.unique(np.clip(nd[:, None] + np.arange(-r, r + 1), 0, n - 1)) for nd, n in zip(needed, dims)]
         if all(len(nb) == nb[-1] - nb[0] + 1 for nb in near):
-            padded = np.asarray(evaluate_nodes([padded_indices(n, nd[0], nd[-1], r) for nd, n in zip(needed, dims)]),
-                                dtype=np.float32)
+            padded = np.asarray(evaluate_nodes([padded_indices(n, nd[0], nd[-1], r) for nd, n in zip(needed, dims)],
+                                               progress), dtype=np.float32)
             inner = padded[r:padded.shape[0] - r, r:padded.shape[1] - r, r:padded.shape[2] - r]
             block = self.apply_padded(padded) - inner
             correction = block[np.ix_(*(nd - nd[0] for nd in needed[::-1]))]
         else:
-            correction = self._sparse_correction(evaluate_nodes, needed, near, dims)
+            correction = self._sparse_correction(evaluate_nodes, needed, near, dims, progress)
         corr = torch.from_numpy(np.ascontiguousarray(correction, dtype=np.float32))
         for axis, (i0, i1, t) in ((2, cells[0]), (1, cells[1])):   # separable: x, then y
             shape = [1, 1, 1]
@@ -211,7 +214,7 @@ class PostFilter:
                            + corr.index_select(0, torch.from_numpy(p1[z0:z1])) * tz)
         return out.numpy()
 
-    def _sparse_correction(self, evaluate_nodes, needed, near, dims) -> np.ndarray:
+    def _sparse_correction(self, evaluate_nodes, needed, near, dims, progress=None) -> np.ndarray:
         """``K f - f`` at the tensor product of the ``needed`` nodes per axis (x, y, z), from
         the network on the tensor product of ``near`` (their neighbourhoods), slab by slab."""
         r = self.radius
@@ -225,7 +228,8 @@ class PostFilter:
             rows = [(lo[z0:z1], hi[z0:z1]) for lo, hi in picks[2]]
             first = min(int(lo.min()) for lo, _ in rows)
             last = max(int(hi.max()) for _, hi in rows)
-            block = np.asarray(evaluate_nodes([near[0], near[1], near[2][first:last + 1]]), dtype=np.float64)
+            done = progress_share(progress, z0 / len(needed[2]), z1 / len(needed[2]))
+            block = np.asarray(evaluate_nodes([near[0], near[1], near[2][first:last + 1]], done), dtype=np.float64)
             rows = [(lo - first, hi - first) for lo, hi in rows]
             correction[z0:z1] = self._correction_at(block, [picks[0], picks[1], rows])
         return correction
@@ -312,6 +316,14 @@ class PostFilter:
             if self.weights[c]:
                 acc += self.weights[c] * self.scale * sums[c]
         return acc
+
+
+def progress_share(progress: Callable[[float], None] | None, first: float,
+                   last: float) -> Callable[[float], None] | None:
+    """``progress`` for a part of the work that runs from ``first`` to ``last`` of it."""
+    if progress is None:
+        return None
+    return lambda fraction: progress(first + (last - first) * fraction)
 
 
 def _cells(u: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -367,14 +367,22 @@ class NeuralVolume:
                      for a, n in enumerate(dims)]
             padded = evaluate_grid(self.network, *grown, device=device, progress=progress, dtype=dtype)
             return self.post_filter.apply_padded(padded)
-        values = evaluate_grid(self.network, *axes, device=device, progress=progress, dtype=dtype)
-        return self.post_filter.apply_grid(values, self._node_block_evaluator(device, dtype), axes, self.dims)
+        # progress: the grid's own values, then the original nodes around them (at most about
+        # two per point and axis, plus the kernel's reach)
+        r = self.post_filter.radius
+        grid = math.prod(len(u) for u in axes)
+        nodes = math.prod(min(n, 2 * len(u) + 2 * r) for u, n in zip(axes, self.dims))
+        first = grid / (grid + nodes)
+        values = evaluate_grid(self.network, *axes, device=device, dtype=dtype,
+                               progress=postfilter.progress_share(progress, 0.0, first))
+        return self.post_filter.apply_grid(values, self._node_block_evaluator(device, dtype), axes, self.dims,
+                                           postfilter.progress_share(progress, first, 1.0))
 
     def _node_block_evaluator(self, device, dtype: torch.dtype = torch.float32):
         """Original-grid node indices per axis (x, y, z) -> the network on their tensor product."""
-        def evaluate(nodes: list[np.ndarray]) -> np.ndarray:
+        def evaluate(nodes: list[np.ndarray], progress: Callable[[float], None] | None = None) -> np.ndarray:
             return evaluate_grid(self.network, *(unit_axis(n, 0, n - 1)[i] for i, n in zip(nodes, self.dims)),
-                                 device=device, dtype=dtype)
+                                 device=device, dtype=dtype, progress=progress)
         return evaluate
 
     def _field_points(self, unit: np.ndarray, device) -> np.ndarray:

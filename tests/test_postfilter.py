@@ -286,3 +286,20 @@ def _save(vol, tmp_path):
 
 def _bytes(vol, tmp_path) -> bytes:
     return _save(vol, tmp_path).read_bytes()
+
+
+def test_other_grids_report_progress_over_both_evaluations(filtered, monkeypatch):
+    """Off the original grid a filtered decode evaluates the grid, then the original nodes
+    around it: progress rises through both, to 1 at the end (as one block and slab by slab)."""
+    assert filtered.post_filter is not None
+    apply_grid = postfilter.PostFilter.apply_grid
+    seen, at_nodes = [], []
+    monkeypatch.setattr(postfilter.PostFilter, "apply_grid",
+                        lambda self, *a: at_nodes.append(len(seen)) or apply_grid(self, *a))
+    for dims in ((48, 47, 24), (4, 5, 3)):
+        seen.clear()
+        at_nodes.clear()
+        filtered.decode(dims=dims, progress=seen.append)
+        assert len(at_nodes) == 1 and 0 < at_nodes[0] < len(seen)   # reports in both parts
+        assert seen[at_nodes[0] - 1] < 1.0 - 1e-6 and seen[-1] == pytest.approx(1.0)
+        assert all(0.0 <= a <= b + 1e-12 for a, b in zip(seen, seen[1:])) and max(seen) <= 1.0 + 1e-12
