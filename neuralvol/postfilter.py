@@ -188,10 +188,8 @@ class PostFilter:
         needed = [np.unique(np.concatenate([c[0], c[1]])) for c in cells]
         near = [np.unique(np.clip(nd[:, None] + np.arange(-r, r + 1), 0, n - 1)) for nd, n in zip(needed, dims)]
         if all(len(nb) == nb[-1] - nb[0] + 1 for nb in near):
-            padded = np.asarray(evaluate_nodes([padded_indices(n, nd[0], nd[-1], r) for nd, n in zip(needed, dims)],
-                                               progress), dtype=np.float32)
-            inner = padded[r:padded.shape[0] - r, r:padded.shape[1] - r, r:padded.shape[2] - r]
-            block = self.apply_padded(padded) - inner
+            block = self._block_correction(evaluate_nodes, [nd[0] for nd in needed], [nd[-1] for nd in needed], dims,
+                                           progress)
             correction = block[np.ix_(*(nd - nd[0] for nd in needed[::-1]))]
         else:
             correction = self._sparse_correction(evaluate_nodes, needed, near, dims, progress)
@@ -236,15 +234,15 @@ class PostFilter:
 
     def apply_points(self, values: np.ndarray, evaluate_nodes: Callable[[np.ndarray], np.ndarray],
                      points: np.ndarray, dims: tuple[int, int, int],
-                     evaluate_block: Callable[[list[np.ndarray]], np.ndarray] | None = None) -> np.ndarray:
+                     evaluate_block: Callable[..., np.ndarray] | None = None) -> np.ndarray:
         """The filtered field at ``points`` ``[N, 3]`` (x, y, z in [0, 1]) from the network's
         ``values`` there (``[N]``) and ``evaluate_nodes`` (original-grid node indices ``[M, 3]``,
         x, y, z -> the network's values ``[M]``): each chunk of points evaluates the distinct
         nodes its corners' kernels reach, at most (2r + 2)^3 + 1 evaluations per point. Where
         that is more than the block of original nodes around all the points costs through
-        ``evaluate_block`` (node indices per axis, x, y, z -> the network's values on their
-        tensor product, ``[z, y, x]``; see :data:`BLOCK_EVALUATION_COST`), the correction is
-        computed on that block instead."""
+        ``evaluate_block`` (node indices per axis, x, y, z, and a progress callback or None ->
+        the network's values on their tensor product, ``[z, y, x]``; see
+        :data:`BLOCK_EVALUATION_COST`), the correction is computed on that block instead."""
         r = self.radius
         if evaluate_block is not None and len(points):
             cells = [_cells(points[:, a], n) for a, n in enumerate(dims)]
@@ -284,14 +282,19 @@ class PostFilter:
             out[start:start + len(chunk)] += sum(w * correction[where[c]] for c, w in enumerate(weights))
         return out
 
+    def _block_correction(self, evaluate_block, lows, highs, dims, progress=None) -> np.ndarray:
+        """``K f - f`` (float32, ``[z, y, x]``) at the original nodes ``lows..highs`` per axis
+        (x, y, z), from one evaluation of that block grown by the radius (the edge repeated)."""
+        r = self.radius
+        padded = np.asarray(evaluate_block([padded_indices(n, lo, hi, r) for n, lo, hi in zip(dims, lows, highs)],
+                                           progress), dtype=np.float32)
+        inner = padded[r:padded.shape[0] - r, r:padded.shape[1] - r, r:padded.shape[2] - r]
+        return self.apply_padded(padded) - inner
+
     def _apply_points_from_block(self, values, evaluate_block, cells, lows, highs, dims) -> np.ndarray:
         """:meth:`apply_points` from the correction on the block of nodes ``lows..highs`` per
         axis (x, y, z), given the points' ``cells`` (:func:`_cells` per axis)."""
-        r = self.radius
-        padded = np.asarray(evaluate_block([padded_indices(n, lo, hi, r) for n, lo, hi in zip(dims, lows, highs)]),
-                            dtype=np.float32)
-        inner = padded[r:padded.shape[0] - r, r:padded.shape[1] - r, r:padded.shape[2] - r]
-        correction = self.apply_padded(padded) - inner
+        correction = self._block_correction(evaluate_block, lows, highs, dims)
         (x0, x1, tx), (y0, y1, ty), (z0, z1, tz) = cells
         x0, x1, y0, y1 = x0 - lows[0], x1 - lows[0], y0 - lows[1], y1 - lows[1]
         z0, z1 = z0 - lows[2], z1 - lows[2]
@@ -442,19 +445,22 @@ def fit_kernels(raw: np.ndarray, target: np.ndarray, radii=None) -> dict[int, Fi
         if not best < before:
             out[r] = FittedKernel(None, before, before)
             continue
-        for shift in SHIFTS:
+
+        def rounded(shift: int) -> tuple[PostFilter, float]:
             q = np.rint(coef * 2.0 ** shift)
-            after = mse(q * 2.0 ** -shift, rows)
+            return (PostFilter(shift=shift, weights=tuple(int(v) for v in q[:-1]), offset=int(q[-1])),
+                    mse(q * 2.0 ** -shift, rows))
+
+        for shift in SHIFTS:
+            kernel, after = rounded(shift)
             if after <= best + MAX_SHIFT_LOSS * (before - best) or shift == SHIFTS[-1]:
                 break
-        kernel = PostFilter(shift=shift, weights=tuple(int(v) for v in q[:-1]), offset=int(q[-1]))
         coarser = []
         for fewer in range(shift - 1, max(0, shift - COARSER_SHIFTS) - 1, -1):
-            c = np.rint(coef * 2.0 ** fewer)
-            worse = mse(c * 2.0 ** -fewer, rows)
-            if not worse < before:
+            candidate = rounded(fewer)
+            if not candidate[1] < before:
                 break
-            coarser.append((PostFilter(shift=fewer, weights=tuple(int(v) for v in c[:-1]), offset=int(c[-1])), worse))
+            coarser.append(candidate)
         out[r] = FittedKernel(kernel, before, after, tuple(coarser))
     return out
 
