@@ -15,6 +15,7 @@ lazily (MemmapArray), so each worker holds only its brick. Measured:
 
     python benchmarks/large.py            # 512^3, brick 128, 300 steps per brick
     python benchmarks/large.py --quick    # 128^3, brick 64, 30 steps: a few minutes
+    python benchmarks/large.py --post-filter ../shared/data/volumes/embryo.npy --workers 2   # bricks' post filters
 """
 from __future__ import annotations
 
@@ -81,6 +82,43 @@ def sperr_psnr(path: Path, data: np.ndarray, budget: int, work: Path):
     return psnr(data, np.load(decoded)), ""
 
 
+def post_filter_rows(paths: list[Path], args) -> dict:
+    """Real volumes in bricks with and without the bricks' post filters, and SPERR, at the same budget."""
+    rows = {}
+    w = args.workers[-1]
+    brick = args.brick or 128
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in paths:
+            data = np.load(path)
+            row = {}
+            for kept in (False, True):
+                t = time.perf_counter()
+                vol = compress_bricked(data, brick, ratio=args.ratio, workers=w, post_filter=kept, seed=0,
+                                       record_timings=False, time_budget=args.brick_seconds)
+                secs = time.perf_counter() - t
+                vol.decode(region=(0, 0, 0, 0, 0, 0))   # warm-up: first-call imports are not decode time
+                t = time.perf_counter()
+                decoded = vol.decode()
+                row["post filters" if kept else "none"] = {
+                    "psnr": round(psnr(data, decoded), 2), "bytes": vol.nbytes, "compress_s": round(secs, 1),
+                    "decode_s": round(time.perf_counter() - t, 2),
+                    "kernels": "/".join(b.post_filter.size if b.post_filter else "-" for b in vol.bricks)}
+                print(f"{path.stem} {len(vol.bricks)} bricks of {brick}, {args.ratio:g}:1, "
+                      f"{'post filters' if kept else 'no post filters'}: {row['post filters' if kept else 'none']}",
+                      flush=True)
+            sp, note = sperr_psnr(path, data, row["none"]["bytes"], Path(tmp))
+            row["sperr_psnr"] = None if sp is None else round(sp, 2)
+            print(f"{path.stem} SPERR at {row['none']['bytes']} bytes: {row['sperr_psnr']} {note}", flush=True)
+            rows[path.stem] = row
+    print(f"\n| volume | bricks | no post filter dB | post filters dB | change | kernels kept | decode s (none / filters) | SPERR dB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, r in rows.items():
+        a, b = r["none"], r["post filters"]
+        print(f"| {name} | {brick} | {a['psnr']:.2f} | {b['psnr']:.2f} | {b['psnr'] - a['psnr']:+.2f} | {b['kernels']} "
+              f"| {a['decode_s']:.2f} / {b['decode_s']:.2f} | {r['sperr_psnr']} |")
+    return rows
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="128^3, brick 64, crop 64^3 in bricks of 32, 30 steps")
@@ -91,9 +129,17 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--threads", type=int, default=1, help="torch threads of this process (default 1; workers use 1)")
     p.add_argument("--json", type=Path, help="also write the numbers here")
+    p.add_argument("--post-filter", type=Path, nargs="+", metavar="VOLUME.npy",
+                   help="instead: these volumes in bricks with and without the bricks' post filters, and SPERR")
+    p.add_argument("--brick-seconds", type=float, default=30.0, help="with --post-filter: time budget per brick")
     args = p.parse_args(argv)
     import torch
     torch.set_num_threads(args.threads)
+    if args.post_filter:
+        rows = post_filter_rows(args.post_filter, args)
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1))
+        return 0
     n = args.size or (128 if args.quick else 512)
     brick = args.brick or (64 if args.quick else 128)
     steps = args.steps or (30 if args.quick else 300)

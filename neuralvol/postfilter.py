@@ -375,6 +375,21 @@ def _by_class(a, radius: int, parts: Callable):
     return out
 
 
+def node_run(u: np.ndarray, n: int) -> tuple[int, int] | None:
+    """(first, last) when the unit coordinates ``u`` are the consecutive nodes first..last of an
+    n-node axis (to 1e-9 of a node spacing), else None: where the filter is the kernel itself."""
+    if len(u) == 0:
+        return None
+    if n <= 1:
+        return (0, 0) if len(u) == 1 else None
+    x = np.asarray(u, dtype=np.float64) * (n - 1)
+    first = int(np.rint(x[0]))
+    nodes = np.arange(first, first + len(u))
+    if nodes[-1] >= n or first < 0 or np.max(np.abs(x - nodes)) > 1e-9:
+        return None
+    return first, int(nodes[-1])
+
+
 def padded_indices(n: int, lo: int, hi: int, radius: int = 1) -> np.ndarray:
     """Indices ``lo - r .. hi + r`` of an n-node axis, clamped to it (the edge repeated)."""
     return np.clip(np.arange(lo - radius, hi + radius + 1), 0, n - 1)

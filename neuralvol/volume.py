@@ -343,7 +343,7 @@ class NeuralVolume:
             finish = (out_dtype if cast else np.dtype(np.float64), slab_rescale_cast(offset, scale, out_dtype, cast))
             return evaluate_grid(self.network, *axes, device=device, progress=progress, dtype=mlp_dtype,
                                  finish=finish).reshape(shape)
-        out = self._field_grid(dims, region, axes, device, progress, mlp_dtype)
+        out = self._field_grid(axes, device, progress, mlp_dtype)
         if not bounded:
             finish = slab_rescale_cast(offset, scale, out_dtype, cast)
             return finish(torch.from_numpy(out)).numpy().astype(out_dtype if cast else np.float64).reshape(shape)
@@ -354,22 +354,24 @@ class NeuralVolume:
             values = np.clip(np.rint(values), info.min, info.max)
         return cast_to_dtype(values, out_dtype) if cast else values
 
-    def _field_grid(self, dims, region, axes, device, progress, dtype: torch.dtype) -> np.ndarray:
-        """The network's output on the grid of ``axes`` (``region`` of a ``dims`` grid), then
-        the post filter if the file has one: on the original grid from one evaluation of the
-        region grown by the kernel's radius, elsewhere the grid's own values plus the
-        correction interpolated from the original grid's nodes (see :mod:`neuralvol.postfilter`)."""
+    def _field_grid(self, axes, device, progress, dtype: torch.dtype) -> np.ndarray:
+        """The network's output on the tensor-product grid of ``axes`` (x, y, z in [0, 1]),
+        then the post filter if the file has one: where the axes are runs of the original
+        grid's nodes (any region of it, or a brick's share of a bricked decode) from one
+        evaluation of that block grown by the kernel's radius, elsewhere the grid's own
+        values plus the correction interpolated from the original grid's nodes (see
+        :mod:`neuralvol.postfilter`)."""
         if self.post_filter is None:
             return evaluate_grid(self.network, *axes, device=device, progress=progress, dtype=dtype)
-        if tuple(dims) == tuple(self.dims):
-            r = self.post_filter.radius
-            grown = [unit_axis(n, 0, n - 1)[postfilter.padded_indices(n, region[2 * a], region[2 * a + 1], r)]
-                     for a, n in enumerate(dims)]
+        runs = [postfilter.node_run(u, n) for u, n in zip(axes, self.dims)]
+        r = self.post_filter.radius
+        if all(run is not None for run in runs):
+            grown = [unit_axis(n, 0, n - 1)[postfilter.padded_indices(n, lo, hi, r)]
+                     for (lo, hi), n in zip(runs, self.dims)]
             padded = evaluate_grid(self.network, *grown, device=device, progress=progress, dtype=dtype)
             return self.post_filter.apply_padded(padded)
         # progress: the grid's own values, then the original nodes around them (at most about
         # two per point and axis, plus the kernel's reach)
-        r = self.post_filter.radius
         grid = math.prod(len(u) for u in axes)
         nodes = math.prod(min(n, 2 * len(u) + 2 * r) for u, n in zip(axes, self.dims))
         first = grid / (grid + nodes)

@@ -76,8 +76,9 @@ def test_foreign_newer_and_padded_files(crop_volume, tmp_path, compact):
     with pytest.raises(nv.FormatError, match="not a neuralvol .nvc file"):
         nv.open(foreign)
     newer = tmp_path / "newer.nvc"
-    newer.write_bytes(data[:8] + struct.pack("<H", 7) + data[10:])
-    with pytest.raises(nv.FormatError, match="newer neuralvol .*version 7"):
+    newer_version = container.FORMAT_VERSION + 1
+    newer.write_bytes(data[:8] + struct.pack("<H", newer_version) + data[10:])
+    with pytest.raises(nv.FormatError, match=f"newer neuralvol .*version {newer_version}"):
         nv.open(newer)
     padded = tmp_path / "padded.nvc"
     padded.write_bytes(data + b"\0\0")

@@ -303,3 +303,15 @@ def test_other_grids_report_progress_over_both_evaluations(filtered, monkeypatch
         assert len(at_nodes) == 1 and 0 < at_nodes[0] < len(seen)   # reports in both parts
         assert seen[at_nodes[0] - 1] < 1.0 - 1e-6 and seen[-1] == pytest.approx(1.0)
         assert all(0.0 <= a <= b + 1e-12 for a, b in zip(seen, seen[1:])) and max(seen) <= 1.0 + 1e-12
+
+
+def test_node_run_finds_consecutive_original_nodes_only():
+    assert postfilter.node_run(unit_axis(33, 4, 20), 33) == (4, 20)
+    # a brick's share of a bricked decode: (index - extent start) / span, with rounding
+    u = (np.arange(30.0, 64.0) - 30.0) / 33.0
+    assert postfilter.node_run(u, 34) == (0, 33)
+    assert postfilter.node_run(unit_axis(33, 0, 32)[::2], 33) is None        # every other node
+    assert postfilter.node_run(unit_axis(33, 0, 9) + 0.001, 33) is None      # off the nodes
+    assert postfilter.node_run(np.array([0.0]), 1) == (0, 0)
+    assert postfilter.node_run(np.array([0.0, 0.0]), 1) is None
+    assert postfilter.node_run(np.array([]), 5) is None

@@ -24,7 +24,7 @@ MAGIC = b"\x89NVC\r\n\x1a\n"
 # Version 1: raw sections only. Version 2 adds entropy-coded sections (a "coding" entry in
 # the section table). Writers use the lowest version that holds what they write, so
 # float16 files stay readable by version-1 readers; readers read every version up to this.
-FORMAT_VERSION = 6
+FORMAT_VERSION = 7
 CODED_SECTIONS_VERSION = 2
 # Version 3: one model with one coded section, its header in fixed binary fields (~70
 # bytes with magic and CRC, instead of ~170), used whenever it can hold the header exactly.
@@ -39,6 +39,9 @@ EXTENDED_KEYS = ("bricks",)
 # Version 6: the version-4 layout whose model entries may hold a "post_filter", which a
 # version-4 reader would ignore, decoding other values than the writer measured.
 FILTERED_VERSION = 6
+# Version 7: a bricked file (top-level "bricks") whose bricks may hold a "post_filter": a
+# version-6 reader reads the filters but its bricked decode blends the bare networks.
+BRICKED_FILTERED_VERSION = 7
 VERSION_FIELD = struct.Struct("<H")
 CRC_FIELD = struct.Struct("<I")
 FLAG_HEADER_ZLIB = 0x1
@@ -77,7 +80,7 @@ def version_for(sections: list[Section], header: dict | None = None, extended: b
     """The lowest format version that can hold ``sections``, ``header``'s top-level keys and
     models' post filters and, when ``extended``, version-4 model keys."""
     if header is not None and any("post_filter" in m for m in header.get("models", ()) if isinstance(m, dict)):
-        return FILTERED_VERSION
+        return BRICKED_FILTERED_VERSION if "bricks" in header else FILTERED_VERSION
     if extended or (header is not None and any(key in header for key in EXTENDED_KEYS)):
         return EXTENDED_VERSION
     return CODED_SECTIONS_VERSION if any(s.coded for s in sections) else 1
@@ -115,7 +118,8 @@ def encode(header: dict, sections: list[Section], compact: bool = True) -> bytes
     full = dict(header)
     full["sections"] = table
     text = json.dumps(full, separators=(",", ":"), sort_keys=False, allow_nan=False).encode("utf-8")
-    version = version_for(sections, header, extended=header.get("version") in (EXTENDED_VERSION, FILTERED_VERSION))
+    version = version_for(sections, header, extended=header.get("version") in (EXTENDED_VERSION, FILTERED_VERSION,
+                                                                           BRICKED_FILTERED_VERSION))
     stored, flags = pack_header(text, version)
     preamble = PREAMBLE.pack(MAGIC, version, flags, len(stored), zlib.crc32(stored))
     return preamble + stored + b"".join(payload)

@@ -61,7 +61,7 @@ def bricked_compress(args, vf) -> int:
     start = time.perf_counter()
     options = dict(time_budget=args.time_budget, steps=args.steps, seed=args.seed, device=args.device,
                    record_timings=not args.reproducible, encoding=args.encoding, grad_weight=args.grad_weight,
-                   precision=args.precision)
+                   precision=args.precision, post_filter=not args.no_post_filter)
     if args.psnr is not None:
         raise InputError("--psnr is not supported with bricks yet; give --ratio, --bpv or --size")
     if args.preset is not None or args.init is not None:
@@ -111,6 +111,8 @@ def bricked_info(path: str, header: dict) -> dict:
                                    "bits_per_parameter": round(8 * _section_bytes(header, i) / max(1, cfg.n_params), 3)},
                        "native_bytes": b.info.native_bytes,
                        "training": {k: v for k, v in b.training.to_dict().items() if k != "curve"}})
+        if b.post_filter is not None:
+            models[-1]["post_filter"] = b.post_filter.to_dict()
     voxels = math.prod(vol.dims)
     return {"file": path, "bytes": size, "ratio": vol.info.native_bytes / size, "bpv": 8 * size / voxels,
             "format_version": header.get("version"), "library": header.get("library"),

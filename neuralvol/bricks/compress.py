@@ -71,10 +71,7 @@ def fit_task(source, slices, extent, origin, spacing, array_name, size, options)
     torch.set_num_threads(1)   # one thread per worker: the cluster provides the parallelism
     started = _time.perf_counter()
     block = _read(source, slices)
-    # no post filter: the bricked decode blends the bricks' networks where they overlap, point
-    # by point, and does not run a brick's kernel (neuralvol.postfilter)
-    vol = compress(block, spacing=spacing, origin=origin, array_name=array_name, size=int(size),
-                   **dict(options, post_filter=False))
+    vol = compress(block, spacing=spacing, origin=origin, array_name=array_name, size=int(size), **options)
     vol.info = dataclasses.replace(vol.info, extent=tuple(int(v) for v in extent))
     vol.training = dataclasses.replace(vol.training, curve=[])   # per-brick curves cost header bytes
     vol.invalidate_size()

@@ -13,10 +13,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..bitstream import atomic_io, schema
+from ..bitstream import atomic_io, container, schema
 from ..bitstream.records import TrainingSummary
 from ..errors import FormatError, InputError
-from ..evaluate import evaluate_grid, evaluate_points
 from ..volume import (NeuralVolume, VolumeInfo, _check_decode_fits, cast_to_dtype, validate_dims,
                       validate_region)
 from .layout import BrickLayout
@@ -132,8 +131,7 @@ class BrickedVolume:
             else:
                 brick.network.to(device)
                 mlp_dtype = brick.mlp_dtype(compute, device)
-                values = offset + scale * evaluate_grid(brick.network, *axes, device=device,
-                                                        dtype=mlp_dtype).astype(np.float64)
+                values = offset + scale * brick._field_grid(axes, device, None, mlp_dtype).astype(np.float64)
             w = weights[2][:, None, None] * weights[1][None, :, None] * weights[0][None, None, :]
             acc[sl[2], sl[1], sl[0]] += w * values
             self.decoded_bricks.add(i)
@@ -175,7 +173,7 @@ class BrickedVolume:
             v = np.full(unit.shape[0], offset)
             if scale != 0.0:
                 brick.network.to(device)
-                v = offset + scale * evaluate_points(brick.network, unit, device).astype(np.float64)
+                v = offset + scale * brick._field_points(unit, device).astype(np.float64)
             acc[hit] += w[hit] * v
             self.decoded_bricks.add(i)
         values[inside] = acc
@@ -238,5 +236,9 @@ def read_models(path: str | os.PathLike) -> list:
     source = os.fspath(path)
     header, volumes = schema.header_and_volumes(data, source)
     if HEADER_KEY in header:
+        if any(v.post_filter is not None for v in volumes) and header.get("version") != container.BRICKED_FILTERED_VERSION:
+            # a writer puts filtered bricks in version 7 only: a version-6 reader would blend the bare networks
+            raise FormatError(f"{source}: corrupted .nvc header (bricks with post filters in a version-"
+                              f"{header.get('version')} file)")
         return [from_header(header[HEADER_KEY], volumes, len(data), source)]
     return volumes
