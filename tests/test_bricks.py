@@ -158,6 +158,40 @@ class KillOnFitRead(MemmapArray):
         return super().__getitem__(key)
 
 
+def test_workers_get_glibcs_usual_mmap_threshold_back(cluster_client, monkeypatch):
+    from neuralvol.bricks import runner
+    # dask's nanny sets MALLOC_TRIM_THRESHOLD_ in every worker, which pins glibc's mmap
+    # threshold (fits ran ~30 % fewer steps); the fit task restores it there
+    assert cluster_client.submit(os.environ.get, "MALLOC_TRIM_THRESHOLD_", pure=False).result() is not None
+    if sys.platform.startswith("linux"):
+        assert cluster_client.submit(runner.restore_mmap_threshold, pure=False).result() is True
+    calls = []
+
+    class Libc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return 1
+
+    monkeypatch.setattr(runner.ctypes, "CDLL", lambda name: Libc())
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    assert runner.restore_mmap_threshold() is False and calls == []   # an ordinary process: untouched
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1048576")
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    assert runner.restore_mmap_threshold() is False and calls == []   # someone chose a threshold
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    assert runner.restore_mmap_threshold() is sys.platform.startswith("linux")
+    assert calls == ([(runner.M_MMAP_THRESHOLD, 32 << 20)] if sys.platform.startswith("linux") else [])
+    monkeypatch.undo()   # the real ctypes again (the kernels load through it)
+    import neuralvol.bricks.compress as bc
+    restored = []
+    monkeypatch.setattr(runner, "restore_mmap_threshold", lambda: restored.append(True))
+    block = np.arange(512, dtype=np.float32).reshape(8, 8, 8)
+    bc.fit_task(block, (slice(None),) * 3, (0, 7, 0, 7, 0, 7), (0.0,) * 3, (1.0,) * 3, "v", 1500,
+                dict(steps=2, record_timings=False))
+    assert restored == [True]
+
+
 def test_a_killed_worker_loses_nothing(cluster_client, headsq, tmp_path):
     data = np.ascontiguousarray(headsq[20:52, 16:48, 16:48])
     np.save(tmp_path / "ct.npy", data)

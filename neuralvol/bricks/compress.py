@@ -69,6 +69,7 @@ def fit_task(source, slices, extent, origin, spacing, array_name, size, options)
     import torch
     from ..compress import compress
     torch.set_num_threads(1)   # one thread per worker: the cluster provides the parallelism
+    runner.restore_mmap_threshold()
     started = _time.perf_counter()
     block = _read(source, slices)
     vol = compress(block, spacing=spacing, origin=origin, array_name=array_name, size=int(size), **options)
