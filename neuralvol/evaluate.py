@@ -1,6 +1,7 @@
 """Evaluating a network on regular grids and scattered points, in bounded-memory chunks."""
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 import numpy as np
@@ -77,6 +78,14 @@ BF16_ERROR_SHARE = 0.025
 BF16_CHECK_POINTS = 1 << 14
 
 
+# "auto" also wants bf16 to be faster: its MLP must run at least this many times fp32's rate.
+# 64 x 64 layers through the MLP kernel (benchmarks/speed.py): the 2-core AMD EPYC (Zen 4)
+# 143 GMAC/s bf16 against 76 fp32; a 2-core Intel Xeon with AMX 82 against 121, where the
+# 256^3 embryo model decoded in 2.01 s with bf16 and 1.55 s with fp32. The margin keeps a
+# machine near parity from switching between runs.
+BF16_MIN_SPEEDUP = 1.25
+
+
 def bf16_is_native(device: torch.device | str) -> bool:
     """Whether bf16 GEMMs run natively (AVX512-BF16 / AMX on CPU, any CUDA GPU torch runs)."""
     device = torch.device(device)
@@ -96,18 +105,60 @@ def bf16_error(field: NeuralField, device: torch.device | str = "cpu") -> float:
     return float(diff.double().square().mean().sqrt())
 
 
+_bf16_speedups: dict[tuple[str, int], float] = {}
+
+
+@torch.no_grad()
+def bf16_speedup(device: torch.device | str) -> float:
+    """How many times faster the decoder's MLP (32 -> 64 -> 64 -> 1) runs in bf16 than in fp32
+    on ``device``, measured once per device type and thread count (best of 3 each, ~30 ms)."""
+    device = torch.device(device)
+    key = (device.type, torch.get_num_threads())
+    if key not in _bf16_speedups:
+        if device.type != "cpu":
+            _bf16_speedups[key] = float("inf")   # GPUs: bf16 tensor cores, never slower
+        else:
+            gen = torch.Generator().manual_seed(0)
+            sizes = (32, 64, 64, 1)
+            weights = [torch.randn((o, i), generator=gen) * 0.1 for i, o in zip(sizes[:-1], sizes[1:])]
+            bias = torch.zeros(1)
+            feats = torch.rand((sizes[0], 1 << 16), generator=gen)
+
+            def best(dtype: torch.dtype) -> float:
+                if mlp_kernel.usable(feats, dtype):
+                    run = lambda: mlp_kernel.forward(weights, bias, feats, dtype)  # noqa: E731
+                else:   # torch's GEMMs, as NeuralField runs them without the kernel
+                    def run():
+                        h = feats.t().to(dtype)
+                        for w in weights[:-1]:
+                            h = torch.relu(h @ w.t().to(dtype))
+                        return h @ weights[-1].t().to(dtype)
+                run()
+                times = []
+                for _ in range(3):
+                    start = time.perf_counter()
+                    run()
+                    times.append(time.perf_counter() - start)
+                return min(times)
+
+            _bf16_speedups[key] = best(torch.float32) / best(torch.bfloat16)
+    return _bf16_speedups[key]
+
+
 def mlp_dtype(field: NeuralField, compute: str, device: torch.device | str,
               model_psnr: float | None) -> torch.dtype:
     """The MLP's compute dtype for a decode asked for at ``compute`` (one of :data:`COMPUTE_CHOICES`).
 
-    "auto" is bf16 only where it runs natively, the model's PSNR is known, and
+    "auto" is bf16 only where it runs natively and at least :data:`BF16_MIN_SPEEDUP` times
+    faster than fp32 (:func:`bf16_speedup`), the model's PSNR is known, and
     :func:`bf16_error` is at most :data:`BF16_ERROR_SHARE` of the model's RMS error.
     """
     if compute not in COMPUTE_CHOICES:
         raise InputError(f"compute must be one of {', '.join(COMPUTE_CHOICES)}; got {compute!r}")
     if compute != "auto":
         return torch.float32 if compute == "float32" else torch.bfloat16
-    if model_psnr is None or not np.isfinite(model_psnr) or not bf16_is_native(device):
+    if model_psnr is None or not np.isfinite(model_psnr) or not bf16_is_native(device) \
+            or bf16_speedup(device) < BF16_MIN_SPEEDUP:
         return torch.float32
     model_rms = 10.0 ** (-float(model_psnr) / 20.0)
     return torch.bfloat16 if bf16_error(field, device) <= BF16_ERROR_SHARE * model_rms else torch.float32

@@ -285,11 +285,12 @@ class NeuralVolume:
         compute : {"float32", "auto", "bfloat16"}, default "float32"
             The MLP's arithmetic. "float32" decodes the values the encoder measured (the
             recorded PSNR, and :meth:`sample` at the grid's nodes). "bfloat16" runs the hidden
-            layers in bfloat16: faster on CPUs with AVX512-BF16 or AMX, within 0.01 dB of
-            float32 on CT and most simulation models, 0.1-0.3 dB lower on smooth fields
-            fitted above 35 dB (benchmarks/compute_precision.py). "auto" is bfloat16 only where that is
-            measured to change the values by at most 2.5 % of the model's own error (see
-            :func:`neuralvol.evaluate.mlp_dtype`). A file with a ``max_error`` bound decodes
+            layers in bfloat16: faster on CPUs whose AVX512-BF16 dot products outrun their fp32
+            ones (an AMD Zen 4; not a Xeon whose bf16 speed is in AMX, which the kernel does
+            not use), within 0.01 dB of float32 on CT and most simulation models, 0.1-0.3 dB
+            lower on smooth fields fitted above 35 dB (benchmarks/compute_precision.py). "auto"
+            is bfloat16 only where it is measured faster here and to change the values by at
+            most 2.5 % of the model's own error (see :func:`neuralvol.evaluate.mlp_dtype`). A file with a ``max_error`` bound decodes
             in float32 under "auto" and refuses "bfloat16" on its original grid.
 
         Returns
