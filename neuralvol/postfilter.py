@@ -234,7 +234,8 @@ class PostFilter:
 
     def apply_points(self, values: np.ndarray, evaluate_nodes: Callable[[np.ndarray], np.ndarray],
                      points: np.ndarray, dims: tuple[int, int, int],
-                     evaluate_block: Callable[..., np.ndarray] | None = None) -> np.ndarray:
+                     evaluate_block: Callable[..., np.ndarray] | None = None,
+                     block_cache: dict | None = None) -> np.ndarray:
         """The filtered field at ``points`` ``[N, 3]`` (x, y, z in [0, 1]) from the network's
         ``values`` there (``[N]``) and ``evaluate_nodes`` (original-grid node indices ``[M, 3]``,
         x, y, z -> the network's values ``[M]``): each chunk of points evaluates the distinct
@@ -242,7 +243,11 @@ class PostFilter:
         that is more than the block of original nodes around all the points costs through
         ``evaluate_block`` (node indices per axis, x, y, z, and a progress callback or None ->
         the network's values on their tensor product, ``[z, y, x]``; see
-        :data:`BLOCK_EVALUATION_COST`), the correction is computed on that block instead."""
+        :data:`BLOCK_EVALUATION_COST`), the correction is computed on that block instead.
+        ``block_cache`` (a dict kept across the calls of one request) keeps the last block's
+        correction: a later call whose block lies inside it takes its slice (the correction at
+        a node does not depend on the block), so the chunks of a randomly ordered point cloud
+        evaluate the network on the block once, not once per chunk."""
         r = self.radius
         if evaluate_block is not None and len(points):
             cells = [_cells(points[:, a], n) for a, n in enumerate(dims)]
@@ -251,7 +256,7 @@ class PostFilter:
             block = math.prod(h - lo + 1 + 2 * r for lo, h in zip(lows, highs))
             if (block <= MAX_BLOCK_VOXELS
                     and BLOCK_EVALUATION_COST * block < len(points) * (2 * r + 2) ** 3):
-                return self._apply_points_from_block(values, evaluate_block, cells, lows, highs, dims)
+                return self._apply_points_from_block(values, evaluate_block, cells, lows, highs, dims, block_cache)
         nx, ny, nz = dims
         out = np.asarray(values, dtype=np.float64).copy()
         taps = self.taps()
@@ -291,10 +296,21 @@ class PostFilter:
         inner = padded[r:padded.shape[0] - r, r:padded.shape[1] - r, r:padded.shape[2] - r]
         return self.apply_padded(padded) - inner
 
-    def _apply_points_from_block(self, values, evaluate_block, cells, lows, highs, dims) -> np.ndarray:
+    def _apply_points_from_block(self, values, evaluate_block, cells, lows, highs, dims,
+                                 block_cache: dict | None = None) -> np.ndarray:
         """:meth:`apply_points` from the correction on the block of nodes ``lows..highs`` per
         axis (x, y, z), given the points' ``cells`` (:func:`_cells` per axis)."""
-        correction = self._block_correction(evaluate_block, lows, highs, dims)
+        cached = None if block_cache is None else block_cache.get("block")
+        if cached is not None and all(lo >= c_lo and hi <= c_hi for lo, hi, c_lo, c_hi in
+                                      zip(lows, highs, cached[0], cached[1])):
+            c_lows, _, block = cached
+            correction = block[lows[2] - c_lows[2]:highs[2] - c_lows[2] + 1,
+                               lows[1] - c_lows[1]:highs[1] - c_lows[1] + 1,
+                               lows[0] - c_lows[0]:highs[0] - c_lows[0] + 1]
+        else:
+            correction = self._block_correction(evaluate_block, lows, highs, dims)
+            if block_cache is not None:
+                block_cache["block"] = (list(lows), list(highs), correction)
         (x0, x1, tx), (y0, y1, ty), (z0, z1, tz) = cells
         x0, x1, y0, y1 = x0 - lows[0], x1 - lows[0], y0 - lows[1], y1 - lows[1]
         z0, z1 = z0 - lows[2], z1 - lows[2]

@@ -7,6 +7,7 @@ of it, or at arbitrary points. The header schema (``models`` entries) is documen
 from __future__ import annotations
 
 import builtins
+import contextlib
 import math
 import os
 from dataclasses import dataclass
@@ -192,6 +193,7 @@ class NeuralVolume:
         self.post_filter = None
         self._nbytes: int | None = None
         self._auto_dtype: dict = {}   # (device type, recorded PSNR) -> the "auto" decode's MLP dtype
+        self._block_cache: dict | None = None   # inside sampling(): the post filter's last block correction
 
     # -- metadata ---------------------------------------------------------------------
     dims = property(lambda self: self.info.dims)
@@ -395,7 +397,22 @@ class NeuralVolume:
             return values
         scale = np.array([1.0 / (n - 1) if n > 1 else 0.0 for n in self.dims])
         return self.post_filter.apply_points(values, lambda nodes: evaluate_points(self.network, nodes * scale, device),
-                                             unit, self.dims, self._node_block_evaluator(device))
+                                             unit, self.dims, self._node_block_evaluator(device), self._block_cache)
+
+    @contextlib.contextmanager
+    def sampling(self):
+        """Inside, :meth:`sample` calls are one request: a filtered file keeps the post filter's
+        correction on the last block of original nodes it evaluated and reuses it for points
+        inside that block (the chunks of a randomly ordered point cloud each span about the
+        whole volume); it is dropped on leaving. The probe filter wraps its chunks in it."""
+        outer = self._block_cache
+        if outer is None:
+            self._block_cache = {}
+        try:
+            yield self
+        finally:
+            if outer is None:
+                self._block_cache = None
 
     def mlp_dtype(self, compute: str = "auto", device: str = "cpu", bounded: bool = False) -> torch.dtype:
         """The MLP's compute dtype for a decode at ``compute`` (see :meth:`decode`) of the

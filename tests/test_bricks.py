@@ -101,6 +101,9 @@ def test_bricks_post_filters_raise_the_blended_psnr_on_and_off_the_grid(bricked,
     nodes = rng.integers(0, 64, size=(500, 3))   # x, y, z: points on the grid, across brick overlaps
     on_nodes = filtered.sample(nodes.astype(float))
     np.testing.assert_allclose(on_nodes, filtered.decode(dtype=np.float64)[nodes[:, 2], nodes[:, 1], nodes[:, 0]], atol=1e-3)
+    with filtered.sampling():   # one request (the probe filter's chunks): the same values
+        np.testing.assert_allclose(filtered.sample(nodes.astype(float)), on_nodes, atol=1e-6)
+    assert all(b._block_cache is None for b in filtered.bricks)
 
 
 def test_filtered_bricks_in_a_version_6_file_are_refused(bricked, tmp_path, monkeypatch):

@@ -227,6 +227,28 @@ def test_every_decode_path_applies_the_filter(kernel_volume, monkeypatch):
         assert blocks == ([len(scattered)] if by_block else [])
 
 
+def test_one_sampling_request_evaluates_its_block_once(filtered, monkeypatch):
+    vol = filtered
+    lo, hi = vol.value_range
+    unit = np.random.default_rng(5).random((3, 400, 3))   # three chunks of a randomly ordered cloud
+    unit[0, :2] = [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]        # the first chunk's block holds the others'
+    chunks = unit * (np.array(vol.dims) - 1) * np.array(vol.spacing) + np.array(vol.origin)
+    alone = [vol.sample(c) for c in chunks]
+    evaluated = []
+    block = postfilter.PostFilter._block_correction
+    monkeypatch.setattr(postfilter.PostFilter, "_block_correction",
+                        lambda self, *a, **k: evaluated.append(a[1]) or block(self, *a, **k))
+    with vol.sampling():
+        shared = [vol.sample(c) for c in chunks]
+    assert len(evaluated) == 1 and vol._block_cache is None
+    for a, b in zip(alone, shared):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6 * (hi - lo))
+    evaluated.clear()
+    for c in chunks:   # outside a request each call evaluates its own block
+        vol.sample(c)
+    assert len(evaluated) == 3
+
+
 def _interpolate(grid: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Trilinear interpolation of ``grid`` ``[z, y, x]`` at unit ``points`` ``[N, 3]`` (x, y, z)."""
     n = np.array(grid.shape[::-1])

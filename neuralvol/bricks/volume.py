@@ -7,6 +7,7 @@ which, so callers (the VTK reader, MPI pieces) can check they decode only their 
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from typing import Callable, Sequence
@@ -178,6 +179,14 @@ class BrickedVolume:
             self.decoded_bricks.add(i)
         values[inside] = acc
         return values
+
+    @contextlib.contextmanager
+    def sampling(self):
+        """:meth:`NeuralVolume.sampling` for every brick: :meth:`sample` calls inside are one request."""
+        with contextlib.ExitStack() as stack:
+            for brick in self.bricks:
+                stack.enter_context(brick.sampling())
+            yield self
 
     _normalisation = NeuralVolume._normalisation
 

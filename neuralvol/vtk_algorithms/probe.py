@@ -108,14 +108,15 @@ class NeuralVolumeProbe(_common.NvcFileMixin, VTKPythonAlgorithmBase):
             values = np.empty((n,) if vol.n_components == 1 and vol.component_names is None
                               else (n, vol.n_components), dtype=np.float64)
             _common.set_progress_text(self, "Sampling neural field")
-            for start in range(0, n, SAMPLE_CHUNK_POINTS):
-                if _common.check_abort(self):
-                    _common.report_error(self, "sampling cancelled")
-                    return 0
-                stop = min(n, start + SAMPLE_CHUNK_POINTS)
-                values[start:stop] = vol.sample(points[start:stop])
-                self.sampled_points = stop
-                self.UpdateProgress(stop / n)
+            with vol.sampling():   # the chunks share a filtered file's block of original nodes
+                for start in range(0, n, SAMPLE_CHUNK_POINTS):
+                    if _common.check_abort(self):
+                        _common.report_error(self, "sampling cancelled")
+                        return 0
+                    stop = min(n, start + SAMPLE_CHUNK_POINTS)
+                    values[start:stop] = vol.sample(points[start:stop])
+                    self.sampled_points = stop
+                    self.UpdateProgress(stop / n)
         except _common.expected_errors() as exc:
             _common.report_error(self, str(exc))
             return 0
