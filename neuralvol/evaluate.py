@@ -105,39 +105,30 @@ def bf16_error(field: NeuralField, device: torch.device | str = "cpu") -> float:
     return float(diff.double().square().mean().sqrt())
 
 
-_bf16_speedups: dict[tuple[str, int], float] = {}
+_bf16_speedups: dict[tuple, float] = {}
 
 
 @torch.no_grad()
-def bf16_speedup(device: torch.device | str) -> float:
-    """How many times faster the decoder's MLP (32 -> 64 -> 64 -> 1) runs in bf16 than in fp32
-    on ``device``, measured once per device type and thread count (best of 3 each, ~30 ms)."""
+def bf16_speedup(field: NeuralField, device: torch.device | str) -> float:
+    """How many times faster ``field``'s MLP runs in bf16 than in fp32 on ``device``, through
+    the path a decode takes (:meth:`NeuralField.mlp` with a workspace: the fused kernel, or
+    torch's batch-major GEMMs), on 2^16 columns; measured once per device type, thread count
+    and MLP shape (best of 3 each, ~30 ms)."""
     device = torch.device(device)
-    key = (device.type, torch.get_num_threads())
+    key = (device.type, torch.get_num_threads(), tuple(field.config.mlp_shapes()))
     if key not in _bf16_speedups:
         if device.type != "cpu":
             _bf16_speedups[key] = float("inf")   # GPUs: bf16 tensor cores, never slower
         else:
-            gen = torch.Generator().manual_seed(0)
-            sizes = (32, 64, 64, 1)
-            weights = [torch.randn((o, i), generator=gen) * 0.1 for i, o in zip(sizes[:-1], sizes[1:])]
-            bias = torch.zeros(1)
-            feats = torch.rand((sizes[0], 1 << 16), generator=gen)
+            feats = torch.rand((field.config.encoding.n_output_dims, 1 << 16), generator=torch.Generator().manual_seed(0))
 
             def best(dtype: torch.dtype) -> float:
-                if mlp_kernel.usable(feats, dtype):
-                    run = lambda: mlp_kernel.forward(weights, bias, feats, dtype)  # noqa: E731
-                else:   # torch's GEMMs, as NeuralField runs them without the kernel
-                    def run():
-                        h = feats.t().to(dtype)
-                        for w in weights[:-1]:
-                            h = torch.relu(h @ w.t().to(dtype))
-                        return h @ weights[-1].t().to(dtype)
-                run()
+                workspace: dict = {}
+                field.mlp(feats, dtype, workspace)
                 times = []
                 for _ in range(3):
                     start = time.perf_counter()
-                    run()
+                    field.mlp(feats, dtype, workspace)
                     times.append(time.perf_counter() - start)
                 return min(times)
 
@@ -158,7 +149,7 @@ def mlp_dtype(field: NeuralField, compute: str, device: torch.device | str,
     if compute != "auto":
         return torch.float32 if compute == "float32" else torch.bfloat16
     if model_psnr is None or not np.isfinite(model_psnr) or not bf16_is_native(device) \
-            or bf16_speedup(device) < BF16_MIN_SPEEDUP:
+            or bf16_speedup(field, device) < BF16_MIN_SPEEDUP:
         return torch.float32
     model_rms = 10.0 ** (-float(model_psnr) / 20.0)
     return torch.bfloat16 if bf16_error(field, device) <= BF16_ERROR_SHARE * model_rms else torch.float32

@@ -49,7 +49,7 @@ def test_bfloat16_decode_stays_within_a_fifth_of_a_db(head_mr_fit):
 def test_auto_takes_bfloat16_only_where_its_error_is_a_small_share_of_the_model_error(head_mr_fit):
     vol, _ = head_mr_fit
     share = evaluate.bf16_error(vol.network) / 10.0 ** (-vol.training.psnr / 20.0)
-    native = evaluate.bf16_is_native("cpu") and evaluate.bf16_speedup("cpu") >= evaluate.BF16_MIN_SPEEDUP
+    native = evaluate.bf16_is_native("cpu") and evaluate.bf16_speedup(vol.network, "cpu") >= evaluate.BF16_MIN_SPEEDUP
     expected = torch.bfloat16 if native and share <= evaluate.BF16_ERROR_SHARE else torch.float32
     assert vol.mlp_dtype("auto") == expected
     assert (vol.decode(compute="auto") ==
@@ -69,14 +69,15 @@ def test_auto_takes_bfloat16_only_where_it_is_faster(head_mr_fit, monkeypatch):
     vol, _ = head_mr_fit
     coarse = dataclasses.replace(vol.training, psnr=5.0)   # bf16's error is no concern
     monkeypatch.setattr(evaluate, "bf16_is_native", lambda device: True)
-    monkeypatch.setattr(evaluate, "bf16_speedup", lambda device: 0.66)   # the AMX Xeon's kernel
+    monkeypatch.setattr(evaluate, "bf16_speedup", lambda field, device: 0.66)   # the AMX Xeon's kernel
     assert nv.NeuralVolume(vol.network, vol.info, coarse, vol.storage).mlp_dtype("auto") == torch.float32
-    monkeypatch.setattr(evaluate, "bf16_speedup", lambda device: 1.9)    # the EPYC's
+    monkeypatch.setattr(evaluate, "bf16_speedup", lambda field, device: 1.9)    # the EPYC's
     assert nv.NeuralVolume(vol.network, vol.info, coarse, vol.storage).mlp_dtype("auto") == torch.bfloat16
     monkeypatch.undo()
-    # the measurement: once per device type and thread count, a positive finite ratio on CPU
-    assert 0.0 < evaluate.bf16_speedup("cpu") < float("inf")
-    assert (torch.device("cpu").type, torch.get_num_threads()) in evaluate._bf16_speedups
+    # the measurement: once per device type, thread count and MLP shape, a positive finite ratio on CPU
+    assert 0.0 < evaluate.bf16_speedup(vol.network, "cpu") < float("inf")
+    assert (torch.device("cpu").type, torch.get_num_threads(),
+            tuple(vol.network.config.mlp_shapes())) in evaluate._bf16_speedups
 
 
 def test_a_bounded_file_decodes_in_float32_and_refuses_bfloat16(headsq):
