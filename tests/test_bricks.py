@@ -111,8 +111,10 @@ def test_filtered_bricks_in_a_version_6_file_are_refused(bricked, tmp_path, monk
     monkeypatch.setattr(container, "version_for", lambda *args, **kwargs: container.FILTERED_VERSION)
     vol.save(tmp_path / "v6.nvc")   # what no writer makes: a version-6 reader would blend the bare networks
     monkeypatch.undo()
-    with pytest.raises(nv.FormatError, match="bricks with post filters in a version-6 file"):
+    with pytest.raises(nv.FormatError, match="a post filter in a bricked file needs format version 7; this file "
+                                             "says 6: it was not written by neuralvol$") as err:
         nv.open(tmp_path / "v6.nvc")
+    assert str(err.value).startswith(str(tmp_path / "v6.nvc")) and "\n" not in str(err.value)
 
 
 def test_budget_goes_to_the_harder_bricks(bricked, ct64):

@@ -2,6 +2,7 @@
 import json
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -86,8 +87,10 @@ def test_foreign_newer_and_padded_files(crop_volume, tmp_path, compact):
         nv.open(padded)
 
 
-def _rewrite_header(data: bytes, edit) -> bytes:
-    magic, version, flags, hlen, _ = container.PREAMBLE.unpack_from(data, 0)
+def _rewrite_header(data: bytes, edit, version: int | None = None) -> bytes:
+    """``data`` with its JSON header edited (and, given ``version``, declaring that version)."""
+    magic, old_version, flags, hlen, _ = container.PREAMBLE.unpack_from(data, 0)
+    version = old_version if version is None else version
     start = container.PREAMBLE.size
     header = json.loads(container.unpack_header(data[start:start + hlen], flags, "test"))
     edit(header)
@@ -108,6 +111,53 @@ def test_well_formed_but_inconsistent_headers_are_rejected(crop_volume, tmp_path
     bad.write_bytes(_rewrite_header(to_bytes([crop_volume], compact=False), edit))
     with pytest.raises(nv.FormatError, match=message):
         nv.open(bad)
+
+
+V2_FILE = Path(__file__).parent / "data" / "format_v2_headsq_crop.nvc"
+FILTER = {"shift": 10, "weights": [1024, 0, 0, 0, 0, 0, 0, 0], "offset": 0}
+
+
+@pytest.mark.parametrize("edit, need, what", [
+    (lambda h: None, 2, "an entropy-coded section"),
+    (lambda h: h.update(bricks={}), 4, "the top-level 'bricks' key"),
+    (lambda h: h["models"][0].update(error_bound={}), 4, "an 'error_bound' correction"),
+    (lambda h: h["models"][0].update(components=[]), 4, "a multi-component field"),
+    (lambda h: h["models"][0]["network"].update(outputs=1), 4, "a multi-component field"),
+    (lambda h: h["models"][0].update(post_filter=FILTER), 6, "a post filter in a model entry"),
+    (lambda h: (h.update(bricks={}), h["models"][0].update(post_filter=FILTER)), 7, "a post filter in a bricked file"),
+])
+def test_a_file_declaring_less_than_its_contents_need_is_refused(edit, need, what):
+    """One rule for every JSON-header file: the declared version is at least container.requirement's
+    (what a writer writes, container.version_for); more is fine."""
+    data = V2_FILE.read_bytes()
+    declared = max(v for v in range(1, need) if v not in container.COMPACT_VERSIONS)   # the JSON layout's
+    below = _rewrite_header(data, edit, version=declared)
+    with pytest.raises(nv.FormatError) as err:
+        container.decode(below, "old.nvc")
+    assert str(err.value) == (f"old.nvc: {what} needs format version {need}; this file says {declared}: "
+                              f"it was not written by neuralvol")
+    for version in range(need, container.FORMAT_VERSION + 1):
+        if version not in container.COMPACT_VERSIONS:
+            header, _ = container.decode(_rewrite_header(data, edit, version=version), "new.nvc")
+            assert header["models"][0]["dims"] == [40, 36, 30]
+
+
+def test_every_version_a_writer_picks_passes_the_rule(crop_volume):
+    """encode's JSON-header versions are what decode requires: the one rule on both sides."""
+    for extra in ({}, {"bricks": {}}):
+        data = to_bytes([crop_volume, crop_volume], extra=extra)
+        header, _ = container.decode(data)
+        sections = [container.Section(e["name"], np.zeros(1, np.int8), coded="coding" in e) for e in header["sections"]]
+        assert container.PREAMBLE.unpack_from(data, 0)[1] == header["version"] == container.version_for(
+            sections, header) == container.requirement(header, coded=True)[0]
+
+
+def test_the_old_fixtures_still_decode():
+    for name, version in (("format_v1_headsq_crop.nvc", 1), ("format_v2_headsq_crop.nvc", 2),
+                          ("format_v3_headsq_crop.nvc", 3), ("format_v3_linear_tiny.nvc", 3)):
+        data = (Path(__file__).parent / "data" / name).read_bytes()
+        header, arrays = container.decode(data, name)
+        assert header["version"] == version and arrays
 
 
 def test_missing_file_and_folder_are_input_errors(tmp_path):

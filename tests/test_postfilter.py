@@ -2,6 +2,7 @@
 applies it, and how files carry it."""
 from __future__ import annotations
 
+import json
 import math
 import zlib
 
@@ -298,6 +299,39 @@ def test_damaged_post_filters_are_one_line_format_errors(filtered, tmp_path):
     path.write_bytes(container.encode(hdr, sections, compact=False))
     with pytest.raises(FormatError, match="invalid post filter"):
         nv.open_all(path)
+
+
+@pytest.mark.parametrize("declared", [container.CODED_SECTIONS_VERSION, container.EXTENDED_VERSION])
+def test_a_json_file_declaring_a_version_below_6_is_refused_with_its_post_filters(filtered, tmp_path, declared):
+    """A version-4 reader would decode without the filters: a file saying 2 or 4 whose models
+    hold them is refused (container.decode's one rule), and reads once they are taken out."""
+    assert filtered.post_filter is not None
+    path = tmp_path / "two.nvc"
+    nv.save_models(path, [filtered, filtered])
+    data = path.read_bytes()
+
+    def relabelled(edit=lambda h: None) -> bytes:
+        magic, version, flags, hlen, _ = container.PREAMBLE.unpack_from(data, 0)
+        assert version == container.FILTERED_VERSION
+        start = container.PREAMBLE.size
+        header = json.loads(container.unpack_header(data[start:start + hlen], flags, "test"))
+        header["version"] = declared
+        edit(header)
+        stored, flags = container.pack_header(json.dumps(header, separators=(",", ":")).encode(), declared)
+        return container.PREAMBLE.pack(magic, declared, flags, len(stored), zlib.crc32(stored)) + stored + data[start + hlen:]
+
+    old = tmp_path / f"v{declared}.nvc"
+    old.write_bytes(relabelled())
+    with pytest.raises(FormatError) as err:
+        nv.open_all(old)
+    assert str(err.value) == (f"{old}: a post filter in a model entry needs format version 6; this file says "
+                              f"{declared}: it was not written by neuralvol")
+    old.write_bytes(relabelled(lambda h: [m.pop("post_filter") for m in h["models"]]))
+    back = nv.open_all(old)
+    assert [v.post_filter for v in back] == [None, None]
+    bare = nv.open_all(path)[1]
+    bare.post_filter = None
+    np.testing.assert_array_equal(back[1].decode_values(), bare.decode_values())
 
 
 def _save(vol, tmp_path):

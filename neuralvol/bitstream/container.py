@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import compact_header, entropy, header_limits
+from . import compact_header, components, entropy, header_limits
+from ..error_bound import KEY as ERROR_BOUND_KEY
 from ..errors import FormatError
 
 MAGIC = b"\x89NVC\r\n\x1a\n"
@@ -78,12 +79,36 @@ class Section:
 
 def version_for(sections: list[Section], header: dict | None = None, extended: bool = False) -> int:
     """The lowest format version that can hold ``sections``, ``header``'s top-level keys and
-    models' post filters and, when ``extended``, version-4 model keys."""
-    if header is not None and any("post_filter" in m for m in header.get("models", ()) if isinstance(m, dict)):
-        return BRICKED_FILTERED_VERSION if "bricks" in header else FILTERED_VERSION
-    if extended or (header is not None and any(key in header for key in EXTENDED_KEYS)):
-        return EXTENDED_VERSION
-    return CODED_SECTIONS_VERSION if any(s.coded for s in sections) else 1
+    models' post filters and, when ``extended`` (or a model entry holds one), version-4 model
+    keys. Writers write it; :func:`decode` refuses a file that declares less (:func:`requirement`)."""
+    return requirement(header, any(s.coded for s in sections), extended)[0]
+
+
+def requirement(header: dict | None, coded: bool = False, extended: bool = False) -> tuple[int, str]:
+    """(the lowest format version of a JSON-header file holding ``header`` and, when ``coded``,
+    entropy-coded sections; what needs that version, a phrase for messages, "" for version 1).
+
+    ``extended``: the writer flags a version-4 model key; the version-4 keys a reader knows
+    (``error_bound``, ``components``, the network's ``outputs``) count without it. Safe on any
+    parsed JSON (malformed entries count for nothing: the schema rejects them later)."""
+    header = header if isinstance(header, dict) else {}
+    models = header.get("models")
+    models = [m for m in models if isinstance(m, dict)] if isinstance(models, list) else []
+    if any("post_filter" in m for m in models):
+        if "bricks" in header:
+            return BRICKED_FILTERED_VERSION, "a post filter in a bricked file"
+        return FILTERED_VERSION, "a post filter in a model entry"
+    for key in EXTENDED_KEYS:
+        if key in header:
+            return EXTENDED_VERSION, f"the top-level {key!r} key"
+    for m in models:
+        if ERROR_BOUND_KEY in m:
+            return EXTENDED_VERSION, f"an {ERROR_BOUND_KEY!r} correction"
+        if "components" in m or (isinstance(m.get("network"), dict) and components.needs_extended([m])):
+            return EXTENDED_VERSION, "a multi-component field"
+    if extended:
+        return EXTENDED_VERSION, "a version-4 model key"
+    return (CODED_SECTIONS_VERSION, "an entropy-coded section") if coded else (1, "")
 
 
 def encode(header: dict, sections: list[Section], compact: bool = True) -> bytes:
@@ -181,6 +206,7 @@ def decode(data: bytes, source: str = "file") -> tuple[dict, dict[str, np.ndarra
     if not isinstance(header, dict) or not isinstance(header.get("sections"), list):
         raise FormatError(f"{source}: malformed .nvc header (no section table)")
     header_limits.check_header(header, len(data) - start, source)
+    _check_version(header, version, source)
     arrays: dict[str, np.ndarray] = {}
     end = start
     for entry in header["sections"]:
@@ -213,6 +239,18 @@ def unpack_header(stored: bytes, flags: int, source: str) -> bytes:
     if unpacker.unconsumed_tail or not unpacker.eof:
         raise FormatError(f"{source}: corrupted .nvc header (compressed stream is incomplete or too large)")
     return text
+
+
+def _check_version(header: dict, version: int, source: str) -> None:
+    """Refuse a JSON-header file that declares a lower version than its contents need: a
+    reader of that version would misread it (e.g. blend bricks without their post filters),
+    and no neuralvol writes one. A higher version than needed is fine. The compact layout
+    has its own rule (version 5 exactly when the model has a post filter, compact_header.unpack)."""
+    coded = any(isinstance(e, dict) and "coding" in e for e in header["sections"])
+    need, what = requirement(header, coded)
+    if version < need:
+        raise FormatError(f"{source}: {what} needs format version {need}; this file says {version}: "
+                          f"it was not written by neuralvol")
 
 
 def _check_preamble(magic: bytes, version: int, flags: int, source: str) -> None:

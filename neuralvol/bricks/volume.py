@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..bitstream import atomic_io, container, schema
+from ..bitstream import atomic_io, schema
 from ..bitstream.records import TrainingSummary
 from ..errors import FormatError, InputError
 from ..volume import (NeuralVolume, VolumeInfo, _check_decode_fits, cast_to_dtype, validate_dims,
@@ -245,9 +245,7 @@ def read_models(path: str | os.PathLike) -> list:
     source = os.fspath(path)
     header, volumes = schema.header_and_volumes(data, source)
     if HEADER_KEY in header:
-        if any(v.post_filter is not None for v in volumes) and header.get("version") != container.BRICKED_FILTERED_VERSION:
-            # a writer puts filtered bricks in version 7 only: a version-6 reader would blend the bare networks
-            raise FormatError(f"{source}: corrupted .nvc header (bricks with post filters in a version-"
-                              f"{header.get('version')} file)")
+        # filtered bricks in a file below version 7 (a version-6 reader would blend the bare
+        # networks) are refused by container.decode, as is any file below its contents' version
         return [from_header(header[HEADER_KEY], volumes, len(data), source)]
     return volumes
