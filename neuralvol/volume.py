@@ -346,7 +346,7 @@ class NeuralVolume:
             finish = (out_dtype if cast else np.dtype(np.float64), slab_rescale_cast(offset, scale, out_dtype, cast))
             return evaluate_grid(self.network, *axes, device=device, progress=progress, dtype=mlp_dtype,
                                  finish=finish).reshape(shape)
-        out = self._field_grid(axes, device, progress, mlp_dtype)
+        out = self.field_grid(axes, device, progress, mlp_dtype)
         if not bounded:
             finish = slab_rescale_cast(offset, scale, out_dtype, cast)
             return finish(torch.from_numpy(out)).numpy().astype(out_dtype if cast else np.float64).reshape(shape)
@@ -357,13 +357,18 @@ class NeuralVolume:
             values = np.clip(np.rint(values), info.min, info.max)
         return cast_to_dtype(values, out_dtype) if cast else values
 
-    def _field_grid(self, axes, device, progress, dtype: torch.dtype) -> np.ndarray:
-        """The network's output on the tensor-product grid of ``axes`` (x, y, z in [0, 1]),
-        then the post filter if the file has one: where the axes are runs of the original
-        grid's nodes (any region of it, or a brick's share of a bricked decode) from one
-        evaluation of that block grown by the kernel's radius, elsewhere the grid's own
-        values plus the correction interpolated from the original grid's nodes (see
-        :mod:`neuralvol.postfilter`)."""
+    def field_grid(self, axes, device, progress, dtype: torch.dtype) -> np.ndarray:
+        """The normalised field (before the value range and any max_error correction) on the
+        tensor-product grid of ``axes`` (unit coordinates x, y, z in [0, 1]): a float array
+        ``[nz, ny, nx]`` (``[nz, ny, nx, C]`` for C components) for the caller to rescale
+        (``offset + scale * values``) and cast. It is the network's output, then the post
+        filter if the file has one: where the axes are runs of the original grid's nodes
+        (any region of it, or a brick's share of a bricked decode) from one evaluation of that
+        block grown by the kernel's radius, elsewhere the grid's own values plus the
+        correction interpolated from the original grid's nodes (see :mod:`neuralvol.postfilter`).
+        ``progress``: a callable taking 0..1, or None; ``dtype``: the MLP's compute dtype
+        (:meth:`mlp_dtype`). :meth:`decode` uses it, and so does a bricked volume
+        (:class:`neuralvol.bricks.BrickedVolume`) for each brick's share of its grid."""
         if self.post_filter is None:
             return evaluate_grid(self.network, *axes, device=device, progress=progress, dtype=dtype)
         runs = [postfilter.node_run(u, n) for u, n in zip(axes, self.dims)]
@@ -390,8 +395,13 @@ class NeuralVolume:
                                  device=device, dtype=dtype, progress=progress)
         return evaluate
 
-    def _field_points(self, unit: np.ndarray, device) -> np.ndarray:
-        """The network's output (then the post filter) at points ``[N, 3]`` in [0, 1]^3."""
+    def field_points(self, unit: np.ndarray, device) -> np.ndarray:
+        """The normalised field (before the value range) at points ``unit`` ``[N, 3]`` (x, y, z
+        in [0, 1]^3): a float array ``[N]`` (``[N, C]`` for C components), the network's
+        output, then the post filter's correction interpolated from the original grid's nodes
+        if the file has one (inside :meth:`sampling`, reusing the last block of nodes).
+        :meth:`sample` uses it, and so does a bricked volume
+        (:class:`neuralvol.bricks.BrickedVolume`) for the points inside each brick."""
         values = evaluate_points(self.network, unit, device)
         if self.post_filter is None:
             return values
@@ -487,7 +497,7 @@ class NeuralVolume:
                 values[inside] = offset
             else:
                 self.network.to(device)
-                out = self._field_points(unit[inside], device).astype(np.float64)
+                out = self.field_points(unit[inside], device).astype(np.float64)
                 values[inside] = offset + scale * out.reshape((-1,) + trailing)
         return values
 

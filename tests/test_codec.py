@@ -133,7 +133,7 @@ def whole_array_decode(vol, region, dtype):
     shape = tuple(region[2 * a + 1] - region[2 * a] + 1 for a in (2, 1, 0)) + \
         (() if vol.info.components is None else (vol.n_components,))
     # the field: the network, then the post filter where the file has one
-    values = offset + scale * vol._field_grid(axes, "cpu", None, torch.float32).astype(np.float64).reshape(shape)
+    values = offset + scale * vol.field_grid(axes, "cpu", None, torch.float32).astype(np.float64).reshape(shape)
     return values, cast_to_dtype(values, np.dtype(dtype))
 
 

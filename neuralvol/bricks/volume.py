@@ -132,7 +132,7 @@ class BrickedVolume:
             else:
                 brick.network.to(device)
                 mlp_dtype = brick.mlp_dtype(compute, device)
-                values = offset + scale * brick._field_grid(axes, device, None, mlp_dtype).astype(np.float64)
+                values = offset + scale * brick.field_grid(axes, device, None, mlp_dtype).astype(np.float64)
             w = weights[2][:, None, None] * weights[1][None, :, None] * weights[0][None, None, :]
             acc[sl[2], sl[1], sl[0]] += w * values
             self.decoded_bricks.add(i)
@@ -174,7 +174,7 @@ class BrickedVolume:
             v = np.full(unit.shape[0], offset)
             if scale != 0.0:
                 brick.network.to(device)
-                v = offset + scale * brick._field_points(unit, device).astype(np.float64)
+                v = offset + scale * brick.field_points(unit, device).astype(np.float64)
             acc[hit] += w[hit] * v
             self.decoded_bricks.add(i)
         values[inside] = acc
