@@ -6,7 +6,8 @@ Three tables, one row per (volume, ratio):
   kernel without its AVX-512 point blocks (``nv_points_vector(0)``) and through the
   pure-PyTorch path (``kernels.build.pytorch_only()``), same model, same seed;
 * **decode**: full-grid seconds and Mvox/s (separable grid; fp32, the default, and
-  ``compute="bfloat16"``, whose PSNR cost benchmarks/compute_precision.py measures), the per-voxel gather it
+  ``compute="bfloat16"``, whose PSNR cost benchmarks/compute_precision.py measures; on a CPU
+  with AMX, bf16 also on AVX512-BF16, ``kernels.mlp.without_amx()``), the per-voxel gather it
   replaced (``--reference``; slow on 256^3), the features written out whole before the MLP
   (``kernels.mlp.features_then_mlp()``, the path the fused grid + MLP decode replaced), a 1/8 region, one z slice in-process (256^2 on
   a 256^3 volume), the decode with the MLP as torch's GEMMs (the path the fused
@@ -103,6 +104,10 @@ def gemm_macs_per_s(width: int, dtype: torch.dtype, device: str) -> dict[str, fl
         weights, bias = [torch.randn(width, width), torch.randn(1, width)], torch.zeros(1)
         seconds = timed(lambda: mlp_kernel.forward(weights, bias, feats, dtype), device, repeat=10)
         rates["kernel"] = feats.shape[1] * width * (width + 1) / seconds
+        if dtype == torch.bfloat16 and mlp_kernel.amx():   # the AVX512-BF16 path AMX replaced
+            with mlp_kernel.without_amx():
+                seconds = timed(lambda: mlp_kernel.forward(weights, bias, feats, dtype), device, repeat=10)
+            rates["kernel without AMX"] = feats.shape[1] * width * (width + 1) / seconds
     return rates
 
 
@@ -220,6 +225,10 @@ def main() -> None:
             full_s = timed(decode, args.device, repeat=3)   # best of 3: single runs varied 6.0-10.7 s at 256^3
             bf16_s = timed(lambda: vol.decode(device=args.device, dtype=np.float32, compute="bfloat16"),
                            args.device, repeat=3)
+            no_amx_s = ""   # bf16 on AVX512-BF16 where the CPU has AMX: the path the AMX tiles replaced
+            if args.device == "cpu" and mlp_kernel.amx():
+                with mlp_kernel.without_amx():
+                    no_amx_s = f"{timed(lambda: vol.decode(dtype=np.float32, compute='bfloat16'), args.device, repeat=3):.2f}"
             gemm_s = ""   # the MLP as torch's GEMMs, the path the fused kernel replaced (CPU)
             if args.device == "cpu" and mlp_kernel.usable(torch.zeros((1, 1)), torch.float32):
                 with mlp_kernel.torch_gemms():
@@ -252,7 +261,7 @@ def main() -> None:
                     sperr_s = f"failed ({exc})"
             decode_rows.append(
                 f"| {name} | {ratio:g} | {full_s:.2f} | {data.size / full_s / 1e6:.2f} | {bf16_s:.2f} | "
-                f"{data.size / bf16_s / 1e6:.2f} | {unfused_s} | {gemm_s} | {reference_s} | "
+                f"{data.size / bf16_s / 1e6:.2f} | {no_amx_s} | {unfused_s} | {gemm_s} | {reference_s} | "
                 f"{region_s:.3f} | {region_s / full_s:.3f} | {nx}x{ny}: {slice_s * 1e3:.0f} | "
                 f"{limit[torch.float32]:.2f} / {limit[torch.bfloat16]:.2f} | {sperr_s} |")
 
@@ -292,10 +301,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     print("\n".join(fit_rows))
     print("\nDecode (float32 out; region = the central 1/8; limit = MLP MACs / measured GEMM rate)\n")
-    print("| volume | ratio | full s | Mvox/s | full s bf16 | Mvox/s bf16 | features then MLP s fp32 / bf16 | "
-          "torch GEMMs s fp32 / bf16 | per-voxel s | 1/8 region s | region / full | z slice ms | limit s fp32 / bf16 | "
-          "SPERR decode s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| volume | ratio | full s | Mvox/s | full s bf16 | Mvox/s bf16 | bf16 s without AMX | "
+          "features then MLP s fp32 / bf16 | torch GEMMs s fp32 / bf16 | per-voxel s | 1/8 region s | region / full | "
+          "z slice ms | limit s fp32 / bf16 | SPERR decode s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(decode_rows))
     if paraview_rows:
         print("\nParaView (pvpython, the model saved as a file; decode = nv.open(file).decode(compute='auto'), the reader's default, in the same "

@@ -80,9 +80,11 @@ BF16_CHECK_POINTS = 1 << 14
 
 # "auto" also wants bf16 to be faster: its MLP must run at least this many times fp32's rate.
 # 64 x 64 layers through the MLP kernel (benchmarks/speed.py): the 2-core AMD EPYC (Zen 4)
-# 143 GMAC/s bf16 against 76 fp32; a 2-core Intel Xeon with AMX 82 against 121, where the
-# 256^3 embryo model decoded in 2.01 s with bf16 and 1.55 s with fp32. The margin keeps a
-# machine near parity from switching between runs.
+# 143 GMAC/s bf16 against 76 fp32; a 2-core Intel Xeon with AMX 82 against 121 on AVX512-BF16,
+# where the 256^3 embryo model decoded in 2.01 s with bf16 and 1.55 s with fp32, and ~410
+# against 130 since the kernel runs bf16 on AMX tiles (that decode 0.92 s against 1.52 s,
+# before the post filter's kernel). The margin keeps a machine near parity from switching
+# between runs.
 BF16_MIN_SPEEDUP = 1.25
 
 

@@ -25,9 +25,9 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-SOURCES = tuple(Path(__file__).with_name(name) for name in ("hashgrid_cpu.cpp", "mlp_cpu.cpp"))
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("hashgrid_cpu.cpp", "mlp_cpu.cpp", "postfilter_cpu.cpp"))
 HEADERS = tuple(Path(__file__).with_name(name) for name in ("threads.h", "grid_blend.h"))
-ABI_VERSION = 5
+ABI_VERSION = 7
 # -ffp-contract=off: no fused multiply-add, so positions and weights round exactly as
 # PyTorch's separate mul and add do. No -march=native: a cache on a shared home directory
 # must load on every node of a cluster.
@@ -36,7 +36,8 @@ FLAGS = ("-O3", "-std=c++17", "-fPIC", "-shared", "-pthread", "-ffp-contract=off
 # source); a compiler without it (clang without libomp) builds the std::thread version.
 OPENMP_FLAGS = ("-fopenmp",)
 #: what nv_mlp_isa() found on this CPU (mlp_cpu.cpp asks it at run time)
-MLP_ISA = {0: "torch's GEMMs, no AVX-512", 1: "AVX-512, fp32 only", 2: "AVX-512 + BF16"}
+MLP_ISA = {0: "torch's GEMMs, no AVX-512", 1: "AVX-512, fp32 only", 2: "AVX-512 + BF16",
+           3: "AVX-512 fp32, AMX-BF16 bf16"}
 ENV_SWITCH = "NEURALVOL_KERNELS"
 ENV_CACHE = "NEURALVOL_KERNEL_CACHE"
 
@@ -110,6 +111,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.nv_grid_mlp_forward.restype = ctypes.c_int
     lib.nv_mlp_forward.argtypes = [p, i64, i64, i32, p, p, i32, p, i32]
     lib.nv_mlp_forward.restype = ctypes.c_int
+    lib.nv_postfilter_padded.argtypes = [p, i64, i64, i64, i32, p, ctypes.c_float, p, i32]
+    lib.nv_postfilter_padded.restype = ctypes.c_int
     lib.nv_mlp_isa.argtypes, lib.nv_mlp_isa.restype = [], ctypes.c_int
     lib.nv_abi_version.argtypes, lib.nv_abi_version.restype = [], ctypes.c_int
     lib.nv_points_vector.argtypes, lib.nv_points_vector.restype = [i32], ctypes.c_int

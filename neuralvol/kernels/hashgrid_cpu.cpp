@@ -421,7 +421,7 @@ std::vector<Level> make_levels(int n_levels, const int64_t* offsets, const int64
 
 extern "C" {
 
-int nv_abi_version() { return 5; }
+int nv_abi_version() { return 7; }
 
 // on = 0 or 1 switches the scattered-point kernels' AVX-512 path off or on (a test hook; any
 // other value only asks); returns whether it is in use now (never without AVX-512).
