@@ -64,6 +64,43 @@ def test_fit_recovers_a_known_kernel_and_rounds_it_to_few_bits():
     np.testing.assert_allclose(found.apply_padded(padded), _reference_filter(found, raw), atol=1e-5)
 
 
+@pytest.mark.parametrize("kernel", ["3x3x3", "5x5x5"])
+def test_the_filter_kernel_applies_the_taps_as_pytorch_does_on_any_thread_count(kernel):
+    """The C++ post filter (kernels.postfilter) against the tap-by-tap float64 reference and
+    PyTorch's slab-by-slab sums (its fallback), on odd sizes down to one voxel per axis; its bits
+    do not depend on the thread count, nor on the block a voxel's row sits in."""
+    import torch
+
+    from neuralvol.kernels import build
+    from neuralvol.kernels import postfilter as postfilter_kernel
+
+    pf = {"3x3x3": KERNEL_3X3X3, "5x5x5": KERNEL_5X5X5}[kernel]
+    if not postfilter_kernel.usable(pf.radius):
+        pytest.skip(f"post-filter kernel unavailable here: {build.status()}")
+    rng = np.random.default_rng(4)
+    for shape in ((9, 13, 37), (1, 1, 1), (2, 7, 1)):
+        raw = rng.normal(size=shape).astype(np.float32)
+        padded = raw[np.ix_(*(postfilter.padded_indices(n, 0, n - 1, pf.radius) for n in shape))]
+        fast = pf.apply_padded(padded)
+        with build.pytorch_only():
+            slow = pf.apply_padded(padded)
+        assert fast.shape == slow.shape == shape and fast.dtype == np.float32
+        np.testing.assert_allclose(fast, _reference_filter(pf, raw), rtol=0, atol=2e-6)
+        np.testing.assert_allclose(fast, slow, rtol=0, atol=2e-6)
+        before = torch.get_num_threads()
+        try:
+            for threads in (1, 3):
+                torch.set_num_threads(threads)
+                assert np.array_equal(pf.apply_padded(padded), fast)
+        finally:
+            torch.set_num_threads(before)
+    # a block inside: its rows are the whole block's rows
+    raw = rng.normal(size=(11, 12, 13)).astype(np.float32)
+    whole = pf.apply_padded(raw[np.ix_(*(postfilter.padded_indices(n, 0, n - 1, pf.radius) for n in raw.shape))])
+    inner = pf.apply_padded(raw[np.ix_(*(postfilter.padded_indices(n, 3, 8, pf.radius) for n in raw.shape))])
+    assert np.array_equal(inner, whole[3:9, 3:9, 3:9])
+
+
 def test_a_5x5x5_kernel_is_fitted_applied_and_chosen_only_where_it_pays():
     rng = np.random.default_rng(2)
     raw = rng.normal(size=(12, 14, 15))
