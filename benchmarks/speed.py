@@ -7,7 +7,8 @@ Three tables, one row per (volume, ratio):
   pure-PyTorch path (``kernels.build.pytorch_only()``), same model, same seed;
 * **decode**: full-grid seconds and Mvox/s (separable grid; fp32, the default, and
   ``compute="bfloat16"``, whose PSNR cost benchmarks/compute_precision.py measures; on a CPU
-  with AMX, bf16 also on AVX512-BF16, ``kernels.mlp.without_amx()``), the per-voxel gather it
+  with AMX, bf16 also on AVX512-BF16, ``kernels.mlp.without_amx()``; a filtered file's
+  kernel also as PyTorch's sums, ``kernels.postfilter.pytorch_filter()``), the per-voxel gather it
   replaced (``--reference``; slow on 256^3), the features written out whole before the MLP
   (``kernels.mlp.features_then_mlp()``, the path the fused grid + MLP decode replaced), a 1/8 region, one z slice in-process (256^2 on
   a 256^3 volume), the decode with the MLP as torch's GEMMs (the path the fused
@@ -50,6 +51,7 @@ from neuralvol.encodings import HASHGRID_CONFIGS
 from neuralvol.evaluate import evaluate_grid, evaluate_grid_per_voxel, unit_axis
 from neuralvol.kernels import build, hashgrid_triton
 from neuralvol.kernels import mlp as mlp_kernel
+from neuralvol.kernels import postfilter as postfilter_kernel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import rd  # noqa: E402  (the SPERR worker and the volume loader live there)
@@ -109,6 +111,10 @@ def gemm_macs_per_s(width: int, dtype: torch.dtype, device: str) -> dict[str, fl
                 seconds = timed(lambda: mlp_kernel.forward(weights, bias, feats, dtype), device, repeat=10)
             rates["kernel without AMX"] = feats.shape[1] * width * (width + 1) / seconds
     return rates
+
+
+def filter_name(vol) -> str:
+    return "none" if vol.post_filter is None else vol.post_filter.size
 
 
 def resident_decode_s(vol, dtype: torch.dtype, device: str) -> float:
@@ -225,6 +231,12 @@ def main() -> None:
             full_s = timed(decode, args.device, repeat=3)   # best of 3: single runs varied 6.0-10.7 s at 256^3
             bf16_s = timed(lambda: vol.decode(device=args.device, dtype=np.float32, compute="bfloat16"),
                            args.device, repeat=3)
+            torch_filter_s = ""   # a filtered file's kernel as PyTorch's class sums: the path the C++ filter replaced
+            if vol.post_filter is not None and postfilter_kernel.usable(vol.post_filter.radius):
+                with postfilter_kernel.pytorch_filter():
+                    torch_filter_s = " / ".join(
+                        f"{timed(lambda c=c: vol.decode(dtype=np.float32, compute=c), args.device, repeat=3):.2f}"
+                        for c in ("float32", "bfloat16"))
             no_amx_s = ""   # bf16 on AVX512-BF16 where the CPU has AMX: the path the AMX tiles replaced
             if args.device == "cpu" and mlp_kernel.amx():
                 with mlp_kernel.without_amx():
@@ -261,7 +273,7 @@ def main() -> None:
                     sperr_s = f"failed ({exc})"
             decode_rows.append(
                 f"| {name} | {ratio:g} | {full_s:.2f} | {data.size / full_s / 1e6:.2f} | {bf16_s:.2f} | "
-                f"{data.size / bf16_s / 1e6:.2f} | {no_amx_s} | {unfused_s} | {gemm_s} | {reference_s} | "
+                f"{data.size / bf16_s / 1e6:.2f} | {filter_name(vol)} | {torch_filter_s} | {no_amx_s} | {unfused_s} | {gemm_s} | {reference_s} | "
                 f"{region_s:.3f} | {region_s / full_s:.3f} | {nx}x{ny}: {slice_s * 1e3:.0f} | "
                 f"{limit[torch.float32]:.2f} / {limit[torch.bfloat16]:.2f} | {sperr_s} |")
 
@@ -301,10 +313,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     print("\n".join(fit_rows))
     print("\nDecode (float32 out; region = the central 1/8; limit = MLP MACs / measured GEMM rate)\n")
-    print("| volume | ratio | full s | Mvox/s | full s bf16 | Mvox/s bf16 | bf16 s without AMX | "
-          "features then MLP s fp32 / bf16 | torch GEMMs s fp32 / bf16 | per-voxel s | 1/8 region s | region / full | "
-          "z slice ms | limit s fp32 / bf16 | SPERR decode s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| volume | ratio | full s | Mvox/s | full s bf16 | Mvox/s bf16 | post filter | filter in PyTorch s fp32 / bf16 | "
+          "bf16 s without AMX | features then MLP s fp32 / bf16 | torch GEMMs s fp32 / bf16 | per-voxel s | "
+          "1/8 region s | region / full | z slice ms | limit s fp32 / bf16 | SPERR decode s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(decode_rows))
     if paraview_rows:
         print("\nParaView (pvpython, the model saved as a file; decode = nv.open(file).decode(compute='auto'), the reader's default, in the same "

@@ -8,17 +8,36 @@ PyTorch without the kernel library (see :mod:`.build`).
 """
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 
 from . import build
 
 MAX_RADIUS = 2
+_lock = threading.Lock()
+_off = 0   # depth of nested pytorch_filter() blocks
+
+
+@contextmanager
+def pytorch_filter():
+    """Inside, the post filter runs as PyTorch's slab-by-slab sums, the path this kernel
+    replaced (benchmarks/speed.py times both in one run); the other kernels stay on."""
+    global _off
+    with _lock:
+        _off += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _off -= 1
 
 
 def usable(radius: int) -> bool:
-    """Whether the kernel library is loaded and takes this radius."""
-    return build.library() is not None and 1 <= radius <= MAX_RADIUS
+    """Whether the kernel library is loaded and takes this radius (and not inside :func:`pytorch_filter`)."""
+    return not _off and build.library() is not None and 1 <= radius <= MAX_RADIUS
 
 
 def apply_padded(padded: np.ndarray, radius: int, weights: list[float], offset: float) -> np.ndarray:
