@@ -11,7 +11,8 @@ from .arithmetic import COMPUTE_CHOICES
 from .errors import InputError
 from .kernels import hashgrid_triton
 from .kernels import mlp as mlp_kernel
-from .model import NeuralField, scratch
+from .model import NeuralField
+from .workspace import scratch
 
 # Points per chunk: big enough to amortise Python overhead, small enough for L2/L3 caches
 # and bounded memory (indices are [L, 8, K] int64).
@@ -236,7 +237,7 @@ def evaluate_grid(field: NeuralField, ux: np.ndarray, uy: np.ndarray, uz: np.nda
               else _grid_blocks(nx, ny, nz, max(SLAB_VOXELS, chunk), min_planes=0))
     for z0, z1, y0, y1 in blocks:
         if fused:
-            values = field.mlp_from_planes(grid.level_planes(z0, z1, y0, y1), (z1 - z0, y1 - y0, nx), dtype)
+            values = field.mlp_from_planes(grid.level_planes(z0, z1, y0, y1, workspace), (z1 - z0, y1 - y0, nx), dtype)
         else:
             feats = scratch(workspace, "features", (n_feats, (z1 - z0) * ny * nx), table)
             if kernel_levels is not None:

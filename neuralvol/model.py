@@ -1,12 +1,12 @@
 """The coordinate network: an input encoding feeding a small ReLU MLP with a linear output."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
 from .encodings import encoding_config_from_dict, make_encoding
+from .workspace import scratch
 from .kernels import mlp as mlp_kernel
 
 
@@ -64,21 +64,6 @@ def _positive_int(value, what: str) -> int:
 
 #: most components a field may have (VTK's own arrays rarely exceed 9: a 3x3 tensor)
 MAX_OUTPUTS = 64
-
-
-def scratch(workspace: dict, key, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-    """A ``shape`` view of ``workspace[key]``, a flat buffer grown as needed and reused.
-
-    Decoding allocates the same few large temporaries slab after slab; fresh ones cost
-    page faults when glibc hands freed memory back to the OS. Measured on the 256^3
-    embryo model (2 threads): 2.6M minor faults and 8 s of system time in a 10 s decode
-    without reuse.
-    """
-    need = math.prod(shape)
-    buf = workspace.get(key)
-    if buf is None or buf.numel() < need or buf.dtype != like.dtype or buf.device != like.device:
-        buf = workspace[key] = like.new_empty(need)
-    return buf[:need].view(shape)
 
 
 class NeuralField(torch.nn.Module):

@@ -30,6 +30,7 @@ import torch
 
 from ..kernels import hashgrid as point_kernel
 from ..kernels import hashgrid_triton
+from ..workspace import scratch
 
 PRIMES = (1, 2654435761, 805459861)
 UINT32_MASK = 0xFFFFFFFF
@@ -322,18 +323,30 @@ class SeparableGrid:
         """Whether :meth:`level_planes` can run (the C++ kernel, a CPU float32 table)."""
         return self.use_kernel and point_kernel.grid_usable(self.encoding.table)
 
-    def level_planes(self, z0: int, z1: int, y0: int = 0, y1: int | None = None) -> list:
+    def level_planes(self, z0: int, z1: int, y0: int = 0, y1: int | None = None,
+                     workspace: dict | None = None) -> list:
         """For the fused grid + MLP decode (:func:`neuralvol.kernels.mlp.grid_forward`) of output
         planes ``z0..z1-1``, rows ``y0..y1-1``: per level, its lattice blended along x and y
         onto those rows (``[F, nzl, ny, nx]``, the C++ kernel's intermediate) with the z
-        positions and weights that finish it. Needs :meth:`planes_usable`."""
+        positions and weights that finish it. Needs :meth:`planes_usable`. With a
+        ``workspace`` (a dict kept across calls) the levels' planes reuse its buffers, so a
+        later call overwrites what an earlier one returned: block after block of the 256^3
+        embryo decode (2 threads, this session's Xeon) the planes alone took 0.155 s instead
+        of 0.29 s in fresh memory, the whole bf16 grid evaluation ~0.59 s instead of ~0.61."""
         enc = self.encoding
         table = enc.table.detach()
         planes = []
+        n_features = enc.config.n_features
         for level in range(enc.config.n_levels):
             axes = self._level_axes(level, z0, z1, y0, y1)
+            buffers = None
+            if workspace is not None:
+                (tx, _, _), (ty, ry, _), (tz, _, _) = axes
+                nx, ny, nzl, nyl = len(axes[0][1]), len(ry), len(tz), len(ty)
+                buffers = (scratch(workspace, ("planes", level), (n_features * nzl * ny * nx,), table),
+                           scratch(workspace, "x rows", (n_features * nzl * nyl * nx,), table))  # one level at a time
             blended = point_kernel.grid_level_planes(table, enc._dense[level], enc._sizes[level], enc._offsets[level],
-                                                     axes)
+                                                     axes, buffers)
             planes.append((blended, axes[2][1], axes[2][2]))
         return planes
 

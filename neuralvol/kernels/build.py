@@ -27,7 +27,7 @@ from pathlib import Path
 
 SOURCES = tuple(Path(__file__).with_name(name) for name in ("hashgrid_cpu.cpp", "mlp_cpu.cpp", "postfilter_cpu.cpp"))
 HEADERS = tuple(Path(__file__).with_name(name) for name in ("threads.h", "grid_blend.h"))
-ABI_VERSION = 7
+ABI_VERSION = 8
 # -ffp-contract=off: no fused multiply-add, so positions and weights round exactly as
 # PyTorch's separate mul and add do. No -march=native: a cache on a shared home directory
 # must load on every node of a cluster.
@@ -105,7 +105,7 @@ def _declare(lib: ctypes.CDLL) -> None:
                                   i64, i32, p, i64, i32]
     lib.nv_grid_level.restype = None
     lib.nv_grid_level_planes.argtypes = [p, i64, i32, i32, i64, i64, p, i64, p, i64, p, i64, p, p, i64, p, p, i64,
-                                         i32, p, i32]
+                                         i32, p, p, i32]
     lib.nv_grid_level_planes.restype = None
     lib.nv_grid_mlp_forward.argtypes = [i32, i32, p, p, p, i32, i64, i64, i64, i32, p, p, i32, p, i32]
     lib.nv_grid_mlp_forward.restype = ctypes.c_int

@@ -421,7 +421,7 @@ std::vector<Level> make_levels(int n_levels, const int64_t* offsets, const int64
 
 extern "C" {
 
-int nv_abi_version() { return 7; }
+int nv_abi_version() { return 8; }
 
 // on = 0 or 1 switches the scattered-point kernels' AVX-512 path off or on (a test hook; any
 // other value only asks); returns whether it is in use now (never without AVX-512).
@@ -492,15 +492,20 @@ extern "C" {
 
 // The level's y-blended lattice planes into `planes` ([F][nzl][ny][nx]): what nv_grid_level
 // blends along z, and what the fused grid + MLP decode (nv_grid_mlp_forward) reads.
+// `rows_scratch`, F * nzl * nyl * nx floats or null, holds the x pass's rows: a caller that
+// decodes block after block passes the same buffer (fresh ones cost page faults, ~20 % of
+// the planes' time on the 256^3 embryo decode).
 void nv_grid_level_planes(const float* table, int64_t n_entries, int n_features, int dense, int64_t size,
                           int64_t offset, const int64_t* tx, int64_t nxl, const int64_t* ty, int64_t nyl,
                           const int64_t* tz, int64_t nzl, const int64_t* rx, const float* wx, int64_t nx,
-                          const int64_t* ry, const float* wy, int64_t ny, int taps, float* planes, int n_threads) {
+                          const int64_t* ry, const float* wy, int64_t ny, int taps, float* planes,
+                          float* rows_scratch, int n_threads) {
   const Level lv{offset, size, 0, dense != 0, 0.0f, fastmod_constant(static_cast<uint32_t>(size))};
   const int64_t n_rows = nzl * nyl;
   // The x pass for all features at once: each lattice row's table indices are hashed once,
   // then every feature is gathered and interpolated at the output's x coordinates.
-  std::vector<float> rows(static_cast<size_t>(n_features * n_rows * nx));
+  std::vector<float> own(rows_scratch == nullptr ? static_cast<size_t>(n_features * n_rows * nx) : 0);
+  float* const rows = rows_scratch == nullptr ? own.data() : rows_scratch;
   auto x_pass = [&](int64_t r0, int64_t r1) {
     std::vector<int64_t> index(static_cast<size_t>(nxl));
     for (int64_t r = r0; r < r1; ++r) {
@@ -511,7 +516,7 @@ void nv_grid_level_planes(const float* table, int64_t n_entries, int n_features,
       }
       for (int f = 0; f < n_features; ++f) {
         const float* values = table + f * n_entries;
-        float* orow = rows.data() + (f * n_rows + r) * nx;
+        float* orow = rows + (f * n_rows + r) * nx;
         if (taps == 2) {
           for (int64_t i = 0; i < nx; ++i)
             orow[i] = nv::lerp(values[index[rx[i]]], values[index[rx[i] + 1]], wx[i]);
@@ -532,7 +537,7 @@ void nv_grid_level_planes(const float* table, int64_t n_entries, int n_features,
       const int64_t kz = r / ny, j = r % ny;
       nv::tap_weights(wy, taps, ny, j, w);
       for (int f = 0; f < n_features; ++f) {
-        const float* base = rows.data() + (f * n_rows + kz * nyl + ry[j]) * nx;
+        const float* base = rows + (f * n_rows + kz * nyl + ry[j]) * nx;
         for (int t = 0; t < taps; ++t) src[t] = base + t * nx;
         blend_rows_any_isa(planes + (f * nzl * ny + r) * nx, src, w, taps, nx);
       }
@@ -550,7 +555,7 @@ void nv_grid_level(const float* table, int64_t n_entries, int n_features, int de
                    int64_t nz, int taps, float* out, int64_t feature_stride, int n_threads) {
   std::vector<float> planes(static_cast<size_t>(n_features * nzl * ny * nx));
   nv_grid_level_planes(table, n_entries, n_features, dense, size, offset, tx, nxl, ty, nyl, tz, nzl, rx, wx, nx, ry,
-                       wy, ny, taps, planes.data(), n_threads);
+                       wy, ny, taps, planes.data(), nullptr, n_threads);
   parallel_ranges(nz * ny, n_threads, [&](int64_t r0, int64_t r1) {  // r = output plane k * ny + row j
     for (int64_t r = r0; r < r1; ++r)
       for (int f = 0; f < n_features; ++f)
