@@ -157,6 +157,35 @@ def test_a_5x5x5_kernel_is_fitted_applied_and_chosen_only_where_it_pays():
         postfilter.PostFilter(shift=3, weights=(1,) * 9, offset=0)
 
 
+def test_a_finer_rounding_that_fits_the_plain_files_unused_bytes_is_tried_too(filtered, hydrogen, tmp_path,
+                                                                              monkeypatch):
+    """compress tries the best kernel within the bytes QAT held back and, where it differs, the
+    best within all the bytes the plain file leaves unused (a finer rounding of the same
+    kernel that the held-back bytes were a little short of)."""
+    import importlib
+
+    compress_module = importlib.import_module("neuralvol.compress")   # the package exports the function
+    fine = KERNEL_5X5X5
+    coarse = postfilter.PostFilter(shift=8, weights=tuple(w >> 4 for w in fine.weights), offset=0)
+    assert coarse.header_bytes() < fine.header_bytes()
+    fitted = {2: postfilter.FittedKernel(fine, before=1e-4, after=5e-5, coarser=((coarse, 6e-5),))}
+    monkeypatch.setattr(compress_module, "_fitted_kernels", lambda network, target, device: fitted)
+    plain = nv.open(_save(filtered, tmp_path))
+    plain.post_filter = None
+    plain.invalidate_size()
+
+    def candidates(held_back: int, unused: int) -> list:
+        return compress_module._post_filter_candidates(plain, hydrogen, plain.nbytes + unused, "cpu", held_back)
+
+    short = fine.header_bytes() - 1   # holds the coarse rounding, not the fine one
+    assert candidates(short, unused=fine.header_bytes() + 3) == [coarse, fine]
+    assert candidates(short, unused=short) == [coarse]
+    assert candidates(fine.header_bytes(), unused=fine.header_bytes()) == [fine]
+    # nothing held back: the kernel is paid for from the network's bytes, or from the unused ones
+    assert candidates(0, unused=0) == [fine]
+    assert candidates(0, unused=fine.header_bytes()) == [fine]
+
+
 def test_fit_declines_where_it_gains_nothing_and_bytes_decide_small_files():
     rng = np.random.default_rng(1)
     raw = rng.normal(size=(9, 9, 9))
