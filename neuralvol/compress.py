@@ -516,14 +516,12 @@ def _finish_quantised(network: NeuralField, info: VolumeInfo, data: np.ndarray, 
     best_tensors = {k: v.clone() for k, v in network.named_tensors().items()}
     best_training = dataclasses.replace(plain.training)
     for kernel in kernels:
+        if best_training.exact:   # nothing measures higher
+            break
         filtered, _ = _quantised_file(network, floats, info, data, summary, budget, record_timings, device, trained,
                                       reserve + kernel.header_bytes(), kernel)
-        if filtered is None:
-            continue
-        if best_training.exact:
-            break
         # the plain file is not exact (checked above), so the best PSNR so far is a number
-        if filtered.training.exact or filtered.training.psnr > best_training.psnr:
+        if filtered is not None and (filtered.training.exact or filtered.training.psnr > best_training.psnr):
             best, best_training = filtered, dataclasses.replace(filtered.training)
             best_tensors = {k: v.clone() for k, v in network.named_tensors().items()}
     network.load_tensors(best_tensors)

@@ -30,7 +30,6 @@ import torch
 
 from ..kernels import hashgrid as point_kernel
 from ..kernels import hashgrid_triton
-from ..workspace import scratch
 
 PRIMES = (1, 2654435761, 805459861)
 UINT32_MASK = 0xFFFFFFFF
@@ -336,17 +335,10 @@ class SeparableGrid:
         enc = self.encoding
         table = enc.table.detach()
         planes = []
-        n_features = enc.config.n_features
         for level in range(enc.config.n_levels):
             axes = self._level_axes(level, z0, z1, y0, y1)
-            buffers = None
-            if workspace is not None:
-                (tx, _, _), (ty, ry, _), (tz, _, _) = axes
-                nx, ny, nzl, nyl = len(axes[0][1]), len(ry), len(tz), len(ty)
-                buffers = (scratch(workspace, ("planes", level), (n_features * nzl * ny * nx,), table),
-                           scratch(workspace, "x rows", (n_features * nzl * nyl * nx,), table))  # one level at a time
             blended = point_kernel.grid_level_planes(table, enc._dense[level], enc._sizes[level], enc._offsets[level],
-                                                     axes, buffers)
+                                                     axes, workspace, level)
             planes.append((blended, axes[2][1], axes[2][2]))
         return planes
 

@@ -41,11 +41,35 @@ MLP_ISA = {0: "torch's GEMMs, no AVX-512", 1: "AVX-512, fp32 only", 2: "AVX-512 
 ENV_SWITCH = "NEURALVOL_KERNELS"
 ENV_CACHE = "NEURALVOL_KERNEL_CACHE"
 
+class Switch:
+    """A process-wide switch that ``with switch.on():`` turns on for the block; nested and
+    concurrent blocks count, so it is off again only when the last one ends. The benchmarks
+    time a kernel and the path it replaced in one run through these (:func:`pytorch_only`,
+    ``kernels.mlp.torch_gemms`` and the like)."""
+
+    def __init__(self):
+        self._depth = 0
+        self._lock = threading.Lock()
+
+    def __bool__(self) -> bool:
+        return self._depth > 0
+
+    @contextmanager
+    def on(self):
+        with self._lock:
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+
+
 _lock = threading.Lock()
 _library: ctypes.CDLL | None = None
 _reason: str | None = None
 _tried = False
-_switched_off = 0  # depth of nested pytorch_only() blocks
+_switched_off = Switch()  # on inside pytorch_only()
 
 
 def _compiler() -> str | None:
@@ -170,17 +194,9 @@ def status() -> str:
     return f"C++ kernels (hash grid; decode MLP: {MLP_ISA[lib.nv_mlp_isa()]})"
 
 
-@contextmanager
 def pytorch_only():
     """Inside, every caller takes the pure-PyTorch path (benchmarks time both in one run)."""
-    global _switched_off
-    with _lock:
-        _switched_off += 1
-    try:
-        yield
-    finally:
-        with _lock:
-            _switched_off -= 1
+    return _switched_off.on()
 
 
 def reset() -> None:

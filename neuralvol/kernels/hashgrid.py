@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from . import build
+from ..workspace import scratch
 
 
 class LevelTable:
@@ -123,14 +124,14 @@ def grid_level_into(out: torch.Tensor, level: int, n_levels: int, table: torch.T
 
 
 def grid_level_planes(table: torch.Tensor, dense: bool, size: int, offset: int, axes,
-                      buffers: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor | None:
+                      workspace: dict | None = None, level: int = 0) -> torch.Tensor | None:
     """The level's lattice blended along x and y onto the output's rows: ``[F, nzl, ny, nx]``
     (nzl lattice z planes), what :func:`grid_level_into` blends along z; None when the kernel
     cannot run here. ``axes`` as for :func:`grid_level_into` (its z entry is not used).
-    ``buffers``: flat float32 tensors of at least F * nzl * ny * nx and F * nzl * nyl * nx
-    elements (nyl: the lattice rows), reused for the result and the kernel's x-pass rows
-    instead of fresh memory (:meth:`~neuralvol.encodings.hashgrid.SeparableGrid.level_planes`
-    passes the same ones block after block)."""
+    With a ``workspace`` (:func:`neuralvol.workspace.scratch`) the result is level ``level``'s
+    buffer there and the kernel's x-pass rows one buffer shared by the levels, instead of
+    fresh memory (:meth:`~neuralvol.encodings.hashgrid.SeparableGrid.level_planes` passes the
+    same workspace block after block)."""
     if not grid_usable(table):
         return None
     lib = build.library()
@@ -138,11 +139,11 @@ def grid_level_planes(table: torch.Tensor, dense: bool, size: int, offset: int, 
     table = table.contiguous()
     shape = (table.shape[0], tz.numel(), ry.numel(), rx.numel())
     rows_ptr = None
-    if buffers is None:
+    if workspace is None:
         planes = torch.empty(shape, dtype=torch.float32)
     else:
-        planes = buffers[0][:shape[0] * shape[1] * shape[2] * shape[3]].view(shape)
-        rows_ptr = buffers[1].data_ptr()
+        planes = scratch(workspace, ("planes", level), shape, table)
+        rows_ptr = scratch(workspace, "x rows", (shape[0] * shape[1] * ty.numel() * shape[3],), table).data_ptr()
     lib.nv_grid_level_planes(table.data_ptr(), table.shape[1], table.shape[0], int(dense), size, offset,
                              tx.data_ptr(), tx.numel(), ty.data_ptr(), ty.numel(), tz.data_ptr(), tz.numel(),
                              rx.data_ptr(), wx.data_ptr(), rx.numel(), ry.data_ptr(), wy.data_ptr(), ry.numel(),

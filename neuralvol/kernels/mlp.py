@@ -13,60 +13,32 @@ Xeon, 2^18 voxels 3.9 ms (414 GMAC/s, torch's own AMX GEMM 427 for one 64 x 64 l
 """
 from __future__ import annotations
 
-import threading
-from contextlib import contextmanager
-
 import torch
 
 from . import build
 from .hashgrid import tap_weights
 
-_lock = threading.Lock()
-_gemms_only = 0  # depth of nested torch_gemms() blocks
-_unfused = 0     # depth of nested features_then_mlp() blocks
-_no_amx = 0      # depth of nested without_amx() blocks
+_gemms_only = build.Switch()  # on inside torch_gemms()
+_unfused = build.Switch()     # on inside features_then_mlp()
+_no_amx = build.Switch()      # on inside without_amx()
 
 
-@contextmanager
 def torch_gemms():
     """Inside, the decoder's MLP runs as torch's GEMMs, the path this kernel replaced
     (benchmarks/speed.py times both in one run); the hash-grid kernels stay on."""
-    global _gemms_only
-    with _lock:
-        _gemms_only += 1
-    try:
-        yield
-    finally:
-        with _lock:
-            _gemms_only -= 1
+    return _gemms_only.on()
 
 
-@contextmanager
 def features_then_mlp():
     """Inside, a grid decode writes the encoding's features out whole, then runs the MLP
     kernel on them: the path :func:`grid_forward` replaced (benchmarks/speed.py times both)."""
-    global _unfused
-    with _lock:
-        _unfused += 1
-    try:
-        yield
-    finally:
-        with _lock:
-            _unfused -= 1
+    return _unfused.on()
 
 
-@contextmanager
 def without_amx():
     """Inside, bf16 runs on AVX512-BF16 even where the CPU has AMX: the path AMX replaced
     (benchmarks/speed.py times both in one run)."""
-    global _no_amx
-    with _lock:
-        _no_amx += 1
-    try:
-        yield
-    finally:
-        with _lock:
-            _no_amx -= 1
+    return _no_amx.on()
 
 
 def _arithmetic(dtype: torch.dtype) -> int:

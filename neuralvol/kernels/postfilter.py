@@ -8,31 +8,19 @@ PyTorch without the kernel library (see :mod:`.build`).
 """
 from __future__ import annotations
 
-import threading
-from contextlib import contextmanager
-
 import numpy as np
 import torch
 
 from . import build
 
 MAX_RADIUS = 2
-_lock = threading.Lock()
-_off = 0   # depth of nested pytorch_filter() blocks
+_off = build.Switch()   # on inside pytorch_filter()
 
 
-@contextmanager
 def pytorch_filter():
     """Inside, the post filter runs as PyTorch's slab-by-slab sums, the path this kernel
     replaced (benchmarks/speed.py times both in one run); the other kernels stay on."""
-    global _off
-    with _lock:
-        _off += 1
-    try:
-        yield
-    finally:
-        with _lock:
-            _off -= 1
+    return _off.on()
 
 
 def usable(radius: int) -> bool:
