@@ -34,9 +34,10 @@ QAT_FRACTION = 0.25
 # 26x on a 128^3 crop of embryo (0.94 s; a fresh rate-control plan of ~20 trial codings).
 FINISH_CODINGS = 24
 # Whole-grid evaluations the fit leaves time for where a post filter may be fitted: the plain
-# file's measurement, the filter's decode and normal equations (~1.5 evaluations at 256^3),
-# and the filtered file's measurement.
-FILTER_EVALUATIONS = 3.5
+# file's measurement, the network's decode the kernels are fitted to, and up to two filtered
+# files' measurements (_post_filter_candidates); the kernels' normal equations are timed on
+# their own (postfilter.fit_seconds).
+FILTER_EVALUATIONS = 4.0
 
 
 def validate_array(array) -> np.ndarray:
@@ -362,12 +363,16 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
         target = fields.normalised_target(data, info)
         if filtering and quantiser is not None:
             quantiser.settle_reserve = _settle_filter_reserve(target, budget, torch_device, quantiser)
+        finish_s = FINISH_CODINGS * coding_s
+        if filtering and time_budget is not None:
+            finish_s += postfilter.fit_seconds(target)   # the kernels' normal equations
         # the fit gets what planning left of the budget, and leaves room for finishing
         remaining = None if time_budget is None else max(0.0, float(time_budget) - (perf_counter() - started))
         summary = fit(network, target, steps=None if steps is None else int(steps), time_budget=remaining,
                       psnr_target=psnr, seed=seed, device=torch_device, progress=progress,
                       grad_weight=float(grad_weight), quantiser=quantiser,
-                      qat_fraction=QAT_FRACTION if quantised else 0.0, after_fit_s=FINISH_CODINGS * coding_s,
+                      qat_fraction=QAT_FRACTION if quantised else 0.0,
+                      after_fit_s=finish_s,
                       importance=weights, evaluations=FILTER_EVALUATIONS if filtering else 1.0)
     else:  # constant volume: the normalisation alone reproduces it exactly
         summary = TrainingSummary(steps=0, seconds=0.0, stopped="constant", curve=[])

@@ -43,6 +43,7 @@ Scalar fields only.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -62,9 +63,14 @@ MAX_SHIFT_LOSS = 0.002
 # come out longer than the bytes held back for it when QAT settled (carotid 100:1: 53 bytes
 # where 44 were held, so the file kept the 3x3x3 kernel: +0.18 dB where the 5x5x5 gave +0.27).
 COARSER_SHIFTS = 6
-# Voxels per slab when accumulating the normal equations or applying a kernel: 28 float64
-# class sums per voxel for the 5x5x5 kernel's fit (~230 MB at 2^20 voxels), so a quarter.
-FIT_SLAB_VOXELS = 1 << 18
+# Voxels per slab when applying a kernel in torch or interpolating its correction.
+SLAB_VOXELS = 1 << 18
+# Voxels per slab when accumulating the normal equations: their 28 float64 class sums a voxel
+# (14.7 MB at 2^16) stay under glibc's largest dynamic mmap threshold (32 MiB), so from the
+# second slab on their memory comes from the heap instead of fresh mappings to page-fault.
+# At 2^18 (58 MB) a 130^3 brick of embryo spent 1.6-2.1 s in fit_kernels inside compress (0.5 s
+# in a fresh process once warm); at 2^16, 0.31-0.43 s.
+FIT_SLAB_VOXELS = 1 << 16
 # Voxels the normal equations are accumulated over, at most: every k-th slab of a larger
 # volume (28 unknowns). All 16.8 M voxels of a 256^3 volume took 3 s on one thread for the
 # 3x3x3 kernel alone, 4x its decode at 400:1; 2^22 of them for both kernels 2.7 s on two,
@@ -167,7 +173,7 @@ class PostFilter:
         nz, ny, nx = (n - 2 * r for n in padded.shape)
         src = torch.from_numpy(np.ascontiguousarray(padded, dtype=np.float32))
         out = torch.empty((nz, ny, nx), dtype=torch.float32)
-        slab = max(1, FIT_SLAB_VOXELS // max(1, ny * nx))
+        slab = max(1, SLAB_VOXELS // max(1, ny * nx))
         for z0 in range(0, nz, slab):
             z1 = min(nz, z0 + slab)
             acc = out[z0:z1].fill_(self.offset * self.scale)
@@ -209,7 +215,7 @@ class PostFilter:
         out = torch.from_numpy(np.array(values, dtype=np.float32))
         i0, i1, t = cells[2]
         p0, p1 = np.searchsorted(needed[2], i0), np.searchsorted(needed[2], i1)
-        slab = max(1, FIT_SLAB_VOXELS // max(1, out.shape[1] * out.shape[2]))
+        slab = max(1, SLAB_VOXELS // max(1, out.shape[1] * out.shape[2]))
         for z0 in range(0, out.shape[0], slab):   # then z, added to the values slab by slab
             z1 = min(out.shape[0], z0 + slab)
             tz = torch.from_numpy(t[z0:z1].astype(np.float32)).reshape(-1, 1, 1)
@@ -225,7 +231,7 @@ class PostFilter:
         picks = [[(np.searchsorted(nb, np.clip(nd - k, 0, n - 1)), np.searchsorted(nb, np.clip(nd + k, 0, n - 1)))
                   for k in range(r + 1)] for nd, nb, n in zip(needed, near, dims)]
         correction = np.empty((len(needed[2]), len(needed[1]), len(needed[0])), dtype=np.float64)
-        slab = max(1, FIT_SLAB_VOXELS // max(1, len(near[1]) * len(near[0])))
+        slab = max(1, SLAB_VOXELS // max(1, len(near[1]) * len(near[0])))
         for z0 in range(0, len(needed[2]), slab):
             z1 = min(len(needed[2]), z0 + slab)
             rows = [(lo[z0:z1], hi[z0:z1]) for lo, hi in picks[2]]
@@ -449,12 +455,11 @@ def fit_kernels(raw: np.ndarray, target: np.ndarray, radii=None) -> dict[int, Fi
     gram = np.zeros((n_classes + 1, n_classes + 1))
     cross = np.zeros(n_classes + 1)
     energy = 0.0
-    slab = max(1, FIT_SLAB_VOXELS // max(1, ny * nx))
-    stride = max(1, math.ceil(raw.size / FIT_MAX_VOXELS))   # in slabs
+    slab, starts = _fit_slabs(raw.shape)
     zi = padded_indices(nz, 0, nz - 1, top)
     yi, xi = padded_indices(ny, 0, ny - 1, top), padded_indices(nx, 0, nx - 1, top)
     n = 0
-    for z0 in range(0, nz, slab * stride):
+    for z0 in starts:
         z1 = min(nz, z0 + slab)
         n += (z1 - z0) * ny * nx
         padded = np.asarray(raw[zi[z0:z1 + 2 * top]], dtype=np.float64)[:, yi][:, :, xi]
@@ -499,6 +504,34 @@ def fit_kernels(raw: np.ndarray, target: np.ndarray, radii=None) -> dict[int, Fi
             coarser.append(candidate)
         out[r] = FittedKernel(kernel, before, after, tuple(coarser))
     return out
+
+
+def fit_seconds(target: np.ndarray) -> float:
+    """:func:`fit_kernels`' seconds for ``target``'s shape on this machine, for the time a fit
+    leaves itself: its first slab timed (the faster of two runs; the first also pays for the
+    process's first large allocations) times the slabs it accumulates. Where the network is
+    small the normal equations cost more than its whole-grid evaluations, by which the rest of
+    the finish is reserved: a 130^3 brick of embryo at 200:1 (0.16 s an evaluation) spent 2.1 s
+    choosing its kernel with 2^18-voxel slabs, and a 28 s budget took 30.2 s."""
+    if target.size < MIN_VOXELS:
+        return 0.0
+    slab, starts = _fit_slabs(target.shape[:3])
+    first = target[:slab]
+    runs = []
+    for _ in range(2):
+        start = time.perf_counter()
+        fit_kernels(first, first)
+        runs.append(time.perf_counter() - start)
+    return min(runs) * len(starts)
+
+
+def _fit_slabs(shape) -> tuple[int, range]:
+    """(z-planes per slab, the slabs' first planes) over which :func:`fit_kernels` accumulates:
+    all of them, or every k-th past :data:`FIT_MAX_VOXELS` voxels."""
+    nz, ny, nx = shape
+    slab = max(1, FIT_SLAB_VOXELS // max(1, ny * nx))
+    stride = max(1, math.ceil(nz * ny * nx / FIT_MAX_VOXELS))   # in slabs
+    return slab, range(0, nz, slab * stride)
 
 
 def net_gain_db(before: float, after: float, filter_bytes: int, file_bytes: int, free_bytes: int = 0) -> float:
