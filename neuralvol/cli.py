@@ -307,7 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument("--ratio", type=float, help="native bytes / file bytes (default 100)")
     rate.add_argument("--bpv", type=float, help="bits per voxel of the whole file")
     rate.add_argument("--size", type=int, help="file size in bytes")
-    c.add_argument("--time-budget", type=float, help="seconds of fitting (default 60 unless --steps)")
+    c.add_argument("--time-budget", type=float,
+                   help="seconds for the whole compression, bricks included (default: 60 unless --steps; in "
+                        "bricks, 60 for each brick)")
     c.add_argument("--steps", type=int, help="maximum fitting steps")
     c.add_argument("--psnr", type=float,
                    help="target PSNR (dB): alone, the smallest file that reaches it within the time budget; "

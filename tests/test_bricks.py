@@ -269,6 +269,35 @@ def test_a_header_larger_than_reserved_is_paid_for_by_refitting(headsq, monkeypa
     assert sum(vol.report["sizes"]) < budget and vol.nbytes <= budget
 
 
+def test_a_time_budget_is_the_whole_calls_shared_by_the_bricks(ct64, monkeypatch):
+    import importlib
+
+    from neuralvol.bricks.compress import FINISH_SHARE
+    module = importlib.import_module("neuralvol.compress")
+    real, given = module.compress, []
+
+    def recording(block, **options):   # what each brick's fit was given; the fits stay short
+        given.append(options.pop("time_budget"))
+        return real(block, steps=8, **options)
+    monkeypatch.setattr(module, "compress", recording)
+    vol = compress_bricked(ct64, 32, ratio=40, workers=0, time_budget=40, record_timings=False, seed=3)
+    # 8 bricks one after another in this process: an eighth each of what the statistics left
+    assert len(given) == 8 and len(set(given)) == 1
+    assert 0.9 * 40 * (1 - FINISH_SHARE) / 8 < given[0] <= 40 * (1 - FINISH_SHARE) / 8
+    assert vol.report["brick_time_budget"] == given[0] and vol.report["worker_threads"] == 1
+    with pytest.raises(nv.InputError, match=r"^a time budget of 3 s leaves 0\.\d s for each of 8 bricks on 1 "
+                                            r"worker thread\(s\), under the 2 s a fit needs; give a longer"):
+        compress_bricked(ct64, 32, ratio=40, workers=0, time_budget=3)
+    for bad in (0, -5, float("nan")):
+        with pytest.raises(nv.InputError, match="time budget must be a positive number of seconds"):
+            compress_bricked(ct64, 32, ratio=40, workers=0, time_budget=bad)
+
+
+def test_bricks_run_in_waves_of_the_clusters_threads(cluster_client):
+    from neuralvol.bricks import runner
+    assert runner.slots(None) == 1 and runner.slots(cluster_client) == 2
+
+
 def test_pyvista_reads_a_bricked_file_as_one_image(bricked):
     pytest.importorskip("pyvista")
     from neuralvol.pyvista_support import NVCReader, to_image

@@ -46,6 +46,18 @@ DEFAULT_OVERLAP = 2
 HEADER_BYTES_PER_BRICK = 16
 HEADER_BYTES_FIXED = 320
 REFIT_ROUNDS = 3
+# A time budget is the whole call's, as for a single model: its clock starts once every worker
+# has imported torch's optimiser machinery and loaded the kernels (compress's own clock starts
+# after them too), and the bricks' fits share what the statistics leave, in waves of as many
+# bricks as there are worker threads. FINISH_SHARE of it is kept for assembling the file and
+# for the fit tasks' overrun (reading the brick, coding it, the compress call's own ~1-3 %):
+# embryo 256^3 in 8 bricks of 128 on 2 workers, 200:1, 120 s: 4 % kept, 118.6 s (tasks of
+# 28.2-30.0 s for 28.55 each); 6 % kept, 115.4 s; plus ~3 s for the cluster's start and the
+# workers' imports before the clock starts.
+FINISH_SHARE = 0.04
+# Below this a brick's fit is mostly planning, quantisation and its final measurement: a budget
+# that would give less is refused with the fix, rather than kept by fits that learn nothing.
+MIN_BRICK_SECONDS = 2.0
 # max_error: a per-brick bound would not hold across the blended overlaps; importance/roi:
 # boxes and weights are in whole-grid coordinates, which no brick fit translates yet.
 UNSUPPORTED = ("psnr", "preset", "init", "config", "max_error", "importance", "roi", "roi_weight", "warm_start")
@@ -114,8 +126,13 @@ def compress_bricked(array, brick=DEFAULT_BRICK, spacing: Sequence[float] = (1.0
         ``progress(done, total, brick)`` after each brick fit (``brick``: its index, PSNR,
         seconds); returning ``False`` cancels (:class:`FitCancelled`).
     **options :
-        Passed to :func:`neuralvol.compress` for every brick (``steps``, ``time_budget``,
-        ``seed``, ``encoding``, ``record_timings``, ``device``, ...).
+        Passed to :func:`neuralvol.compress` for every brick (``steps``, ``seed``,
+        ``encoding``, ``record_timings``, ``device``, ...), except ``time_budget``: the seconds
+        of the whole call, as for a single model (its clock starts once the workers have
+        loaded torch and the kernels). The bricks' fits share what the statistics leave, in
+        waves of as many as there are worker threads, and a budget that would leave a brick
+        under ``MIN_BRICK_SECONDS`` is refused. With neither ``time_budget`` nor ``steps``
+        each brick fits for :func:`neuralvol.compress`'s default 60 s.
 
     Returns
     -------
@@ -149,15 +166,28 @@ def compress_bricked(array, brick=DEFAULT_BRICK, spacing: Sequence[float] = (1.0
         from ..compress import compress
         return compress(np.asarray(array[:, :, :]), spacing=spacing, origin=origin, array_name=array_name,
                         ratio=ratio, bpv=bpv, size=size, time=time, **options)
+    time_budget = options.pop("time_budget", None)   # the whole call's: the bricks' fits share it
+    if time_budget is not None and not (float(time_budget) > 0 and math.isfinite(float(time_budget))):
+        raise InputError(f"time budget must be a positive number of seconds, got {time_budget}")
     reserve = HEADER_BYTES_FIXED + HEADER_BYTES_PER_BRICK * len(layout)
     if budget < reserve + len(layout) * allocate.MIN_BRICK_BYTES:
         raise InputError(f"a budget of {budget} bytes is too small for {len(layout)} bricks (each needs about "
                          f"{allocate.MIN_BRICK_BYTES + HEADER_BYTES_PER_BRICK}); use larger bricks (--brick) "
                          f"or a lower ratio")
     source = as_brick_source(array)
-    started = _time.perf_counter()
     use_dask = client is not None or scheduler is not None or (workers or 0) > 0
     with (runner.dask_client(workers, scheduler, client) if use_dask else _no_client()) as c:
+        runner.warm_up(c)
+        started = _time.perf_counter()
+        slots = runner.slots(c)
+
+        def seconds_each(bricks: int) -> float | None:
+            """Each of ``bricks`` fits' share of what is left of the time budget."""
+            if time_budget is None:
+                return None
+            left = float(time_budget) * (1.0 - FINISH_SHARE) - (_time.perf_counter() - started)
+            return left / math.ceil(bricks / slots)
+
         # numpy inputs travel as their bricks; lazy ones as themselves (each worker reads its brick)
         sources = [source if is_lazy(source) else _scatter(c, source[layout.slices(i)]) for i in range(len(layout))]
         whole = [(slice(None),) * 3] * len(layout)
@@ -173,16 +203,23 @@ def compress_bricked(array, brick=DEFAULT_BRICK, spacing: Sequence[float] = (1.0
         info = VolumeInfo(dims=dims, spacing=spacing, origin=origin, array_name=str(array_name),
                           dtype=dtype.name, value_range=value_range, time=time)
 
-        def brick_args(i):
+        def brick_args(i, seconds):
             e = layout.extent(i)
             o = tuple(origin[a] + spacing[a] * e[2 * a] for a in range(3))
-            return (sources[i], slices[i], e, o, spacing, str(array_name), sizes[i], options)
+            fit_options = options if seconds is None else {**options, "time_budget": seconds}
+            return (sources[i], slices[i], e, o, spacing, str(array_name), sizes[i], fit_options)
 
         def report(done, total, result):
             if progress is not None:
                 return progress(done, total, {k: result[k] for k in ("psnr", "seconds", "steps")})
 
-        results = runner.run(fit_task, [brick_args(i) for i in range(len(layout))], c, report, key="neuralvol-fit")
+        seconds = seconds_each(len(layout))
+        if seconds is not None and seconds < MIN_BRICK_SECONDS:
+            raise InputError(f"a time budget of {float(time_budget):g} s leaves {max(seconds, 0.0):.1f} s for each of "
+                             f"{len(layout)} bricks on {slots} worker thread(s), under the {MIN_BRICK_SECONDS:g} s a "
+                             f"fit needs; give a longer time budget, more workers or larger bricks (--brick)")
+        results = runner.run(fit_task, [brick_args(i, seconds) for i in range(len(layout))], c, report,
+                             key="neuralvol-fit")
         for _ in range(REFIT_ROUNDS):
             vol = _assemble(results, layout, info, stats, core)
             excess = vol.nbytes - budget
@@ -194,7 +231,10 @@ def compress_bricked(array, brick=DEFAULT_BRICK, spacing: Sequence[float] = (1.0
             cut = math.ceil(1.25 * excess / len(redo)) + 8
             for i in redo:
                 sizes[i] = max(allocate.MIN_BRICK_BYTES, sizes[i] - cut)
-            redone = runner.run(fit_task, [brick_args(i) for i in redo], c, key="neuralvol-refit")
+            # a refit past the budget's end still gets the shortest useful fit (the file must fit)
+            again = seconds_each(len(redo))
+            again = None if again is None else max(again, MIN_BRICK_SECONDS)
+            redone = runner.run(fit_task, [brick_args(i, again) for i in redo], c, key="neuralvol-refit")
             for i, r in zip(redo, redone):
                 results[i] = r
         else:
@@ -208,7 +248,8 @@ def compress_bricked(array, brick=DEFAULT_BRICK, spacing: Sequence[float] = (1.0
                   "brick_seconds": [r["seconds"] for r in results], "difficulty": stats,
                   "peak_rss_task_max": max(r["peak_rss"] for r in results),
                   "peak_rss_workers": rss, "peak_rss_client": runner.peak_rss_bytes(),
-                  "seconds": _time.perf_counter() - started}
+                  "seconds": _time.perf_counter() - started, "time_budget": time_budget,
+                  "brick_time_budget": seconds, "worker_threads": slots}
     return vol
 
 

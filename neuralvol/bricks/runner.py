@@ -89,6 +89,23 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, client
         yield c
 
 
+def warm_up(client=None) -> None:
+    """Import torch's optimiser machinery and load the kernels in this process (``client`` None)
+    or on every worker, as :func:`neuralvol.compress` does before starting its clock."""
+    from ..fitting import import_optimiser_machinery
+    if client is None:
+        import_optimiser_machinery()
+    else:
+        client.run(import_optimiser_machinery)
+
+
+def slots(client=None) -> int:
+    """How many brick fits run at once: one in this process, else the workers' threads."""
+    if client is None:
+        return 1
+    return max(1, sum(client.nthreads().values()))
+
+
 def run(fn: Callable, arguments: Sequence[tuple], client=None, on_result: Callable | None = None,
         key: str = "neuralvol") -> list:
     """``[fn(*a) for a in arguments]``, as Dask tasks on ``client`` (in-process when None).
