@@ -64,6 +64,27 @@ def test_fit_recovers_a_known_kernel_and_rounds_it_to_few_bits():
     np.testing.assert_allclose(found.apply_padded(padded), _reference_filter(found, raw), atol=1e-5)
 
 
+def test_the_normal_equations_do_not_depend_on_the_slabs_or_their_sampling(monkeypatch):
+    rng = np.random.default_rng(1)
+    raw = rng.normal(size=(40, 24, 20))
+    truth = postfilter.PostFilter(shift=10, weights=(700, 40, -30, 12, 25, -8, 6, -3), offset=-50)
+    target = _reference_filter(truth, raw) + 0.01 * rng.normal(size=raw.shape)
+    whole = postfilter.fit_kernels(raw, target)   # one slab: 19 200 voxels
+    monkeypatch.setattr(postfilter, "FIT_SLAB_VOXELS", 24 * 20 * 3)   # 14 slabs of 3 planes
+    sliced = postfilter.fit_kernels(raw, target)
+    for r in postfilter.RADII:
+        assert sliced[r].kernel == whole[r].kernel and sliced[r].after == pytest.approx(whole[r].after, rel=1e-9)
+    # past FIT_MAX_VOXELS every k-th slab is accumulated: here every 2nd, a 7-slab sample
+    monkeypatch.setattr(postfilter, "FIT_MAX_VOXELS", raw.size // 2)
+    slab, starts = postfilter._fit_slabs(raw.shape)
+    assert slab == 3 and list(starts) == list(range(0, 40, 6))
+    sampled = postfilter.fit_kernels(raw, target)
+    np.testing.assert_allclose(np.array(sampled[1].kernel.weights) * sampled[1].kernel.scale,
+                               np.array(truth.weights) * truth.scale, atol=0.01)
+    # the fit's own time is set aside from the first slab's; none under MIN_VOXELS
+    assert postfilter.fit_seconds(raw) > 0 and postfilter.fit_seconds(raw[:2, :3, :3]) == 0
+
+
 @pytest.mark.parametrize("kernel", ["3x3x3", "5x5x5"])
 def test_the_filter_kernel_applies_the_taps_as_pytorch_does_on_any_thread_count(kernel):
     """The C++ post filter (kernels.postfilter) against the tap-by-tap float64 reference and
