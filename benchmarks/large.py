@@ -137,8 +137,9 @@ def main(argv=None) -> int:
     p.add_argument("--json", type=Path, help="also write the numbers here")
     p.add_argument("--post-filter", type=Path, nargs="+", metavar="VOLUME.npy",
                    help="instead: these volumes in bricks with and without the bricks' post filters, and SPERR")
-    p.add_argument("--brick-seconds", type=float, default=30.0, help="with --post-filter: about this many seconds of fitting per brick (the call's time budget is "
-                        "that times the waves of bricks the workers fit)")
+    p.add_argument("--brick-seconds", type=float, default=30.0,
+                   help="with --post-filter: about this many seconds of fitting per brick (the call's time "
+                        "budget is that times the waves of bricks the workers fit)")
     args = p.parse_args(argv)
     import torch
     torch.set_num_threads(args.threads)
