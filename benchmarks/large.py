@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ sys.path.insert(0, str(REPO))
 
 import neuralvol as nv  # noqa: E402
 from neuralvol.bricks import MemmapArray, compress_bricked  # noqa: E402
-from neuralvol.bricks.compress import DEFAULT_OVERLAP, FINISH_SHARE  # noqa: E402
+from neuralvol.bricks.compress import DEFAULT_OVERLAP, time_budget_for  # noqa: E402
 from neuralvol.bricks.layout import BrickLayout  # noqa: E402
 from neuralvol.bricks.quality import seam_psnr  # noqa: E402
 from neuralvol.metrics import psnr  # noqa: E402
@@ -95,8 +94,8 @@ def post_filter_rows(paths: list[Path], args) -> dict:
             data = np.load(path)
             row = {}
             # the time budget is the whole call's: about --brick-seconds for each brick's fit
-            waves = math.ceil(len(BrickLayout.for_volume(data.shape[::-1], brick, DEFAULT_OVERLAP)) / max(1, w))
-            total = args.brick_seconds * waves / (1.0 - FINISH_SHARE)
+            bricks = len(BrickLayout.for_volume(data.shape[::-1], brick, DEFAULT_OVERLAP))
+            total = time_budget_for(args.brick_seconds, bricks, max(1, w))
             for kept in (False, True):
                 t = time.perf_counter()
                 vol = compress_bricked(data, brick, ratio=args.ratio, workers=w, post_filter=kept, seed=0,

@@ -371,8 +371,7 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
         summary = fit(network, target, steps=None if steps is None else int(steps), time_budget=remaining,
                       psnr_target=psnr, seed=seed, device=torch_device, progress=progress,
                       grad_weight=float(grad_weight), quantiser=quantiser,
-                      qat_fraction=QAT_FRACTION if quantised else 0.0,
-                      after_fit_s=finish_s,
+                      qat_fraction=QAT_FRACTION if quantised else 0.0, after_fit_s=finish_s,
                       importance=weights, evaluations=FILTER_EVALUATIONS if filtering else 1.0)
     else:  # constant volume: the normalisation alone reproduces it exactly
         summary = TrainingSummary(steps=0, seconds=0.0, stopped="constant", curve=[])

@@ -63,6 +63,18 @@ MIN_BRICK_SECONDS = 2.0
 UNSUPPORTED = ("psnr", "preset", "init", "config", "max_error", "importance", "roi", "roi_weight", "warm_start")
 
 
+def brick_seconds(time_budget: float, elapsed: float, bricks: int, slots: int) -> float:
+    """Each of ``bricks`` fits' seconds, in waves on ``slots`` worker threads, when ``elapsed``
+    seconds of ``time_budget`` are spent (:data:`FINISH_SHARE` of it kept back)."""
+    return (time_budget * (1.0 - FINISH_SHARE) - elapsed) / math.ceil(bricks / slots)
+
+
+def time_budget_for(seconds: float, bricks: int, slots: int) -> float:
+    """The time budget that gives each of ``bricks`` fits ``seconds`` on ``slots`` worker
+    threads before anything is spent (:func:`brick_seconds` the other way round)."""
+    return seconds * math.ceil(bricks / slots) / (1.0 - FINISH_SHARE)
+
+
 def needs_bricks(shape) -> bool:
     return math.prod(int(n) for n in shape) > AUTO_BRICK_VOXELS
 
@@ -185,8 +197,7 @@ def compress_bricked(array, brick=DEFAULT_BRICK, spacing: Sequence[float] = (1.0
             """Each of ``bricks`` fits' share of what is left of the time budget."""
             if time_budget is None:
                 return None
-            left = float(time_budget) * (1.0 - FINISH_SHARE) - (_time.perf_counter() - started)
-            return left / math.ceil(bricks / slots)
+            return brick_seconds(float(time_budget), _time.perf_counter() - started, bricks, slots)
 
         # numpy inputs travel as their bricks; lazy ones as themselves (each worker reads its brick)
         sources = [source if is_lazy(source) else _scatter(c, source[layout.slices(i)]) for i in range(len(layout))]
