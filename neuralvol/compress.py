@@ -70,6 +70,21 @@ def validate_array(array) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
+def check_time_budget(time_budget) -> float | None:
+    """``time_budget`` as seconds (None stays None), or an InputError: a budget must be a finite
+    number >= 0 (``float("inf")`` would never end a fit; leave it out, or give ``steps``)."""
+    if time_budget is None:
+        return None
+    try:
+        seconds = float(time_budget)
+    except (TypeError, ValueError):
+        raise InputError(f"time budget must be a number of seconds, got {time_budget!r}") from None
+    if not (seconds >= 0 and math.isfinite(seconds)):
+        raise InputError(f"time budget must be a finite number of seconds >= 0, got {time_budget}; leave it out "
+                         f"for the default ({DEFAULT_TIME_BUDGET:g} s), or give steps")
+    return seconds
+
+
 def _vec3(value, what: str, positive: bool) -> tuple[float, float, float]:
     try:
         v = tuple(float(x) for x in value)
@@ -228,6 +243,7 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
     import_optimiser_machinery()   # once per process, outside the budget (see there)
     started = perf_counter()
     data = validate_array(array)
+    time_budget = check_time_budget(time_budget)
     weights = importance_weights(data.shape[:3], importance, roi, roi_weight)  # one weight per voxel
     if max_error is not None:
         if data.ndim == 4:
@@ -244,8 +260,6 @@ def compress(array, spacing: Sequence[float] = (1.0, 1.0, 1.0), origin: Sequence
     origin = _vec3(origin, "origin", positive=False)
     if steps is not None and int(steps) < 0:
         raise InputError(f"steps must be >= 0, got {steps}")
-    if time_budget is not None and not float(time_budget) >= 0:
-        raise InputError(f"time budget must be >= 0 seconds, got {time_budget}")
     if steps is None and time_budget is None:
         time_budget = DEFAULT_TIME_BUDGET
     if not (float(grad_weight) >= 0 and math.isfinite(float(grad_weight))):

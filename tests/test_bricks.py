@@ -288,8 +288,10 @@ def test_a_time_budget_is_the_whole_calls_shared_by_the_bricks(ct64, monkeypatch
     with pytest.raises(nv.InputError, match=r"^a time budget of 3 s leaves 0\.\d s for each of 8 bricks on 1 "
                                             r"worker thread\(s\), under the 2 s a fit needs; give a longer"):
         compress_bricked(ct64, 32, ratio=40, workers=0, time_budget=3)
-    for bad in (0, -5, float("nan")):
-        with pytest.raises(nv.InputError, match="time budget must be a positive number of seconds"):
+    with pytest.raises(nv.InputError, match=r"^a time budget of 0 s leaves 0\.0 s for each of 8 bricks"):
+        compress_bricked(ct64, 32, ratio=40, workers=0, time_budget=0)
+    for bad in (-5, float("nan"), float("inf")):   # the same check as an unbricked compress
+        with pytest.raises(nv.InputError, match="time budget must be a finite number of seconds >= 0"):
             compress_bricked(ct64, 32, ratio=40, workers=0, time_budget=bad)
 
 

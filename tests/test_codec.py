@@ -167,6 +167,18 @@ def test_unusable_arrays_are_rejected(array, message):
         nv.compress(array, steps=1)
 
 
+@pytest.mark.parametrize("bad", [float("inf"), float("nan"), -1.0])
+def test_bad_time_budgets_are_rejected_before_any_work(headsq_crop, bad, monkeypatch):
+    import importlib
+    monkeypatch.setattr(importlib.import_module("neuralvol.compress"), "fit", None)   # never reached
+    for extra in ({}, {"max_error": 5.0}):   # the error-bounded search must not split a bad budget
+        with pytest.raises(nv.InputError, match=r"^time budget must be a finite number of seconds >= 0, got "
+                                                r"(inf|nan|-1\.0); leave it out for the default \(60 s\), or give steps$"):
+            nv.compress(headsq_crop, ratio=20, time_budget=bad, steps=5, **extra)
+    with pytest.raises(nv.InputError, match="time budget must be a number of seconds, got 'soon'"):
+        nv.compress(headsq_crop, ratio=20, time_budget="soon", steps=5)
+
+
 def test_bad_spacing_is_rejected(headsq_crop):
     with pytest.raises(nv.InputError, match="spacing"):
         nv.compress(headsq_crop, spacing=(1, 0, 1), steps=1)

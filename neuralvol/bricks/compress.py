@@ -168,7 +168,7 @@ def compress_bricked(array, brick=DEFAULT_BRICK, spacing: Sequence[float] = (1.0
         array = np.asarray(array)
     if workers is not None and int(workers) < 0:
         raise InputError(f"workers must be >= 0, got {workers}")
-    from ..compress import _vec3
+    from ..compress import _vec3, check_time_budget
     spacing, origin = _vec3(spacing, "spacing", positive=True), _vec3(origin, "origin", positive=False)
     dims = (shape[2], shape[1], shape[0])
     layout = BrickLayout.for_volume(dims, brick, overlap)
@@ -178,9 +178,7 @@ def compress_bricked(array, brick=DEFAULT_BRICK, spacing: Sequence[float] = (1.0
         from ..compress import compress
         return compress(np.asarray(array[:, :, :]), spacing=spacing, origin=origin, array_name=array_name,
                         ratio=ratio, bpv=bpv, size=size, time=time, **options)
-    time_budget = options.pop("time_budget", None)   # the whole call's: the bricks' fits share it
-    if time_budget is not None and not (float(time_budget) > 0 and math.isfinite(float(time_budget))):
-        raise InputError(f"time budget must be a positive number of seconds, got {time_budget}")
+    time_budget = check_time_budget(options.pop("time_budget", None))   # the whole call's: the bricks' fits share it
     reserve = HEADER_BYTES_FIXED + HEADER_BYTES_PER_BRICK * len(layout)
     if budget < reserve + len(layout) * allocate.MIN_BRICK_BYTES:
         raise InputError(f"a budget of {budget} bytes is too small for {len(layout)} bricks (each needs about "
