@@ -56,3 +56,33 @@ def test_wasm_codecs_fit_the_budget_and_keep_the_layout(rd):
         row = rows[codec][budget]
         assert 0.9 * budget <= row[f"{codec}_bytes"] <= budget, (codec, row)
         assert row[f"{codec}_psnr"] > floor, (codec, row)
+
+
+def test_latent_pyramid_starts_from_an_exact_laplacian_pyramid(headsq_crop):
+    """benchmarks/latent_pyramid.py: its levels, coarsest first, each sample the residual so far, so
+    the linear path alone decodes the volume exactly before any fitting; rounding them then costs
+    bits under the entropy model, and a sized fit comes back with its byte count."""
+    torch = pytest.importorskip("torch")
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        spec = importlib.util.spec_from_file_location("latent_pyramid", REPO / "benchmarks" / "latent_pyramid.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    x = torch.tensor(headsq_crop / float(headsq_crop.max()), dtype=torch.float32)
+    model = module.LatentPyramid(tuple(x.shape), levels=4, hidden=8, seed=0)
+    assert [s for s in model.level_shapes] == [(30, 36, 40), (15, 18, 20), (8, 9, 10), (4, 5, 5)]
+    model.start_from_pyramid(x, step=0.05)
+    with torch.no_grad():
+        exact = model.decode(list(model.latents))
+        rounded = model.coded("round")
+        assert float((exact - x).abs().max()) < 1e-5
+        # rounding in units of the step: the finest level's step^2 / 12 plus the coarser levels'
+        # interpolated (1.57x in all here)
+        assert 1.0 < float(((model.decode(rounded) - x) ** 2).mean()) / (0.05 ** 2 / 12) < 2.5
+        assert float(model.bits(rounded)) > 0
+    result = module.fit(headsq_crop, budget=2000, seconds=1.0, levels=3, hidden=8, seed=0)
+    assert result["steps"] >= 1 and result["bytes"] == result["latent_bytes"] + result["network_bytes"]
+    assert module.fit(headsq_crop, budget=100, seconds=1.0, levels=3, hidden=8, seed=0)["error"].startswith(
+        "100 bytes do not hold the networks'")
