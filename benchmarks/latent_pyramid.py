@@ -65,6 +65,8 @@ FACES = ((-1, 0, 0), (1, 0, 0), (0, -1, 0), (0, 1, 0), (0, 0, -1), (0, 0, 1))
 
 
 class LatentPyramid(torch.nn.Module):
+    """The latents, the synthesis (MLP, linear path, optional convolution) and the entropy model."""
+
     def __init__(self, shape: tuple[int, int, int], levels: int, hidden: int, seed: int, refine: bool = True):
         super().__init__()
         torch.manual_seed(seed)

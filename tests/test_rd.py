@@ -72,7 +72,7 @@ def test_latent_pyramid_starts_from_an_exact_laplacian_pyramid(headsq_crop):
         sys.path.remove(str(REPO / "benchmarks"))
     x = torch.tensor(headsq_crop / float(headsq_crop.max()), dtype=torch.float32)
     model = module.LatentPyramid(tuple(x.shape), levels=4, hidden=8, seed=0)
-    assert [s for s in model.level_shapes] == [(30, 36, 40), (15, 18, 20), (8, 9, 10), (4, 5, 5)]
+    assert model.level_shapes == [(30, 36, 40), (15, 18, 20), (8, 9, 10), (4, 5, 5)]
     model.start_from_pyramid(x, step=0.05)
     with torch.no_grad():
         exact = model.decode(list(model.latents))
