@@ -33,7 +33,10 @@ also runs ``neuralvol.compress`` at the ratio for the same seconds.
 
 Measured (carotid 100:1, one thread; docs/RATE_DISTORTION.md, stop 37): with the defaults, 600 s
 (3 768 whole-volume steps) gave 36.91 dB in 5 901 bytes, where SPERR gives 36.28 in those bytes
-and 36.80 in the whole 6 703; at 60 s (~400 steps) it is 2-4 dB below the hash grid.
+and 36.80 in the whole 6 703; at 60 s (~400 steps) it is 1-3 dB below the hash grid. lambda's
+steering (FIRST_LAMBDA, STEER_GAIN) was set on carotid: on headsq_quarter it used 46 % of the
+budget and on neghip it collapsed to 40 non-zero latents, so rate control is the first thing to
+replace.
 
     .venv/bin/python benchmarks/latent_pyramid.py --volumes carotid --ratios 100 --seconds 60 600
 """
