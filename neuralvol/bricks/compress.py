@@ -195,7 +195,7 @@ def compress_bricked(array, brick=DEFAULT_BRICK, spacing: Sequence[float] = (1.0
             """Each of ``bricks`` fits' share of what is left of the time budget."""
             if time_budget is None:
                 return None
-            return brick_seconds(float(time_budget), _time.perf_counter() - started, bricks, slots)
+            return brick_seconds(time_budget, _time.perf_counter() - started, bricks, slots)
 
         # numpy inputs travel as their bricks; lazy ones as themselves (each worker reads its brick)
         sources = [source if is_lazy(source) else _scatter(c, source[layout.slices(i)]) for i in range(len(layout))]
@@ -224,7 +224,7 @@ def compress_bricked(array, brick=DEFAULT_BRICK, spacing: Sequence[float] = (1.0
 
         seconds = seconds_each(len(layout))
         if seconds is not None and seconds < MIN_BRICK_SECONDS:
-            raise InputError(f"a time budget of {float(time_budget):g} s leaves {max(seconds, 0.0):.1f} s for each of "
+            raise InputError(f"a time budget of {time_budget:g} s leaves {max(seconds, 0.0):.1f} s for each of "
                              f"{len(layout)} bricks on {slots} worker thread(s), under the {MIN_BRICK_SECONDS:g} s a "
                              f"fit needs; give a longer time budget, more workers or larger bricks (--brick)")
         results = runner.run(fit_task, [brick_args(i, seconds) for i in range(len(layout))], c, report,
